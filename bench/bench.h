@@ -1,0 +1,39 @@
+/*
+ * bench.h - shared plumbing of muser-bench: clocks, percentiles, and the
+ * report format of the design notes (a table, or with --json one object a
+ * line: bench, metric, value, unit, baseline, ratio = value / baseline).
+ *
+ * Machines here are noisy, so every metric is measured in several
+ * repetitions, each of which runs the baseline and the muser path back to
+ * back, and the median over repetitions is reported.
+ */
+#ifndef MUSER_BENCH_H
+#define MUSER_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern bool bench_json;
+extern int bench_reps;
+
+uint64_t bench_now_ns(void);
+
+/* Sorts samples in place; q in [0, 1]. */
+double bench_percentile(uint64_t *samples, size_t n, double q);
+/* Median of n doubles (sorts them). */
+double bench_median(double *v, size_t n);
+
+/* One result line. */
+void bench_report(const char *bench, const char *metric, double value,
+                  const char *unit, double baseline, const char *target);
+
+/* A scratch directory for sockets; removed at exit. */
+const char *bench_tmpdir(void);
+
+int bench_rtt(void);
+int bench_dma(void);
+int bench_irq(void);
+int bench_nvme(void);
+
+#endif

@@ -1,0 +1,156 @@
+/*
+ * rtt.c - round trip of a 4-byte REGION_READ through the client library and
+ * the server, against a raw UNIX-socket ping-pong of the same byte counts
+ * (32-byte request, 36-byte reply) between two threads.  Both run in the
+ * same repetitions, so machine noise hits them alike.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "muser.h"
+#include "muser-client.h"
+
+#define ITERS 20000
+#define WARMUP 2000
+#define REQ_BYTES 32
+#define REPLY_BYTES 36
+
+static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
+                           uint64_t offset, bool is_write)
+{
+    (void)ctx;
+    if (!is_write)
+        memset(buf, (int)offset, count);
+    return (ssize_t)count;
+}
+
+static void *run_ctx(void *arg)
+{
+    mu_ctx_run(arg);
+    return NULL;
+}
+
+static int full_io(int fd, void *buf, size_t len, bool wr)
+{
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n = wr ? write(fd, (char *)buf + done, len - done)
+                       : read(fd, (char *)buf + done, len - done);
+
+        if (n <= 0)
+            return -1;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static void *raw_server(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char req[REQ_BYTES], reply[REPLY_BYTES] = { 0 };
+
+    while (full_io(fd, req, sizeof(req), false) == 0)
+        if (full_io(fd, reply, sizeof(reply), true) < 0)
+            break;
+    return NULL;
+}
+
+/* One repetition of the baseline: p50 and p99 in ns. */
+static int raw_rep(double *p50, double *p99)
+{
+    static uint64_t lat[ITERS];
+    char req[REQ_BYTES] = { 0 }, reply[REPLY_BYTES];
+    pthread_t th;
+    int sv[2];
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    pthread_create(&th, NULL, raw_server, (void *)(intptr_t)sv[1]);
+    for (int i = 0; i < WARMUP + ITERS; i++) {
+        uint64_t t0 = bench_now_ns();
+
+        if (full_io(sv[0], req, sizeof(req), true) < 0 ||
+            full_io(sv[0], reply, sizeof(reply), false) < 0)
+            break;
+        if (i >= WARMUP)
+            lat[i - WARMUP] = bench_now_ns() - t0;
+    }
+    shutdown(sv[0], SHUT_RDWR);
+    pthread_join(th, NULL);
+    close(sv[0]);
+    close(sv[1]);
+    *p99 = bench_percentile(lat, ITERS, 0.99);
+    *p50 = bench_percentile(lat, ITERS, 0.50);
+    return 0;
+}
+
+static int muser_rep(muc_t *c, double *p50, double *p99)
+{
+    static uint64_t lat[ITERS];
+    uint32_t v;
+
+    for (int i = 0; i < WARMUP + ITERS; i++) {
+        uint64_t t0 = bench_now_ns();
+        int rc = muc_region_read(c, 0, 0, &v, sizeof(v));
+
+        if (rc < 0)
+            return rc;
+        if (i >= WARMUP)
+            lat[i - WARMUP] = bench_now_ns() - t0;
+    }
+    *p99 = bench_percentile(lat, ITERS, 0.99);
+    *p50 = bench_percentile(lat, ITERS, 0.50);
+    return 0;
+}
+
+int bench_rtt(void)
+{
+    double rp50[64], rp99[64], mp50[64], mp99[64];
+    char path[128];
+    pthread_t th;
+    mu_ctx_t *ctx;
+    muc_t *c;
+    int rc, reps = bench_reps > 64 ? 64 : bench_reps;
+
+    snprintf(path, sizeof(path), "%s/rtt.sock", bench_tmpdir());
+    rc = mu_ctx_create(&ctx, path, MU_DEV_PCI, NULL);
+    if (rc < 0)
+        return rc;
+    if ((rc = mu_region_setup(ctx, MU_PCI_BAR0, 4096,
+                              MU_REGION_RW | MU_REGION_MEM, bar0_access)) < 0 ||
+        (rc = mu_ctx_realize(ctx)) < 0) {
+        mu_ctx_destroy(ctx);
+        return rc;
+    }
+    pthread_create(&th, NULL, run_ctx, ctx);
+    rc = muc_connect(&c, path, NULL);
+    if (rc < 0)
+        goto out;
+    for (int r = 0; r < reps && rc == 0; r++) {
+        rc = raw_rep(&rp50[r], &rp99[r]);
+        if (rc == 0)
+            rc = muser_rep(c, &mp50[r], &mp99[r]);
+    }
+    muc_close(c);
+    if (rc == 0) {
+        double b50 = bench_median(rp50, (size_t)reps);
+        double b99 = bench_median(rp99, (size_t)reps);
+
+        bench_report("rtt", "rtt_p50", bench_median(mp50, (size_t)reps) / 1000,
+                     "us", b50 / 1000, "<= 1.2");
+        bench_report("rtt", "rtt_p99", bench_median(mp99, (size_t)reps) / 1000,
+                     "us", b99 / 1000, NULL);
+    }
+out:
+    mu_ctx_stop(ctx);
+    pthread_join(th, NULL);
+    mu_ctx_destroy(ctx);
+    return rc;
+}

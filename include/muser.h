@@ -1,0 +1,506 @@
+/*
+ * muser.h - emulate a PCI device in userspace, served over vfio-user.
+ *
+ * A device emulator creates a context, describes its PCI identity, regions,
+ * interrupts and callbacks, realizes it (which creates the listening UNIX
+ * socket) and then runs it, either with the blocking mu_ctx_run() or from
+ * its own event loop with mu_ctx_fd() and mu_ctx_poll().  One client (a VMM
+ * such as QEMU, or muser's client library) is served at a time; when it goes
+ * away the context forgets its DMA regions and interrupt fds and waits for
+ * the next one.
+ *
+ * Errors: every function that can fail returns 0 (or a non-negative count)
+ * on success and a negative errno on failure.  Nothing a client sends makes
+ * the library exit or abort.
+ *
+ * Threads: a context is driven by one thread, the "context thread": the one
+ * calling mu_ctx_run() or mu_ctx_poll().  All callbacks run on it.  Setup
+ * calls (everything before mu_ctx_realize()) must come from one thread.
+ * Functions documented "thread-safe" may be called from any thread at any
+ * time after realize: mu_ctx_stop(), mu_irq_trigger(), the DMA translation
+ * and copy functions (mu_dma_get(), mu_dma_put(), mu_dma_read(),
+ * mu_dma_write(), mu_dma_mark_dirty()) and mu_dma_get_stats().
+ */
+#ifndef MUSER_H
+#define MUSER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library is built with hidden visibility; this API is what it exports. */
+#pragma GCC visibility push(default)
+
+#define MU_API_VERSION 1
+
+typedef struct mu_ctx mu_ctx_t;
+typedef struct mu_dma_region mu_dma_region_t;
+
+/* ------------------------------------------------------------------ */
+/* Context                                                            */
+/* ------------------------------------------------------------------ */
+
+enum mu_dev_type {
+    MU_DEV_PCI = 0,     /* conventional PCI: 256 bytes of config space */
+    MU_DEV_PCIE = 1,    /* PCI Express: 4 KiB of config space */
+};
+
+/*
+ * Create a context that will listen on the UNIX socket 'path'.  'opaque' is
+ * handed back by mu_ctx_opaque() for use in callbacks.  Nothing is created on
+ * the file system until mu_ctx_realize().
+ *
+ * Returns 0 and sets *ctxp, or -EINVAL (bad type, path too long for a
+ * sockaddr_un) or -ENOMEM.
+ */
+int mu_ctx_create(mu_ctx_t **ctxp, const char *path, enum mu_dev_type type,
+                  void *opaque);
+
+/*
+ * Tear down: the client (if any) is dropped with every DMA region unmapped
+ * (unmap callbacks run with MU_UNMAP_DESTROY), every fd closed, the socket
+ * file removed.  Safe on NULL.  Must be called on the context thread, after
+ * mu_ctx_run() has returned.
+ */
+void mu_ctx_destroy(mu_ctx_t *ctx);
+
+void *mu_ctx_opaque(const mu_ctx_t *ctx);
+
+/* Logging.  The default writes lines at MU_LOG_WARN and above to stderr. */
+enum mu_log_level {
+    MU_LOG_ERR = 0,
+    MU_LOG_WARN = 1,
+    MU_LOG_INFO = 2,
+    MU_LOG_DEBUG = 3,
+};
+typedef void (*mu_log_cb_t)(mu_ctx_t *ctx, enum mu_log_level level,
+                            const char *msg);
+/* cb NULL restores the stderr default.  Messages above 'level' are dropped. */
+void mu_ctx_set_log(mu_ctx_t *ctx, mu_log_cb_t cb, enum mu_log_level level);
+
+/*
+ * Limits, with safe defaults.  Each may be set before mu_ctx_realize();
+ * MU_LIMIT_DMA_MAPPED_BYTES and MU_LIMIT_DMA_IDLE_MS also later, from the
+ * context thread.  Returns -EINVAL for an unknown limit or a value out of
+ * range (0 is out of range for all but the two DMA eviction limits, where it
+ * means "no limit").
+ */
+enum mu_limit {
+    MU_LIMIT_MSG_SIZE,          /* largest message accepted, header included;
+                                   default 16 + 16 + 1 MiB */
+    MU_LIMIT_MSG_FDS,           /* most fds in one message; default 8 */
+    MU_LIMIT_DATA_XFER,         /* largest REGION/DMA read or write count;
+                                   default 1 MiB */
+    MU_LIMIT_DMA_REGIONS,       /* most DMA regions at once; default 65535 */
+    MU_LIMIT_DMA_MAPPED_BYTES,  /* budget of mmapped guest memory; idle
+                                   mappings beyond it are evicted; default 0
+                                   (no budget) */
+    MU_LIMIT_DMA_IDLE_MS,       /* idle mappings older than this are evicted;
+                                   default 0 (never) */
+    MU_LIMIT_DMA_PENDING,       /* most DMA_READ/DMA_WRITE requests to the
+                                   client in flight at once; default 64 */
+    MU_LIMIT_SEND_TIMEOUT_MS,   /* a client that does not take a reply within
+                                   this time is dropped; default 5000 */
+    MU_LIMIT_RECV_TIMEOUT_MS,   /* a message started but not finished within
+                                   this time drops the client; default 5000 */
+};
+int mu_ctx_set_limit(mu_ctx_t *ctx, enum mu_limit limit, uint64_t value);
+uint64_t mu_ctx_get_limit(const mu_ctx_t *ctx, enum mu_limit limit);
+
+/* Socket file mode (default 0600).  Before realize. */
+int mu_ctx_set_socket_mode(mu_ctx_t *ctx, mode_t mode);
+
+/*
+ * Add a uid to the allow-list checked with SO_PEERCRED on each new client.
+ * With an empty list (the default) any peer that can open the socket file is
+ * served.  Before realize.  -ENOSPC past 64 entries.
+ */
+int mu_ctx_allow_uid(mu_ctx_t *ctx, uid_t uid);
+
+enum mu_ctx_flags {
+    /* Return from mu_ctx_run() (with 0) when the first client disconnects,
+     * instead of waiting for the next one. */
+    MU_CTX_ONE_CLIENT = 1u << 0,
+};
+void mu_ctx_set_flags(mu_ctx_t *ctx, unsigned flags);
+
+/*
+ * Finish setup: check it is consistent (e.g. MSI-X table inside a BAR),
+ * build the config space, create and listen on the socket.  Refuses to
+ * replace a path that exists and is not a socket (-EEXIST); a stale socket
+ * file is replaced.  After this, setup calls return -EBUSY.
+ */
+int mu_ctx_realize(mu_ctx_t *ctx);
+
+/*
+ * Serve clients until mu_ctx_stop() is called (returns 0), or with
+ * MU_CTX_ONE_CLIENT until the client leaves (returns 0).  A misbehaving
+ * client is dropped, never fatal.  Returns a negative errno only for local
+ * failures (e.g. epoll_wait failing).
+ */
+int mu_ctx_run(mu_ctx_t *ctx);
+
+/*
+ * Embedding: mu_ctx_fd() is one fd (an epoll fd) that becomes readable when
+ * the context has work: a connection to accept, a message, a timer, a stop
+ * request.  Call mu_ctx_poll() then; it does the ready work without blocking
+ * and returns 0, or -ESHUTDOWN once mu_ctx_stop() was called (or, with
+ * MU_CTX_ONE_CLIENT, the client left), or another negative errno for a
+ * local failure.
+ */
+int mu_ctx_fd(const mu_ctx_t *ctx);
+int mu_ctx_poll(mu_ctx_t *ctx);
+
+/* Ask mu_ctx_run() to return.  Thread-safe and async-signal-safe. */
+void mu_ctx_stop(mu_ctx_t *ctx);
+
+/* True while a client is connected and has completed VERSION negotiation. */
+bool mu_ctx_client_ready(const mu_ctx_t *ctx);
+
+/* ------------------------------------------------------------------ */
+/* PCI identity and config space                                      */
+/* ------------------------------------------------------------------ */
+
+struct mu_pci_ids {
+    uint16_t vendor_id;
+    uint16_t device_id;
+    uint16_t subsys_vendor_id;
+    uint16_t subsys_id;
+    uint32_t class_code;    /* 24 bits: base class << 16 | sub << 8 | prog-if */
+    uint8_t revision;
+    uint8_t irq_pin;        /* 0 none, 1 INTA# .. 4 INTD# */
+};
+/* Before realize. */
+int mu_pci_set_ids(mu_ctx_t *ctx, const struct mu_pci_ids *ids);
+
+/*
+ * The config space as the guest sees it (256 or 4096 bytes), for the device
+ * to read; the device may also write fields it owns from the context thread
+ * (e.g. a status bit).  Valid from creation to destroy.
+ */
+uint8_t *mu_pci_config(mu_ctx_t *ctx);
+size_t mu_pci_config_size(const mu_ctx_t *ctx);
+
+/*
+ * Capabilities.  Each adds one entry to the capability list (the library
+ * keeps the list pointers and the status bit) and returns its config-space
+ * offset, or a negative errno (-ENOSPC when config space is full, -EINVAL
+ * for bad arguments, -EEXIST for a second capability of a kind that must be
+ * unique, -EBUSY after realize).
+ */
+int mu_pci_add_pm(mu_ctx_t *ctx);
+/* nvec 1..32 (rounded up to a power of two); per-vector masking offered. */
+int mu_pci_add_msi(mu_ctx_t *ctx, unsigned nvec, bool addr64);
+/* nvec 1..2048.  Table and PBA live in memory BARs the device declares;
+ * the library serves those ranges of the BAR (the device's callback never
+ * sees them) and routes the guest's mask bits to the interrupt state. */
+int mu_pci_add_msix(mu_ctx_t *ctx, unsigned nvec, unsigned table_bar,
+                    uint32_t table_offset, unsigned pba_bar,
+                    uint32_t pba_offset);
+enum mu_pcie_type {
+    MU_PCIE_ENDPOINT = 0x0,
+    MU_PCIE_LEGACY_ENDPOINT = 0x1,
+    MU_PCIE_RC_INTEGRATED = 0x9,
+};
+/* Requires MU_DEV_PCIE.  Advertises function-level reset. */
+int mu_pci_add_pcie(mu_ctx_t *ctx, enum mu_pcie_type type);
+/* Vendor-specific capability: 'len' bytes of payload after the 3-byte
+ * header (id, next, length), len <= 252. */
+int mu_pci_add_vendor(mu_ctx_t *ctx, const void *data, size_t len);
+
+/*
+ * Config-space access hook: accesses to [offset, offset+len) are handed to
+ * cb instead of the library's register rules, so the device can own
+ * device-specific registers (offset >= 0x40).  The callback has the region
+ * access signature below.  Before realize.
+ */
+typedef ssize_t (*mu_access_cb_t)(mu_ctx_t *ctx, void *buf, size_t count,
+                                  uint64_t offset, bool is_write);
+int mu_pci_hook_config(mu_ctx_t *ctx, uint32_t offset, uint32_t len,
+                       mu_access_cb_t cb);
+
+/* Told when the guest changes the command register (memory/IO decode, bus
+ * master, INTx disable...). */
+typedef void (*mu_pci_command_cb_t)(mu_ctx_t *ctx, uint16_t old_cmd,
+                                    uint16_t new_cmd);
+void mu_pci_set_command_cb(mu_ctx_t *ctx, mu_pci_command_cb_t cb);
+
+/* ------------------------------------------------------------------ */
+/* Regions                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Region indexes for PCI devices. */
+enum {
+    MU_PCI_BAR0 = 0,
+    MU_PCI_BAR1,
+    MU_PCI_BAR2,
+    MU_PCI_BAR3,
+    MU_PCI_BAR4,
+    MU_PCI_BAR5,
+    MU_PCI_ROM = 6,
+    MU_PCI_CONFIG = 7,
+    MU_PCI_VGA = 8,
+    MU_PCI_NUM_REGIONS = 9,
+};
+
+enum mu_region_flags {
+    MU_REGION_READ = 1u << 0,
+    MU_REGION_WRITE = 1u << 1,
+    MU_REGION_RW = MU_REGION_READ | MU_REGION_WRITE,
+    /* BARs: memory space (default is I/O space, as on PCI for a BAR that
+     * does not say otherwise). */
+    MU_REGION_MEM = 1u << 2,
+    MU_REGION_MEM64 = 1u << 3,      /* 64-bit memory BAR: takes two slots */
+    MU_REGION_PREFETCH = 1u << 4,   /* prefetchable memory BAR */
+};
+
+/*
+ * Access callback for a region (and for hooked config space).  Reads fill
+ * buf, writes consume it; offset is within the region, count >= 1, and
+ * [offset, offset+count) is inside the region.  Return count on success or a
+ * negative errno, which the client receives.  Called on the context thread.
+ */
+/*
+ * Declare region idx (0..8 for PCI, more for device-specific regions up to
+ * 31) of 'size' bytes.  BAR sizes must be powers of two (>= 16 for memory,
+ * >= 4 for I/O); config space (MU_PCI_CONFIG) is managed by the library and
+ * cannot be declared.  cb may be NULL only for a region whose every byte is
+ * mmappable or served by the library (MSI-X table).  Before realize.
+ */
+int mu_region_setup(mu_ctx_t *ctx, unsigned idx, uint64_t size,
+                    unsigned flags, mu_access_cb_t cb);
+
+struct mu_mmap_area {
+    uint64_t offset;    /* within the region, page aligned */
+    uint64_t size;      /* page multiple */
+};
+/*
+ * Back region idx with 'fd' at file offset 'fd_offset', so the client may
+ * mmap it.  The library dups fd (the caller keeps its own).  With areas NULL
+ * the whole region is mmappable; otherwise only the listed areas are
+ * (sparse mmap) and the rest of the region still traps to the callback.
+ * Accesses through the socket to mmappable parts go straight to the fd, so
+ * they see the same bytes as a client's mmap.  Before realize.
+ */
+int mu_region_set_mmap(mu_ctx_t *ctx, unsigned idx, int fd,
+                       uint64_t fd_offset, const struct mu_mmap_area *areas,
+                       unsigned nr_areas);
+
+/*
+ * ioeventfds: ask the client to signal 'fd' (an eventfd) on writes of
+ * 'size' bytes (0 = any size) at 'offset' in region idx, optionally only
+ * when the written value equals datamatch.  The library watches the fd and
+ * calls cb(ctx, opaque_value) when it fires, on the context thread, so the
+ * device sees the doorbell without a message round trip.  fd < 0 makes the
+ * library create the eventfd.  The library owns the fd after this call.
+ * Returns 0 or a negative errno.  Before realize.
+ */
+typedef void (*mu_ioeventfd_cb_t)(mu_ctx_t *ctx, uint64_t opaque_value);
+int mu_region_add_ioeventfd(mu_ctx_t *ctx, unsigned idx, uint64_t offset,
+                            uint32_t size, bool datamatch, uint64_t data,
+                            int fd, mu_ioeventfd_cb_t cb,
+                            uint64_t opaque_value);
+
+/* ------------------------------------------------------------------ */
+/* Interrupts                                                         */
+/* ------------------------------------------------------------------ */
+
+enum mu_irq_type {
+    MU_IRQ_INTX = 0,
+    MU_IRQ_MSI = 1,
+    MU_IRQ_MSIX = 2,
+    MU_IRQ_ERR = 3,
+    MU_IRQ_REQ = 4,
+    MU_IRQ_NUM = 5,
+};
+/* Declare 'count' vectors of a type (INTx, ERR and REQ: 0 or 1).  Before
+ * realize.  MSI and MSI-X counts also come from mu_pci_add_msi/msix. */
+int mu_irq_setup(mu_ctx_t *ctx, enum mu_irq_type type, uint32_t count);
+
+/*
+ * Raise a vector.  Returns 0 when the client's eventfd was signalled, 1
+ * when the vector is masked (it is then pending and fires on unmask), or
+ * -ENOENT when the client gave no eventfd for it (also remembered as
+ * pending), -EINVAL for a bad type/vector.  Thread-safe.
+ */
+int mu_irq_trigger(mu_ctx_t *ctx, enum mu_irq_type type, uint32_t vector);
+
+/* Masked state as the guest/client set it.  Thread-safe. */
+bool mu_irq_masked(mu_ctx_t *ctx, enum mu_irq_type type, uint32_t vector);
+
+/*
+ * Told when the client enables or disables an interrupt type (assigns the
+ * first / removes the last eventfd of it, or the guest flips MSI/MSI-X
+ * enable), so a device can pick INTx, MSI or MSI-X like real hardware.
+ */
+typedef void (*mu_irq_state_cb_t)(mu_ctx_t *ctx, enum mu_irq_type type,
+                                  bool enabled);
+void mu_irq_set_state_cb(mu_ctx_t *ctx, mu_irq_state_cb_t cb);
+
+/* ------------------------------------------------------------------ */
+/* Reset                                                              */
+/* ------------------------------------------------------------------ */
+
+enum mu_reset_type {
+    MU_RESET_CLIENT = 0,    /* DEVICE_RESET message */
+    MU_RESET_FLR = 1,       /* function-level reset through config space */
+    MU_RESET_LOST = 2,      /* the client went away: a notification; the
+                               protocol keeps device state across clients,
+                               so most devices change nothing */
+};
+/* Return 0 or a negative errno (sent to the client for DEVICE_RESET). */
+typedef int (*mu_reset_cb_t)(mu_ctx_t *ctx, enum mu_reset_type type);
+void mu_ctx_set_reset_cb(mu_ctx_t *ctx, mu_reset_cb_t cb);
+/* Whether a reset (client or FLR) also unmaps every DMA region (with
+ * MU_UNMAP_RESET).  Default false: vfio keeps DMA mappings across reset. */
+void mu_ctx_set_reset_unmaps_dma(mu_ctx_t *ctx, bool unmap);
+
+/* ------------------------------------------------------------------ */
+/* DMA: guest memory handed over by the client                       */
+/* ------------------------------------------------------------------ */
+
+enum mu_dma_prot {
+    MU_DMA_READ = 1u << 0,      /* the device may read the region */
+    MU_DMA_WRITE = 1u << 1,     /* the device may write it */
+};
+
+struct mu_dma_info {
+    uint64_t iova;          /* guest (DMA) address */
+    uint64_t size;          /* bytes */
+    uint64_t fd_offset;     /* offset in the client's fd */
+    unsigned prot;          /* MU_DMA_READ | MU_DMA_WRITE */
+    bool has_fd;            /* false: reachable only by DMA_READ/DMA_WRITE */
+};
+
+/* Region accessors, valid from its map callback until its unmap callback
+ * returns. */
+const struct mu_dma_info *mu_dma_region_info(const mu_dma_region_t *r);
+void mu_dma_region_set_priv(mu_dma_region_t *r, void *priv);
+void *mu_dma_region_priv(const mu_dma_region_t *r);
+
+enum mu_unmap_reason {
+    MU_UNMAP_CLIENT = 0,    /* DMA_UNMAP naming the region */
+    MU_UNMAP_OVERLAP,       /* replaced by an overlapping DMA_MAP */
+    MU_UNMAP_ALL,           /* DMA_UNMAP with the unmap-all flag */
+    MU_UNMAP_DISCONNECT,    /* the client went away */
+    MU_UNMAP_RESET,         /* reset, with mu_ctx_set_reset_unmaps_dma() */
+    MU_UNMAP_DESTROY,       /* mu_ctx_destroy() */
+};
+const char *mu_unmap_reason_str(enum mu_unmap_reason reason);
+
+/*
+ * Map callback: a region was added.  Return 0 to accept; a negative errno
+ * refuses the map (the client gets that errno, the region is dropped and no
+ * unmap callback follows).
+ *
+ * Unmap callback: the region is going away.  It runs before the memory is
+ * unmapped, while the region can still be translated by references already
+ * held, so the device can quiesce.  Every region whose map callback
+ * succeeded gets exactly one unmap callback, whatever removes it.  After
+ * the callback returns, the library waits until every mu_dma_get()
+ * reference to the region has been put (from other threads); a reference
+ * held by the context thread itself must be put in the callback, or the
+ * wait never ends.  Only then is the memory unmapped, the fd closed and the
+ * reply sent.
+ */
+typedef int (*mu_dma_map_cb_t)(mu_ctx_t *ctx, mu_dma_region_t *r);
+typedef void (*mu_dma_unmap_cb_t)(mu_ctx_t *ctx, mu_dma_region_t *r,
+                                  enum mu_unmap_reason reason);
+void mu_dma_set_callbacks(mu_ctx_t *ctx, mu_dma_map_cb_t map,
+                          mu_dma_unmap_cb_t unmap);
+
+/*
+ * What a DMA_MAP that overlaps mapped regions does.  REJECT answers EEXIST
+ * and changes nothing.  REPLACE removes every overlapped region as an
+ * implicit unmap (unmap callback with MU_UNMAP_OVERLAP) and maps the new
+ * one.  A map identical to an existing region is an overlap too.
+ */
+enum mu_overlap_policy {
+    MU_OVERLAP_REJECT = 0,
+    MU_OVERLAP_REPLACE = 1,
+};
+/* Default for when no overlap callback is set.  Its initial value comes from
+ * the transport: the socket delivers unmaps, so REJECT. */
+void mu_dma_set_overlap_policy(mu_ctx_t *ctx, enum mu_overlap_policy p);
+enum mu_overlap_policy mu_dma_get_overlap_policy(const mu_ctx_t *ctx);
+/* Per-event choice: 'incoming' is the new map, old[0..n) the regions it
+ * overlaps, in address order. */
+typedef enum mu_overlap_policy (*mu_dma_overlap_cb_t)(
+    mu_ctx_t *ctx, const struct mu_dma_info *incoming,
+    mu_dma_region_t *const *old, size_t n);
+void mu_dma_set_overlap_cb(mu_ctx_t *ctx, mu_dma_overlap_cb_t cb);
+
+/*
+ * Translation.  A scatter-gather entry describes one host-virtual piece of a
+ * guest range.  Only addr and len are for the device; the rest is the
+ * library's bookkeeping for mu_dma_put().
+ */
+typedef struct mu_sg {
+    void *addr;
+    size_t len;
+    uint64_t iova;
+    mu_dma_region_t *region;
+    unsigned prot;
+} mu_sg_t;
+
+/*
+ * Translate [iova, iova+len) for 'prot' access into at most max_sg entries,
+ * one per region the range crosses (adjacent regions are spanned).  Each
+ * region involved is mmapped on first use (lazy) and held: it will not be
+ * evicted or unmapped until mu_dma_put().  Returns the number of entries, or
+ * -EINVAL (len 0 or wrap), -ENOENT (a byte of the range is not mapped),
+ * -EACCES (region lacks prot), -EFAULT (region has no fd: use
+ * mu_dma_read/write), -ENOSPC (needs more than max_sg entries), -ENOMEM or
+ * the mmap errno.  Thread-safe.
+ */
+int mu_dma_get(mu_ctx_t *ctx, uint64_t iova, size_t len, unsigned prot,
+               mu_sg_t *sg, unsigned max_sg);
+/* Release what mu_dma_get() returned; entries taken with MU_DMA_WRITE mark
+ * their pages dirty when dirty logging is on.  Thread-safe. */
+void mu_dma_put(mu_ctx_t *ctx, mu_sg_t *sg, unsigned nr);
+
+/*
+ * Copy between guest memory and buf.  Works for regions with an fd (through
+ * the mapping) and without one (through DMA_READ/DMA_WRITE messages to the
+ * client).  Thread-safe; from a thread other than the context thread the
+ * fd-less path needs the context thread to keep serving (mu_ctx_run, or
+ * mu_ctx_poll when mu_ctx_fd is readable), since it receives the reply.
+ * Returns 0 or a negative errno (as mu_dma_get, plus -ENOTCONN without a
+ * client, -EIO for an error reply, -EBUSY past MU_LIMIT_DMA_PENDING).
+ */
+int mu_dma_read(mu_ctx_t *ctx, uint64_t iova, void *buf, size_t len);
+int mu_dma_write(mu_ctx_t *ctx, uint64_t iova, const void *buf, size_t len);
+
+/* Mark guest pages written by other means.  Thread-safe. */
+int mu_dma_mark_dirty(mu_ctx_t *ctx, uint64_t iova, size_t len);
+
+struct mu_dma_stats {
+    uint64_t regions;        /* regions in the table now */
+    uint64_t mapped_bytes;   /* bytes mmapped now */
+    uint64_t maps;           /* DMA_MAP accepted (map callbacks) */
+    uint64_t unmaps;         /* regions removed (unmap callbacks) */
+    uint64_t faults;         /* lazy mmaps done by translation */
+    uint64_t evictions;      /* idle mappings dropped (budget or age) */
+    uint64_t rejects;        /* DMA_MAP refused for overlap */
+};
+/* Thread-safe. */
+void mu_dma_get_stats(mu_ctx_t *ctx, struct mu_dma_stats *st);
+
+/* Iterate the table from the context thread (e.g. for a debug dump):
+ * cb is called for each region in address order; stop with non-zero. */
+int mu_dma_foreach(mu_ctx_t *ctx,
+                   int (*cb)(mu_ctx_t *ctx, mu_dma_region_t *r, void *arg),
+                   void *arg);
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MUSER_H */

@@ -1,0 +1,297 @@
+/*
+ * caps.c - the JSON capability object carried by VERSION (protocol §3.1).
+ *
+ * Parsing is strict about what we understand and lenient about what we do
+ * not: a known key with the wrong type or an out-of-range value is an
+ * error, an unknown key at any level is ignored so that newer peers can
+ * add capabilities without breaking us.
+ *
+ * json-c notes (0.16):
+ *
+ * - The tokener takes an int length and stops after the first complete
+ *   value, so trailing text must be checked by hand: only JSON whitespace
+ *   may follow the object.
+ *
+ * - Integers are stored as int64, or as uint64 when above INT64_MAX.  A
+ *   negative number therefore shows up as a negative int64, and a value
+ *   beyond UINT64_MAX is silently clamped to UINT64_MAX by the tokener
+ *   (json-c gives no way to tell); for the 32-bit keys that still lands
+ *   out of range, for pgsizes it reads as "every page size".
+ *
+ * - Numbers written with a fraction or exponent are doubles, not ints, and
+ *   are rejected even when integral ("8.0"): the protocol says number, but
+ *   every known peer sends plain integers.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "wire.h"
+
+void
+vfu_caps_default(struct vfu_caps *c)
+{
+    *c = (struct vfu_caps) {
+        .max_msg_fds = VFU_DEFAULT_MAX_MSG_FDS,
+        .max_data_xfer_size = VFU_DEFAULT_MAX_DATA_XFER,
+        .max_dma_maps = VFU_DEFAULT_MAX_DMA_MAPS,
+        .pgsizes = VFU_DEFAULT_PGSIZES,
+        .write_multiple = false,
+        .twin_socket = false,
+        .mig_pgsize = 0,
+    };
+}
+
+/* ---- parsing ---- */
+
+static bool
+only_json_space(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Turn json[0..len) (NUL last, no other NUL) into a tree.  Returns 0 with
+ * *root set, -EINVAL for bad text, -ENOMEM if the tokener cannot be had.
+ */
+static int
+parse_text(const char *json, size_t len, struct json_object **root)
+{
+    size_t text_len = len - 1;
+    struct json_tokener *tok;
+    struct json_object *obj;
+    size_t end;
+
+    if (json[text_len] != '\0' || memchr(json, '\0', text_len) != NULL)
+        return -EINVAL;
+    if (text_len > INT_MAX)
+        return -EINVAL;
+
+    tok = json_tokener_new();
+    if (tok == NULL)
+        return -ENOMEM;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
+                                JSON_TOKENER_VALIDATE_UTF8);
+    obj = json_tokener_parse_ex(tok, json, (int)text_len);
+    end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+
+    if (obj == NULL)
+        return -EINVAL;
+    /*
+     * STRICT already refuses most trailing text; checking ourselves keeps
+     * the rule independent of that json-c detail.
+     */
+    if (end > text_len || !only_json_space(json + end, text_len - end) ||
+        !json_object_is_type(obj, json_type_object)) {
+        json_object_put(obj);
+        return -EINVAL;
+    }
+    *root = obj;
+    return 0;
+}
+
+/*
+ * Each opt_* helper looks up key in obj: absent leaves *dst alone, present
+ * with the right type and range stores it, anything else is -EINVAL.  A
+ * JSON null counts as present (and of the wrong type).
+ */
+static int
+opt_uint(struct json_object *obj, const char *key, uint64_t min,
+         uint64_t max, uint64_t *dst)
+{
+    struct json_object *v;
+    uint64_t n;
+
+    if (!json_object_object_get_ex(obj, key, &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_int) ||
+        json_object_get_int64(v) < 0)
+        return -EINVAL;
+    n = json_object_get_uint64(v);
+    if (n < min || n > max)
+        return -EINVAL;
+    *dst = n;
+    return 0;
+}
+
+static int
+opt_u32(struct json_object *obj, const char *key, uint32_t min,
+        uint32_t *dst)
+{
+    uint64_t n = *dst;
+    int ret = opt_uint(obj, key, min, UINT32_MAX, &n);
+
+    *dst = (uint32_t)n;
+    return ret;
+}
+
+static int
+opt_bool(struct json_object *obj, const char *key, bool *dst)
+{
+    struct json_object *v;
+
+    if (!json_object_object_get_ex(obj, key, &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_boolean))
+        return -EINVAL;
+    *dst = json_object_get_boolean(v);
+    return 0;
+}
+
+/* *dst is set to NULL when key is absent. */
+static int
+opt_object(struct json_object *obj, const char *key, struct json_object **dst)
+{
+    struct json_object *v;
+
+    *dst = NULL;
+    if (!json_object_object_get_ex(obj, key, &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_object))
+        return -EINVAL;
+    *dst = v;
+    return 0;
+}
+
+static int
+read_caps(struct json_object *root, struct vfu_caps *c)
+{
+    struct json_object *caps, *twin, *mig;
+
+    if (opt_object(root, "capabilities", &caps) < 0)
+        return -EINVAL;
+    if (caps == NULL)
+        return 0;
+
+    if (opt_u32(caps, "max_msg_fds", 0, &c->max_msg_fds) < 0 ||
+        opt_u32(caps, "max_data_xfer_size", 1, &c->max_data_xfer_size) < 0 ||
+        opt_u32(caps, "max_dma_maps", 1, &c->max_dma_maps) < 0 ||
+        opt_uint(caps, "pgsizes", 1, UINT64_MAX, &c->pgsizes) < 0 ||
+        opt_bool(caps, "write_multiple", &c->write_multiple) < 0)
+        return -EINVAL;
+
+    /* fd_index only matters to a client; a server reads "supported". */
+    if (opt_object(caps, "twin_socket", &twin) < 0)
+        return -EINVAL;
+    if (twin != NULL && opt_bool(twin, "supported", &c->twin_socket) < 0)
+        return -EINVAL;
+
+    /* libvfio-user's older form; max_bitmap_size is not used by us. */
+    if (opt_object(caps, "migration", &mig) < 0)
+        return -EINVAL;
+    if (mig != NULL && opt_uint(mig, "pgsize", 1, UINT64_MAX,
+                                &c->mig_pgsize) < 0)
+        return -EINVAL;
+    return 0;
+}
+
+/*
+ * On failure *out is left untouched, so a caller that wants the defaults
+ * after a bad VERSION has to ask for them explicitly.
+ */
+int
+vfu_caps_parse(const char *json, size_t len, struct vfu_caps *out)
+{
+    struct json_object *root;
+    struct vfu_caps c;
+    int ret;
+
+    vfu_caps_default(&c);
+    if (json == NULL || len == 0) {
+        *out = c;
+        return 0;
+    }
+
+    ret = parse_text(json, len, &root);
+    if (ret < 0)
+        return ret;
+    ret = read_caps(root, &c);
+    json_object_put(root);
+    if (ret == 0)
+        *out = c;
+    return ret;
+}
+
+/* ---- building ---- */
+
+/* Add val under key, taking ownership of val in every case. */
+static int
+add(struct json_object *obj, const char *key, struct json_object *val)
+{
+    if (val == NULL)
+        return -ENOMEM;
+    if (json_object_object_add(obj, key, val) < 0) {
+        json_object_put(val);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int
+build_tree(const struct vfu_caps *c, struct json_object *root)
+{
+    struct json_object *caps = json_object_new_object();
+    struct json_object *mig;
+
+    if (add(root, "capabilities", caps) < 0)
+        return -ENOMEM;
+    if (add(caps, "max_msg_fds", json_object_new_int64(c->max_msg_fds)) < 0 ||
+        add(caps, "max_data_xfer_size",
+            json_object_new_int64(c->max_data_xfer_size)) < 0 ||
+        add(caps, "max_dma_maps",
+            json_object_new_int64(c->max_dma_maps)) < 0 ||
+        add(caps, "pgsizes", json_object_new_uint64(c->pgsizes)) < 0)
+        return -ENOMEM;
+
+    if (c->write_multiple &&
+        add(caps, "write_multiple", json_object_new_boolean(1)) < 0)
+        return -ENOMEM;
+
+    if (c->mig_pgsize != 0) {
+        mig = json_object_new_object();
+        if (add(caps, "migration", mig) < 0 ||
+            add(mig, "pgsize", json_object_new_uint64(c->mig_pgsize)) < 0)
+            return -ENOMEM;
+    }
+    /*
+     * twin_socket is never built here: its reply form names an fd_index,
+     * which only the connection code that passes the fd can know.
+     */
+    return 0;
+}
+
+int
+vfu_caps_build(const struct vfu_caps *c, char *buf, size_t buflen)
+{
+    struct json_object *root = json_object_new_object();
+    const char *s;
+    size_t slen;
+    int ret;
+
+    if (root == NULL)
+        return -ENOMEM;
+    ret = build_tree(c, root);
+    if (ret < 0)
+        goto out;
+
+    s = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN,
+                                          &slen);
+    if (s == NULL) {
+        ret = -ENOMEM;
+    } else if (slen >= buflen || slen >= INT_MAX) {
+        ret = -ENOSPC;
+    } else {
+        memcpy(buf, s, slen + 1);
+        ret = (int)slen + 1;
+    }
+out:
+    json_object_put(root);
+    return ret;
+}

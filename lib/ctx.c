@@ -1,0 +1,493 @@
+/*
+ * ctx.c - context lifecycle and the event loop.
+ *
+ * Everything the context waits on sits in one epoll set: the listening
+ * socket (only while no client is attached, so a second client waits in the
+ * backlog instead of being half-served), the client connection, a stop
+ * eventfd, a housekeeping timer, and fds the subsystems register (irq mask
+ * eventfds, ioeventfds).  The epoll fd is what mu_ctx_fd() hands out, so a
+ * device can nest the whole context in its own loop.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "private.h"
+
+static const uint64_t limit_defaults[] = {
+    [MU_LIMIT_MSG_SIZE] = VFU_HDR_SIZE + 16 + (1u << 20),
+    [MU_LIMIT_MSG_FDS] = 8,
+    [MU_LIMIT_DATA_XFER] = 1u << 20,
+    [MU_LIMIT_DMA_REGIONS] = 65535,
+    [MU_LIMIT_DMA_MAPPED_BYTES] = 0,
+    [MU_LIMIT_DMA_IDLE_MS] = 0,
+    [MU_LIMIT_DMA_PENDING] = 64,
+    [MU_LIMIT_SEND_TIMEOUT_MS] = 5000,
+    [MU_LIMIT_RECV_TIMEOUT_MS] = 5000,
+};
+
+static const struct {
+    uint64_t min, max;
+} limit_range[] = {
+    [MU_LIMIT_MSG_SIZE] = { VFU_HDR_SIZE + 64, 64u << 20 },
+    [MU_LIMIT_MSG_FDS] = { 1, MSGIO_MAX_FDS },
+    [MU_LIMIT_DATA_XFER] = { 4, 16u << 20 },
+    [MU_LIMIT_DMA_REGIONS] = { 1, 1u << 20 },
+    [MU_LIMIT_DMA_MAPPED_BYTES] = { 0, UINT64_MAX },
+    [MU_LIMIT_DMA_IDLE_MS] = { 0, 24ull * 3600 * 1000 },
+    [MU_LIMIT_DMA_PENDING] = { 1, 4096 },
+    [MU_LIMIT_SEND_TIMEOUT_MS] = { 1, 3600 * 1000 },
+    [MU_LIMIT_RECV_TIMEOUT_MS] = { 1, 3600 * 1000 },
+};
+
+int mu_ctx_create(mu_ctx_t **ctxp, const char *path, enum mu_dev_type type,
+                  void *opaque)
+{
+    struct sockaddr_un sa;
+    mu_ctx_t *ctx;
+    int rc;
+
+    *ctxp = NULL;
+    if (path == NULL || path[0] == '\0' || strlen(path) >= sizeof(sa.sun_path))
+        return -EINVAL;
+    if (type != MU_DEV_PCI && type != MU_DEV_PCIE)
+        return -EINVAL;
+    ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL)
+        return -ENOMEM;
+    ctx->path = strdup(path);
+    if (ctx->path == NULL) {
+        free(ctx);
+        return -ENOMEM;
+    }
+    ctx->opaque = opaque;
+    ctx->log_level = MU_LOG_WARN;
+    memcpy(ctx->limits, limit_defaults, sizeof(limit_defaults));
+    ctx->sock_mode = 0600;
+    ctx->tran = &mu_tran_sock_ops;
+    ctx->listen_fd = ctx->conn_fd = -1;
+    ctx->io.fd = -1;
+    ctx->epfd = ctx->stop_fd = ctx->timer_fd = -1;
+    ctx->nr_regions = MU_PCI_NUM_REGIONS;
+    ctx->backlog_tail = &ctx->backlog;
+    for (unsigned i = 0; i < MU_MAX_REGIONS; i++)
+        ctx->regions[i].fd = -1;
+    pthread_mutex_init(&ctx->send_lock, NULL);
+    pthread_mutex_init(&ctx->call_lock, NULL);
+    pthread_cond_init(&ctx->call_cond, NULL);
+
+    rc = mu_pci_init(ctx, type);
+    if (rc == 0)
+        rc = mu_irqs_init(ctx);
+    if (rc == 0)
+        rc = mu_dma_init(ctx);
+    if (rc < 0) {
+        mu_ctx_destroy(ctx);
+        return rc;
+    }
+    *ctxp = ctx;
+    return 0;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+void mu_ctx_destroy(mu_ctx_t *ctx)
+{
+    if (ctx == NULL)
+        return;
+    if (ctx->conn_fd >= 0)
+        mu_ctx_detach(ctx, "context destroyed");
+    /* Regions are gone with the client already; this catches the unusual
+     * case of a destroy from inside a callback sequence. */
+    if (ctx->dma != NULL)
+        mu_dma_remove_all(ctx, MU_UNMAP_DESTROY);
+    if (ctx->realized)
+        ctx->tran->fini(ctx);
+    close_fd(&ctx->epfd);
+    close_fd(&ctx->stop_fd);
+    close_fd(&ctx->timer_fd);
+    mu_dma_fini(ctx);
+    mu_irqs_fini(ctx);
+    mu_regions_fini(ctx);
+    mu_pci_fini(ctx);
+    pthread_cond_destroy(&ctx->call_cond);
+    pthread_mutex_destroy(&ctx->call_lock);
+    pthread_mutex_destroy(&ctx->send_lock);
+    free(ctx->path);
+    free(ctx);
+}
+
+void *mu_ctx_opaque(const mu_ctx_t *ctx)
+{
+    return ctx->opaque;
+}
+
+int mu_ctx_set_limit(mu_ctx_t *ctx, enum mu_limit limit, uint64_t value)
+{
+    if ((unsigned)limit > MU_LIMIT_RECV_TIMEOUT_MS)
+        return -EINVAL;
+    if (value < limit_range[limit].min || value > limit_range[limit].max)
+        return -EINVAL;
+    if (ctx->realized && limit != MU_LIMIT_DMA_MAPPED_BYTES &&
+        limit != MU_LIMIT_DMA_IDLE_MS)
+        return -EBUSY;
+    ctx->limits[limit] = value;
+    return 0;
+}
+
+uint64_t mu_ctx_get_limit(const mu_ctx_t *ctx, enum mu_limit limit)
+{
+    if ((unsigned)limit > MU_LIMIT_RECV_TIMEOUT_MS)
+        return 0;
+    return ctx->limits[limit];
+}
+
+int mu_ctx_set_socket_mode(mu_ctx_t *ctx, mode_t mode)
+{
+    if (ctx->realized)
+        return -EBUSY;
+    if (mode & ~0777u)
+        return -EINVAL;
+    ctx->sock_mode = mode;
+    return 0;
+}
+
+int mu_ctx_allow_uid(mu_ctx_t *ctx, uid_t uid)
+{
+    if (ctx->realized)
+        return -EBUSY;
+    if (ctx->nr_allow_uids == MU_MAX_ALLOW_UIDS)
+        return -ENOSPC;
+    ctx->allow_uids[ctx->nr_allow_uids++] = uid;
+    return 0;
+}
+
+void mu_ctx_set_flags(mu_ctx_t *ctx, unsigned flags)
+{
+    ctx->flags = flags;
+}
+
+void mu_ctx_set_reset_cb(mu_ctx_t *ctx, mu_reset_cb_t cb)
+{
+    ctx->reset_cb = cb;
+}
+
+void mu_ctx_set_reset_unmaps_dma(mu_ctx_t *ctx, bool unmap)
+{
+    ctx->reset_unmaps_dma = unmap;
+}
+
+bool mu_ctx_client_ready(const mu_ctx_t *ctx)
+{
+    return ctx->conn_fd >= 0 && ctx->negotiated;
+}
+
+int mu_ctx_watch(mu_ctx_t *ctx, int fd, uint64_t tag)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
+
+    if (epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+        return -errno;
+    return 0;
+}
+
+void mu_ctx_unwatch(mu_ctx_t *ctx, int fd)
+{
+    if (fd >= 0 && ctx->epfd >= 0)
+        epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+int mu_ctx_realize(mu_ctx_t *ctx)
+{
+    int rc;
+
+    if (ctx->realized)
+        return -EBUSY;
+    /* A message must hold the largest transfer plus its headers. */
+    if (ctx->limits[MU_LIMIT_MSG_SIZE] <
+        VFU_HDR_SIZE + sizeof(struct vfu_region_access) +
+            ctx->limits[MU_LIMIT_DATA_XFER]) {
+        mu_log(ctx, MU_LOG_ERR,
+               "message size limit too small for the data transfer limit");
+        return -EINVAL;
+    }
+    rc = mu_pci_realize(ctx);
+    if (rc < 0)
+        return rc;
+
+    ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
+    ctx->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ctx->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (ctx->epfd < 0 || ctx->stop_fd < 0 || ctx->timer_fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    rc = mu_ctx_watch(ctx, ctx->stop_fd, MU_EV(MU_EV_STOP, 0));
+    if (rc == 0)
+        rc = mu_ctx_watch(ctx, ctx->timer_fd, MU_EV(MU_EV_TIMER, 0));
+    if (rc < 0)
+        goto fail;
+
+    /* Device ioeventfds are the device's, watched for the whole life. */
+    for (unsigned r = 0; r < ctx->nr_regions; r++) {
+        for (unsigned i = 0; i < ctx->regions[r].nr_ioeventfds; i++) {
+            rc = mu_ctx_watch(ctx, ctx->regions[r].ioeventfds[i].fd,
+                              MU_EV(MU_EV_IOEVENTFD, r << 16 | i));
+            if (rc < 0)
+                goto fail;
+        }
+    }
+
+    rc = ctx->tran->init(ctx);
+    if (rc < 0)
+        goto fail;
+    rc = mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0));
+    if (rc < 0) {
+        ctx->tran->fini(ctx);
+        goto fail;
+    }
+    mu_dma_set_overlap_policy(ctx, ctx->tran->default_overlap);
+    ctx->realized = true;
+    mu_log(ctx, MU_LOG_INFO, "listening on %s (%s)", ctx->path, ctx->tran->name);
+    return 0;
+
+fail:
+    close_fd(&ctx->epfd);
+    close_fd(&ctx->stop_fd);
+    close_fd(&ctx->timer_fd);
+    return rc;
+}
+
+/* Housekeeping period: fine enough for the shortest timeout in force. */
+static void arm_timer(mu_ctx_t *ctx, bool on)
+{
+    struct itimerspec its = { 0 };
+    uint64_t ms = ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS];
+
+    if (ctx->limits[MU_LIMIT_DMA_IDLE_MS] != 0 &&
+        ctx->limits[MU_LIMIT_DMA_IDLE_MS] < ms)
+        ms = ctx->limits[MU_LIMIT_DMA_IDLE_MS];
+    ms /= 4;
+    if (ms < 10)
+        ms = 10;
+    if (ms > 500)
+        ms = 500;
+    if (on) {
+        its.it_interval.tv_sec = (time_t)(ms / 1000);
+        its.it_interval.tv_nsec = (long)(ms % 1000) * 1000000L;
+        its.it_value = its.it_interval;
+    }
+    timerfd_settime(ctx->timer_fd, 0, &its, NULL);
+}
+
+/* Make fd (already wrapped by the transport) the current client. */
+static int attach_conn(mu_ctx_t *ctx, int fd)
+{
+    int rc = mu_ctx_watch(ctx, fd, MU_EV(MU_EV_CONN, 0));
+
+    if (rc < 0) {
+        mu_log(ctx, MU_LOG_ERR, "cannot watch client fd: %s", strerror(-rc));
+        ctx->tran->detach(ctx);
+        return rc;
+    }
+    /* One client at a time: later ones wait in the listen backlog. */
+    mu_ctx_unwatch(ctx, ctx->listen_fd);
+    pthread_mutex_lock(&ctx->send_lock);
+    ctx->conn_fd = fd;
+    pthread_mutex_unlock(&ctx->send_lock);
+    ctx->negotiated = false;
+    vfu_caps_default(&ctx->peer);
+    arm_timer(ctx, true);
+    mu_log(ctx, MU_LOG_INFO, "client connected");
+    return 0;
+}
+
+static void attach(mu_ctx_t *ctx)
+{
+    int fd = ctx->tran->accept(ctx);
+
+    if (fd < 0) {
+        if (fd != -EAGAIN && fd != -EACCES)
+            mu_log(ctx, MU_LOG_WARN, "accept failed: %s", strerror(-fd));
+        return;
+    }
+    attach_conn(ctx, fd);
+}
+
+int mu_ctx_attach_fd(mu_ctx_t *ctx, int fd)
+{
+    int rc;
+
+    if (!ctx->realized || ctx->conn_fd >= 0) {
+        close(fd);
+        return -EBUSY;
+    }
+    rc = msgio_init(&ctx->io, fd, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
+                    (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return attach_conn(ctx, fd);
+}
+
+/*
+ * Forget the client: everything it gave us goes (DMA regions with their
+ * unmap callbacks, irq eventfds), the device state stays, and the listening
+ * socket is watched again for the next client.
+ */
+void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
+{
+    if (ctx->conn_fd < 0)
+        return;
+    mu_log(ctx, MU_LOG_INFO, "client dropped: %s", why);
+    mu_ctx_unwatch(ctx, ctx->conn_fd);
+    pthread_mutex_lock(&ctx->send_lock);
+    ctx->tran->detach(ctx);
+    ctx->conn_fd = -1;
+    pthread_mutex_unlock(&ctx->send_lock);
+    mu_calls_cancel(ctx);
+    mu_backlog_drop(ctx);
+    pthread_mutex_lock(&ctx->call_lock);
+    ctx->negotiated = false;
+    pthread_mutex_unlock(&ctx->call_lock);
+    ctx->drop_reason = NULL;
+    arm_timer(ctx, false);
+
+    mu_dma_remove_all(ctx, MU_UNMAP_DISCONNECT);
+    mu_irqs_reset(ctx);
+    if (ctx->reset_cb != NULL)
+        ctx->reset_cb(ctx, MU_RESET_LOST);
+
+    if (mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0)) < 0)
+        mu_log(ctx, MU_LOG_ERR, "cannot watch the socket again: %s",
+               strerror(errno));
+    if (ctx->flags & MU_CTX_ONE_CLIENT)
+        ctx->stopping = true;
+}
+
+static void on_timer(mu_ctx_t *ctx)
+{
+    uint64_t ticks, since;
+
+    if (read(ctx->timer_fd, &ticks, sizeof(ticks)) < 0)
+        return;
+    if (ctx->conn_fd < 0)
+        return;
+    since = ctx->tran->partial_since(ctx);
+    if (since != 0 && mu_now_ns() - since >
+                          ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS] * 1000000ull) {
+        mu_ctx_detach(ctx, "message not completed within the receive timeout");
+        return;
+    }
+    mu_dma_tick(ctx);
+}
+
+static void on_ioeventfd(mu_ctx_t *ctx, uint32_t idx)
+{
+    unsigned r = idx >> 16, i = idx & 0xffff;
+    struct mu_ioeventfd *e;
+    uint64_t v;
+
+    if (r >= ctx->nr_regions || i >= ctx->regions[r].nr_ioeventfds)
+        return;
+    e = &ctx->regions[r].ioeventfds[i];
+    if (read(e->fd, &v, sizeof(v)) == sizeof(v) && e->cb != NULL)
+        e->cb(ctx, e->opaque_value);
+}
+
+static void handle_event(mu_ctx_t *ctx, uint64_t tag)
+{
+    uint32_t idx = (uint32_t)tag;
+    uint64_t v;
+
+    switch (tag >> 32) {
+    case MU_EV_STOP:
+        if (read(ctx->stop_fd, &v, sizeof(v)) == sizeof(v))
+            ctx->stopping = true;
+        break;
+    case MU_EV_LISTEN:
+        if (ctx->conn_fd < 0)
+            attach(ctx);
+        break;
+    case MU_EV_CONN:
+        mu_ctx_process(ctx);
+        break;
+    case MU_EV_TIMER:
+        on_timer(ctx);
+        break;
+    case MU_EV_IRQFD:
+        mu_irqs_fd_event(ctx, idx);
+        break;
+    case MU_EV_IOEVENTFD:
+        on_ioeventfd(ctx, idx);
+        break;
+    }
+}
+
+static int loop_once(mu_ctx_t *ctx, int timeout_ms)
+{
+    struct epoll_event evs[16];
+    int n;
+
+    if (!ctx->realized)
+        return -EINVAL;
+    if (!ctx->have_thread) {
+        ctx->ctx_thread = pthread_self();
+        ctx->have_thread = true;
+    }
+    if (ctx->stopping)
+        return -ESHUTDOWN;
+    n = epoll_wait(ctx->epfd, evs, 16, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    for (int i = 0; i < n && !ctx->stopping; i++)
+        handle_event(ctx, evs[i].data.u64);
+    return ctx->stopping ? -ESHUTDOWN : 0;
+}
+
+int mu_ctx_poll(mu_ctx_t *ctx)
+{
+    return loop_once(ctx, 0);
+}
+
+int mu_ctx_run(mu_ctx_t *ctx)
+{
+    int rc;
+
+    do {
+        rc = loop_once(ctx, -1);
+    } while (rc == 0);
+    if (rc == -ESHUTDOWN) {
+        /* Leave the context reusable: a later run serves again. */
+        ctx->stopping = false;
+        return 0;
+    }
+    return rc;
+}
+
+int mu_ctx_fd(const mu_ctx_t *ctx)
+{
+    return ctx->epfd;
+}
+
+void mu_ctx_stop(mu_ctx_t *ctx)
+{
+    uint64_t one = 1;
+    ssize_t n;
+
+    if (ctx->stop_fd >= 0)
+        n = write(ctx->stop_fd, &one, sizeof(one));
+    (void)n;
+}

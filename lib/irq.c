@@ -1,0 +1,771 @@
+/*
+ * irq.c - interrupts: INTx, MSI, MSI-X, ERR and REQ.
+ *
+ * Each irq index has a declared number of vectors.  A vector is raised by
+ * writing 1 to the eventfd the client gave for it (its "trigger" fd); the
+ * client may also give eventfds it signals to mask or unmask the vector
+ * (KVM's INTx resampling does that).  A vector that is raised while masked,
+ * or before the client gave a trigger fd, is remembered as pending and fires
+ * when that changes.
+ *
+ * Masking has several sources, ORed together:
+ *  - the client's SET_IRQS mask (and INTx's automask after each fire);
+ *  - INTx: the INTx-disable bit of the command register;
+ *  - MSI: the per-vector mask bits of our MSI capability;
+ *  - MSI-X: the per-vector mask bit in our MSI-X table and the function mask.
+ * The MSI and MSI-X sources count only while our copy of the capability has
+ * its enable bit set.  QEMU virtualises the MSI capability and the MSI-X
+ * table itself and never forwards those writes, so our copy keeps its reset
+ * values (a vector mask bit of 1, per the PCI spec), which must not mask the
+ * vectors QEMU set up with SET_IRQS.  A client that does drive our config
+ * space (muser's own client, tests) enables MSI/MSI-X there first and then
+ * gets real PCI semantics.
+ *
+ * Locking: one mutex guards every vector's fds, masks and pending flags and
+ * the MSI-X table, because mu_irq_trigger() and mu_irq_masked() run on any
+ * thread.  An eventfd is written with the lock held, so a concurrent
+ * SET_IRQS cannot close (and the kernel reuse) the fd under the writer.  The
+ * device's state callback is always called without the lock, so it may
+ * trigger interrupts itself.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "private.h"
+
+/* The three fds a vector may have, indexed by SET_IRQS action. */
+enum { FD_TRIGGER, FD_MASK, FD_UNMASK, FD_NUM };
+
+#define CMD_INTX_DISABLE 0x0400
+#define MSIX_ENTRY_SIZE 16u
+#define MSIX_CTRL_OFF 12u
+#define MSIX_CTRL_MASKBIT 1u
+
+/* epoll tag of a mask/unmask eventfd: slot << 24 | type << 16 | vector. */
+#define TAG(slot, type, vec) ((uint32_t)(slot) << 24 | (uint32_t)(type) << 16 | (vec))
+#define TAG_SLOT(tag) ((tag) >> 24)
+#define TAG_TYPE(tag) (((tag) >> 16) & 0xff)
+#define TAG_VEC(tag) ((tag) & 0xffff)
+
+struct mu_vec {
+    int fd[FD_NUM];     /* -1: none */
+    bool masked;        /* SET_IRQS mask, or INTx automask */
+    bool pending;       /* raised while masked or without a trigger fd */
+};
+
+struct mu_irq_index {
+    uint32_t count;     /* declared vectors */
+    bool fixed;         /* count set by a capability: no other count */
+    struct mu_vec *vecs;
+    bool cfg_enabled;   /* MSI/MSI-X enable bit in our config space */
+    bool reported;      /* last state given to the state callback */
+};
+
+struct mu_irqs {
+    pthread_mutex_t lock;
+    struct mu_irq_index idx[MU_IRQ_NUM];
+    uint32_t msi_mask;      /* MSI per-vector mask bits in our config */
+    bool msix_fmask;        /* MSI-X function mask in our config */
+    uint8_t *msix_table;    /* MSIX_ENTRY_SIZE bytes a vector */
+    mu_irq_state_cb_t state_cb;
+};
+
+static const uint32_t max_count[MU_IRQ_NUM] = {
+    [MU_IRQ_INTX] = 1, [MU_IRQ_MSI] = 32, [MU_IRQ_MSIX] = 2048,
+    [MU_IRQ_ERR] = 1, [MU_IRQ_REQ] = 1,
+};
+
+static const uint32_t info_flags[MU_IRQ_NUM] = {
+    [MU_IRQ_INTX] = VFU_IRQ_INFO_EVENTFD | VFU_IRQ_INFO_MASKABLE |
+                    VFU_IRQ_INFO_AUTOMASKED,
+    [MU_IRQ_MSI] = VFU_IRQ_INFO_EVENTFD | VFU_IRQ_INFO_MASKABLE |
+                   VFU_IRQ_INFO_NORESIZE,
+    [MU_IRQ_MSIX] = VFU_IRQ_INFO_EVENTFD | VFU_IRQ_INFO_MASKABLE |
+                    VFU_IRQ_INFO_NORESIZE,
+    [MU_IRQ_ERR] = VFU_IRQ_INFO_EVENTFD,
+    [MU_IRQ_REQ] = VFU_IRQ_INFO_EVENTFD,
+};
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, sizeof(v));
+}
+
+/* ---------------- lifecycle ---------------- */
+
+int mu_irqs_init(mu_ctx_t *ctx)
+{
+    struct mu_irqs *irqs = calloc(1, sizeof(*irqs));
+
+    if (irqs == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&irqs->lock, NULL);
+    ctx->irqs = irqs;
+    return 0;
+}
+
+static void close_fd(mu_ctx_t *ctx, struct mu_vec *v, unsigned slot)
+{
+    if (v->fd[slot] < 0)
+        return;
+    if (slot != FD_TRIGGER)
+        mu_ctx_unwatch(ctx, v->fd[slot]);
+    close(v->fd[slot]);
+    v->fd[slot] = -1;
+}
+
+/* Forget everything the client set up for a vector. */
+static void clear_vec(mu_ctx_t *ctx, struct mu_vec *v)
+{
+    for (unsigned s = 0; s < FD_NUM; s++)
+        close_fd(ctx, v, s);
+    v->masked = false;
+    v->pending = false;
+}
+
+static void msix_table_reset(struct mu_irqs *irqs)
+{
+    uint32_t n = irqs->idx[MU_IRQ_MSIX].count;
+
+    if (irqs->msix_table == NULL)
+        return;
+    memset(irqs->msix_table, 0, (size_t)n * MSIX_ENTRY_SIZE);
+    for (uint32_t v = 0; v < n; v++)
+        put32(irqs->msix_table + v * MSIX_ENTRY_SIZE + MSIX_CTRL_OFF,
+              MSIX_CTRL_MASKBIT);
+}
+
+void mu_irqs_fini(mu_ctx_t *ctx)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+
+    if (irqs == NULL)
+        return;
+    for (unsigned t = 0; t < MU_IRQ_NUM; t++) {
+        for (uint32_t v = 0; v < irqs->idx[t].count; v++)
+            clear_vec(ctx, &irqs->idx[t].vecs[v]);
+        free(irqs->idx[t].vecs);
+    }
+    free(irqs->msix_table);
+    pthread_mutex_destroy(&irqs->lock);
+    free(irqs);
+    ctx->irqs = NULL;
+}
+
+static bool msi_cap_present(const mu_ctx_t *ctx, unsigned type)
+{
+    return (type == MU_IRQ_MSI && ctx->pci.msi_off != 0) ||
+           (type == MU_IRQ_MSIX && ctx->pci.msix_off != 0);
+}
+
+/*
+ * mu_pci_add_msi/msix set the capability offset and then call us, so the
+ * first call that sees the capability is the capability's own: its count is
+ * what the guest sees and wins over an earlier declaration; later calls
+ * must agree with it.
+ */
+int mu_irq_setup(mu_ctx_t *ctx, enum mu_irq_type type, uint32_t count)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+    struct mu_irq_index *ix;
+    struct mu_vec *vecs = NULL;
+    uint8_t *table = NULL;
+    bool cap;
+
+    if (ctx->realized)
+        return -EBUSY;
+    if ((unsigned)type >= MU_IRQ_NUM || count > max_count[type] ||
+        (count == 0 && (type == MU_IRQ_MSI || type == MU_IRQ_MSIX)))
+        return -EINVAL;
+    ix = &irqs->idx[type];
+    cap = msi_cap_present(ctx, type);
+    if (ix->fixed && count != ix->count)
+        return -EINVAL;
+    if (cap && !ix->fixed && ix->count != 0 && ix->count != count)
+        mu_log(ctx, MU_LOG_WARN, "irq type %u: capability sets %u vectors, "
+               "not the %u declared", type, count, ix->count);
+    if (count > 0) {
+        vecs = calloc(count, sizeof(*vecs));
+        if (type == MU_IRQ_MSIX)
+            table = malloc((size_t)count * MSIX_ENTRY_SIZE);
+        if (vecs == NULL || (type == MU_IRQ_MSIX && table == NULL)) {
+            free(vecs);
+            free(table);
+            return -ENOMEM;
+        }
+        for (uint32_t v = 0; v < count; v++)
+            vecs[v].fd[FD_TRIGGER] = vecs[v].fd[FD_MASK] =
+                vecs[v].fd[FD_UNMASK] = -1;
+    }
+    /* Before realize no client exists, so the old vectors hold no fds. */
+    free(ix->vecs);
+    ix->vecs = vecs;
+    ix->count = count;
+    ix->fixed = ix->fixed || cap;
+    if (type == MU_IRQ_MSIX) {
+        free(irqs->msix_table);
+        irqs->msix_table = table;
+        msix_table_reset(irqs);
+    }
+    return 0;
+}
+
+void mu_irq_set_state_cb(mu_ctx_t *ctx, mu_irq_state_cb_t cb)
+{
+    ctx->irqs->state_cb = cb;
+}
+
+uint32_t mu_irqs_count(mu_ctx_t *ctx, unsigned type)
+{
+    if (ctx->irqs == NULL || type >= MU_IRQ_NUM)
+        return 0;
+    return ctx->irqs->idx[type].count;
+}
+
+/* ---------------- masking and firing (lock held) ---------------- */
+
+static bool intx_disabled(const mu_ctx_t *ctx)
+{
+    /* The command register is written by the context thread; a torn read
+     * of the other byte would not matter, but use one atomic byte load. */
+    return __atomic_load_n(&ctx->pci.cfg[5], __ATOMIC_RELAXED) &
+           (CMD_INTX_DISABLE >> 8);
+}
+
+static bool msix_entry_masked(const struct mu_irqs *irqs, uint32_t v)
+{
+    return get32(irqs->msix_table + v * MSIX_ENTRY_SIZE + MSIX_CTRL_OFF) &
+           MSIX_CTRL_MASKBIT;
+}
+
+/* Whether anything masks vector v now.  See the top of the file. */
+static bool vec_masked(const mu_ctx_t *ctx, unsigned type, uint32_t v)
+{
+    const struct mu_irqs *irqs = ctx->irqs;
+
+    if (irqs->idx[type].vecs[v].masked)
+        return true;
+    switch (type) {
+    case MU_IRQ_INTX:
+        return intx_disabled(ctx);
+    case MU_IRQ_MSI:
+        return irqs->idx[type].cfg_enabled && v < 32 &&
+               (irqs->msi_mask >> v) & 1;
+    case MU_IRQ_MSIX:
+        return irqs->idx[type].cfg_enabled &&
+               (irqs->msix_fmask || msix_entry_masked(irqs, v));
+    default:
+        return false;
+    }
+}
+
+/*
+ * Signal the client.  INTx is level-like: like the kernel's vfio-pci (and
+ * as AUTOMASKED tells the client), it stays masked after firing until the
+ * client unmasks it at end of interrupt.
+ */
+static int fire(unsigned type, struct mu_vec *vec)
+{
+    uint64_t one = 1;
+
+    if (vec->fd[FD_TRIGGER] < 0) {
+        vec->pending = true;
+        return -ENOENT;
+    }
+    /* EAGAIN: the counter is saturated, so the client has an interrupt to
+     * see already. */
+    if (write(vec->fd[FD_TRIGGER], &one, sizeof(one)) < 0 && errno != EAGAIN) {
+        vec->pending = true;
+        return -errno;
+    }
+    vec->pending = false;
+    if (type == MU_IRQ_INTX)
+        vec->masked = true;
+    return 0;
+}
+
+static int trigger_locked(mu_ctx_t *ctx, unsigned type, uint32_t v)
+{
+    struct mu_vec *vec = &ctx->irqs->idx[type].vecs[v];
+
+    if (vec_masked(ctx, type, v)) {
+        vec->pending = true;
+        return 1;
+    }
+    return fire(type, vec);
+}
+
+/* Fire vector v if it is pending and nothing holds it back any more. */
+static void flush_vec(mu_ctx_t *ctx, unsigned type, uint32_t v)
+{
+    struct mu_vec *vec = &ctx->irqs->idx[type].vecs[v];
+
+    if (vec->pending && vec->fd[FD_TRIGGER] >= 0 && !vec_masked(ctx, type, v))
+        fire(type, vec);
+}
+
+static void flush_range(mu_ctx_t *ctx, unsigned type, uint32_t start,
+                        uint32_t count)
+{
+    for (uint32_t i = 0; i < count; i++)
+        flush_vec(ctx, type, start + i);
+}
+
+/* ---------------- state callback (lock not held) ---------------- */
+
+static bool index_active(const struct mu_irq_index *ix)
+{
+    if (ix->cfg_enabled)
+        return true;
+    for (uint32_t v = 0; v < ix->count; v++) {
+        if (ix->vecs[v].fd[FD_TRIGGER] >= 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Tell the device about every index whose state changed.  Only the context
+ * thread changes what index_active() reads, so no lock is needed here, and
+ * none may be held: the callback may call mu_irq_trigger().
+ */
+static void report_state(mu_ctx_t *ctx)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+
+    for (unsigned t = 0; t < MU_IRQ_NUM; t++) {
+        bool on = index_active(&irqs->idx[t]);
+
+        if (on == irqs->idx[t].reported)
+            continue;
+        irqs->idx[t].reported = on;
+        mu_log(ctx, MU_LOG_INFO, "irq type %u %s", t, on ? "enabled" : "disabled");
+        if (irqs->state_cb != NULL)
+            irqs->state_cb(ctx, (enum mu_irq_type)t, on);
+    }
+}
+
+/* ---------------- public, thread-safe ---------------- */
+
+static bool vec_ok(const mu_ctx_t *ctx, unsigned type, uint32_t v)
+{
+    return ctx->irqs != NULL && type < MU_IRQ_NUM &&
+           v < ctx->irqs->idx[type].count;
+}
+
+int mu_irq_trigger(mu_ctx_t *ctx, enum mu_irq_type type, uint32_t vector)
+{
+    int rc;
+
+    if (!vec_ok(ctx, type, vector))
+        return -EINVAL;
+    pthread_mutex_lock(&ctx->irqs->lock);
+    rc = trigger_locked(ctx, type, vector);
+    pthread_mutex_unlock(&ctx->irqs->lock);
+    return rc;
+}
+
+bool mu_irq_masked(mu_ctx_t *ctx, enum mu_irq_type type, uint32_t vector)
+{
+    bool masked;
+
+    if (!vec_ok(ctx, type, vector))
+        return false;
+    pthread_mutex_lock(&ctx->irqs->lock);
+    masked = vec_masked(ctx, type, vector);
+    pthread_mutex_unlock(&ctx->irqs->lock);
+    return masked;
+}
+
+/* ---------------- DEVICE_GET_IRQ_INFO ---------------- */
+
+int mu_handle_irq_info(mu_ctx_t *ctx, struct mu_msg *msg,
+                       struct mu_reply *reply)
+{
+    struct vfu_irq_info in, out;
+    int rc;
+
+    rc = vfu_check_irq_info(msg->body, msg->len, msg->nfds, &in);
+    if (rc < 0)
+        return rc;
+    if (in.index >= MU_IRQ_NUM)
+        return -EINVAL;
+    out.argsz = sizeof(out);
+    out.flags = info_flags[in.index];
+    out.index = in.index;
+    out.count = ctx->irqs->idx[in.index].count;
+    memcpy(reply->small, &out, sizeof(out));
+    reply->len = sizeof(out);
+    return 0;
+}
+
+/* ---------------- DEVICE_SET_IRQS ---------------- */
+
+static bool is_eventfd(int fd)
+{
+    static const char want[] = "anon_inode:[eventfd]";
+    char path[32], link[sizeof(want) + 1];
+    ssize_t n;
+
+    if (fd < 0)
+        return false;
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, link, sizeof(link));
+    return n == (ssize_t)sizeof(want) - 1 && memcmp(link, want, (size_t)n) == 0;
+}
+
+/*
+ * Make the client's fds safe for us before taking any: each must be an
+ * eventfd (a pipe or socket could block us or carry data elsewhere), and
+ * the mask/unmask ones get watched.  Non-blocking, because a client could
+ * hand over a blocking eventfd with its counter near the maximum and stall
+ * the writer with the lock held, and because an event for a replaced fd
+ * may still be in the batch epoll returned.  (O_NONBLOCK is shared with
+ * the client's copy; eventfd users such as QEMU and KVM do not mind.)
+ */
+static int prepare_fds(mu_ctx_t *ctx, const struct mu_msg *msg,
+                       unsigned slot, unsigned type, uint32_t start)
+{
+    unsigned i;
+    int rc = 0;
+
+    for (i = 0; i < msg->nfds; i++) {
+        if (!is_eventfd(msg->fds[i])) {
+            mu_log(ctx, MU_LOG_WARN, "SET_IRQS: fd %u is not an eventfd", i);
+            return -EINVAL;
+        }
+    }
+    for (i = 0; i < msg->nfds && slot != FD_TRIGGER && ctx->epfd >= 0; i++) {
+        rc = mu_ctx_watch(ctx, msg->fds[i],
+                          MU_EV(MU_EV_IRQFD, TAG(slot, type, start + i)));
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0) {
+        while (i-- > 0)
+            mu_ctx_unwatch(ctx, msg->fds[i]);
+        return rc;
+    }
+    for (i = 0; i < msg->nfds; i++) {
+        int fl = fcntl(msg->fds[i], F_GETFL);
+
+        if (fl >= 0 && !(fl & O_NONBLOCK))
+            fcntl(msg->fds[i], F_SETFL, fl | O_NONBLOCK);
+    }
+    return 0;
+}
+
+/* Assign the message's fds to slot 'slot' of the range, or with no fds
+ * remove them; old fds are closed.  All or nothing. */
+static int set_fds(mu_ctx_t *ctx, struct mu_msg *msg, unsigned slot,
+                   unsigned type, uint32_t start, uint32_t count)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+    int rc;
+
+    rc = prepare_fds(ctx, msg, slot, type, start);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&irqs->lock);
+    for (uint32_t i = 0; i < count; i++) {
+        struct mu_vec *v = &irqs->idx[type].vecs[start + i];
+
+        close_fd(ctx, v, slot);
+        if (msg->nfds > 0)
+            v->fd[slot] = mu_msg_take_fd(msg, i);
+    }
+    /* What was raised before the client was ready is delivered now. */
+    if (slot == FD_TRIGGER)
+        flush_range(ctx, type, start, count);
+    pthread_mutex_unlock(&irqs->lock);
+    return 0;
+}
+
+/* DATA_NONE (data NULL) or DATA_BOOL: fire, mask or unmask vectors. */
+static void apply_action(mu_ctx_t *ctx, unsigned slot, unsigned type,
+                         uint32_t start, uint32_t count, const uint8_t *data)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+
+    pthread_mutex_lock(&irqs->lock);
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t v = start + i;
+
+        if (data != NULL && data[i] == 0)
+            continue;
+        if (slot == FD_TRIGGER) {
+            trigger_locked(ctx, type, v);
+        } else {
+            irqs->idx[type].vecs[v].masked = slot == FD_MASK;
+            flush_vec(ctx, type, v);
+        }
+    }
+    pthread_mutex_unlock(&irqs->lock);
+}
+
+/* DATA_NONE | ACTION_TRIGGER with count 0: the client turns the index off. */
+static void disable_index(mu_ctx_t *ctx, unsigned type)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+
+    pthread_mutex_lock(&irqs->lock);
+    for (uint32_t v = 0; v < irqs->idx[type].count; v++)
+        clear_vec(ctx, &irqs->idx[type].vecs[v]);
+    pthread_mutex_unlock(&irqs->lock);
+}
+
+static unsigned action_slot(uint32_t flags)
+{
+    if (flags & VFU_IRQ_SET_ACTION_TRIGGER)
+        return FD_TRIGGER;
+    return (flags & VFU_IRQ_SET_ACTION_MASK) ? FD_MASK : FD_UNMASK;
+}
+
+static int set_irqs(mu_ctx_t *ctx, struct mu_msg *msg,
+                    const struct vfu_irq_set *s, const uint8_t *data)
+{
+    uint32_t dtype = s->flags & VFU_IRQ_SET_DATA_MASK;
+    unsigned slot = action_slot(s->flags);
+
+    if (s->index >= MU_IRQ_NUM || ctx->irqs->idx[s->index].count == 0)
+        return -EINVAL;
+    if (s->count == 0) {
+        if (dtype != VFU_IRQ_SET_DATA_NONE || slot != FD_TRIGGER ||
+            s->start != 0)
+            return -EINVAL;
+        disable_index(ctx, s->index);
+        return 0;
+    }
+    /* vfu_check_set_irqs made sure start + count does not wrap. */
+    if (s->start + s->count > ctx->irqs->idx[s->index].count)
+        return -EINVAL;
+    if (dtype == VFU_IRQ_SET_DATA_EVENTFD)
+        return set_fds(ctx, msg, slot, s->index, s->start, s->count);
+    apply_action(ctx, slot, s->index, s->start, s->count, data);
+    return 0;
+}
+
+/* Fds not taken stay in msg and are closed by the caller's release. */
+int mu_handle_set_irqs(mu_ctx_t *ctx, struct mu_msg *msg,
+                       struct mu_reply *reply)
+{
+    struct vfu_irq_set s;
+    const uint8_t *data;
+    int rc;
+
+    (void)reply;
+    rc = vfu_check_set_irqs(msg->body, msg->len, msg->nfds, &s, &data);
+    if (rc < 0)
+        return rc;
+    rc = set_irqs(ctx, msg, &s, data);
+    if (rc == 0)
+        report_state(ctx);
+    return rc;
+}
+
+/* A mask or unmask eventfd the client registered was signalled. */
+void mu_irqs_fd_event(mu_ctx_t *ctx, uint32_t tag)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+    unsigned slot = TAG_SLOT(tag), type = TAG_TYPE(tag);
+    uint32_t v = TAG_VEC(tag);
+    struct mu_vec *vec;
+    uint64_t cnt;
+
+    if ((slot != FD_MASK && slot != FD_UNMASK) || !vec_ok(ctx, type, v))
+        return;
+    pthread_mutex_lock(&irqs->lock);
+    vec = &irqs->idx[type].vecs[v];
+    /* The fd may have been replaced since epoll reported it: the new one
+     * is non-blocking and simply has nothing to read. */
+    if (vec->fd[slot] >= 0 &&
+        read(vec->fd[slot], &cnt, sizeof(cnt)) == sizeof(cnt)) {
+        vec->masked = slot == FD_MASK;
+        flush_vec(ctx, type, v);
+    }
+    pthread_mutex_unlock(&irqs->lock);
+}
+
+/* ---------------- config space side ---------------- */
+
+/*
+ * Only an enabled capability fires what it unmasks: a guest disabling
+ * MSI/MSI-X must not get a burst of the vectors it left pending.
+ */
+void mu_irqs_msi_ctrl(mu_ctx_t *ctx, bool enable, uint32_t mask_bits)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+    struct mu_irq_index *ix = &irqs->idx[MU_IRQ_MSI];
+
+    pthread_mutex_lock(&irqs->lock);
+    ix->cfg_enabled = enable;
+    irqs->msi_mask = mask_bits;
+    if (enable)
+        flush_range(ctx, MU_IRQ_MSI, 0, ix->count);
+    pthread_mutex_unlock(&irqs->lock);
+    report_state(ctx);
+}
+
+void mu_irqs_msix_ctrl(mu_ctx_t *ctx, bool enable, bool function_mask)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+    struct mu_irq_index *ix = &irqs->idx[MU_IRQ_MSIX];
+
+    pthread_mutex_lock(&irqs->lock);
+    ix->cfg_enabled = enable && ix->count > 0;
+    irqs->msix_fmask = function_mask;
+    if (enable)
+        flush_range(ctx, MU_IRQ_MSIX, 0, ix->count);
+    pthread_mutex_unlock(&irqs->lock);
+    report_state(ctx);
+}
+
+/* The INTx-disable bit gates INTx; clearing it delivers a pending one. */
+void mu_irqs_command(mu_ctx_t *ctx, uint16_t old_cmd, uint16_t new_cmd)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+
+    if (!(old_cmd & CMD_INTX_DISABLE) || (new_cmd & CMD_INTX_DISABLE) ||
+        irqs->idx[MU_IRQ_INTX].count == 0)
+        return;
+    pthread_mutex_lock(&irqs->lock);
+    flush_vec(ctx, MU_IRQ_INTX, 0);
+    pthread_mutex_unlock(&irqs->lock);
+}
+
+/* ---------------- MSI-X table and PBA ---------------- */
+
+struct msix_area {
+    unsigned bar;
+    uint64_t off, len;
+};
+
+/* Where the capability puts the table and the PBA (read-only fields). */
+static void msix_layout(const mu_ctx_t *ctx, struct msix_area *tbl,
+                        struct msix_area *pba)
+{
+    const uint8_t *cap = ctx->pci.cfg + ctx->pci.msix_off;
+    uint32_t n = ctx->irqs->idx[MU_IRQ_MSIX].count;
+    uint32_t t = get32(cap + 4), p = get32(cap + 8);
+
+    *tbl = (struct msix_area){ t & 7, t & ~7u, (uint64_t)n * MSIX_ENTRY_SIZE };
+    *pba = (struct msix_area){ p & 7, p & ~7u, 8ull * ((n + 63) / 64) };
+}
+
+/* Overlap test written so that no sum can wrap. */
+static bool area_touched(const struct msix_area *a, unsigned bar,
+                         uint64_t off, size_t count)
+{
+    if (bar != a->bar)
+        return false;
+    return off >= a->off ? off - a->off < a->len : a->off - off < count;
+}
+
+/* 4 or 8 bytes, naturally aligned, wholly inside (PCI spec 6.8.2). */
+static bool area_access_ok(const struct msix_area *a, uint64_t off,
+                           size_t count)
+{
+    return (count == 4 || count == 8) && off % count == 0 && off >= a->off &&
+           off + count <= a->off + a->len;
+}
+
+static void table_write(mu_ctx_t *ctx, uint64_t rel, const uint8_t *buf,
+                        size_t count)
+{
+    uint8_t *t = ctx->irqs->msix_table;
+
+    for (size_t i = 0; i < count; i += 4) {
+        uint32_t val = get32(buf + i);
+
+        /* Only the mask bit of vector control is writable. */
+        if ((rel + i) % MSIX_ENTRY_SIZE == MSIX_CTRL_OFF)
+            val &= MSIX_CTRL_MASKBIT;
+        put32(t + rel + i, val);
+    }
+    /* An aligned access stays within one entry. */
+    flush_vec(ctx, MU_IRQ_MSIX, (uint32_t)(rel / MSIX_ENTRY_SIZE));
+}
+
+/* PBA bits are the pending flags; a dword is half of a qword. */
+static void pba_read(const struct mu_irqs *irqs, uint64_t rel, uint8_t *buf,
+                     size_t count)
+{
+    const struct mu_irq_index *ix = &irqs->idx[MU_IRQ_MSIX];
+
+    for (size_t i = 0; i < count; i += 4) {
+        uint32_t first = (uint32_t)((rel + i) * 8), val = 0;
+
+        for (uint32_t b = 0; b < 32 && first + b < ix->count; b++)
+            val |= (uint32_t)ix->vecs[first + b].pending << b;
+        put32(buf + i, val);
+    }
+}
+
+ssize_t mu_irqs_msix_access(mu_ctx_t *ctx, unsigned bar, uint8_t *buf,
+                            size_t count, uint64_t offset, bool is_write)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+    struct msix_area tbl, pba;
+    const struct msix_area *a;
+
+    if (irqs == NULL || irqs->msix_table == NULL || ctx->pci.msix_off == 0)
+        return -ENOENT;
+    msix_layout(ctx, &tbl, &pba);
+    if (area_touched(&tbl, bar, offset, count))
+        a = &tbl;
+    else if (area_touched(&pba, bar, offset, count))
+        a = &pba;
+    else
+        return -ENOENT;
+    if (!area_access_ok(a, offset, count))
+        return -EINVAL;
+
+    pthread_mutex_lock(&irqs->lock);
+    if (a == &tbl && is_write)
+        table_write(ctx, offset - a->off, buf, count);
+    else if (a == &tbl)
+        memcpy(buf, irqs->msix_table + (offset - a->off), count);
+    else if (!is_write)
+        pba_read(irqs, offset - a->off, buf, count);
+    /* PBA writes are ignored: it is read-only. */
+    pthread_mutex_unlock(&irqs->lock);
+    return (ssize_t)count;
+}
+
+/* ---------------- reset ---------------- */
+
+/*
+ * Client gone or device reset: the client's fds go, and the interrupt
+ * state returns to its reset values.  The config copies of the MSI/MSI-X
+ * enable bits are pci.c's; a reset puts them back to 0 there too.
+ */
+void mu_irqs_reset(mu_ctx_t *ctx)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+
+    if (irqs == NULL)
+        return;
+    pthread_mutex_lock(&irqs->lock);
+    for (unsigned t = 0; t < MU_IRQ_NUM; t++) {
+        for (uint32_t v = 0; v < irqs->idx[t].count; v++)
+            clear_vec(ctx, &irqs->idx[t].vecs[v]);
+        irqs->idx[t].cfg_enabled = false;
+    }
+    irqs->msi_mask = 0;
+    irqs->msix_fmask = false;
+    msix_table_reset(irqs);
+    pthread_mutex_unlock(&irqs->lock);
+    report_state(ctx);
+}

@@ -1,0 +1,467 @@
+/*
+ * region.c - device regions: declaration, GET_REGION_INFO, REGION_READ and
+ * REGION_WRITE, and the ioeventfds a client may arm for them.
+ *
+ * An access goes to exactly one owner: config space to pci.c, the MSI-X
+ * table and PBA to irq.c, an mmappable area to the backing fd (so an access
+ * through the socket sees the same bytes as a client's mmap of it), and
+ * everything else to the device's callback.  An access that straddles two
+ * owners is refused rather than split: no real driver does it, and splitting
+ * would make a side-effecting register see half a write.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "private.h"
+
+static bool is_pow2(uint64_t v)
+{
+    return v != 0 && (v & (v - 1)) == 0;
+}
+
+int mu_region_setup(mu_ctx_t *ctx, unsigned idx, uint64_t size,
+                    unsigned flags, mu_access_cb_t cb)
+{
+    struct mu_region *r;
+    unsigned known = MU_REGION_RW | MU_REGION_MEM | MU_REGION_MEM64 |
+                     MU_REGION_PREFETCH;
+
+    if (ctx->realized)
+        return -EBUSY;
+    if (idx >= MU_MAX_REGIONS || idx == MU_PCI_CONFIG || size == 0 ||
+        (flags & ~known) || !(flags & MU_REGION_RW))
+        return -EINVAL;
+    if (idx <= MU_PCI_BAR5) {
+        if (!is_pow2(size) || size < ((flags & MU_REGION_MEM) ? 16 : 4))
+            return -EINVAL;
+        if ((flags & (MU_REGION_MEM64 | MU_REGION_PREFETCH)) &&
+            !(flags & MU_REGION_MEM))
+            return -EINVAL;
+        if (idx > 0 && (ctx->regions[idx - 1].flags & MU_REGION_MEM64))
+            return -EEXIST;     /* upper half of a 64-bit BAR */
+    } else if (flags & (MU_REGION_MEM | MU_REGION_MEM64 | MU_REGION_PREFETCH)) {
+        return -EINVAL;
+    }
+    r = &ctx->regions[idx];
+    r->present = true;
+    r->size = size;
+    r->flags = flags;
+    r->cb = cb;
+    if (idx >= ctx->nr_regions)
+        ctx->nr_regions = idx + 1;
+    return 0;
+}
+
+int mu_region_set_mmap(mu_ctx_t *ctx, unsigned idx, int fd,
+                       uint64_t fd_offset, const struct mu_mmap_area *areas,
+                       unsigned nr_areas)
+{
+    struct mu_region *r;
+    struct mu_mmap_area *copy = NULL;
+    long pg = sysconf(_SC_PAGESIZE);
+    int dfd;
+
+    if (ctx->realized)
+        return -EBUSY;
+    if (idx >= MU_MAX_REGIONS || !ctx->regions[idx].present || fd < 0 ||
+        (fd_offset % (uint64_t)pg) || nr_areas > 64 ||
+        (nr_areas > 0 && areas == NULL))
+        return -EINVAL;
+    r = &ctx->regions[idx];
+    if (!vfu_range_ok(fd_offset, r->size, INT64_MAX))
+        return -EINVAL;
+    for (unsigned i = 0; i < nr_areas; i++) {
+        if (areas[i].size == 0 || (areas[i].offset % (uint64_t)pg) ||
+            (areas[i].size % (uint64_t)pg) ||
+            !vfu_range_ok(areas[i].offset, areas[i].size, r->size))
+            return -EINVAL;
+    }
+    if (nr_areas > 0) {
+        copy = malloc(nr_areas * sizeof(*copy));
+        if (copy == NULL)
+            return -ENOMEM;
+        memcpy(copy, areas, nr_areas * sizeof(*copy));
+    }
+    dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dfd < 0) {
+        free(copy);
+        return -errno;
+    }
+    if (r->fd >= 0)
+        close(r->fd);
+    free(r->areas);
+    r->fd = dfd;
+    r->fd_offset = fd_offset;
+    r->areas = copy;
+    r->nr_areas = nr_areas;
+    return 0;
+}
+
+int mu_region_add_ioeventfd(mu_ctx_t *ctx, unsigned idx, uint64_t offset,
+                            uint32_t size, bool datamatch, uint64_t data,
+                            int fd, mu_ioeventfd_cb_t cb,
+                            uint64_t opaque_value)
+{
+    struct mu_region *r;
+    struct mu_ioeventfd *n;
+
+    if (ctx->realized) {
+        if (fd >= 0)
+            close(fd);
+        return -EBUSY;
+    }
+    if (idx >= MU_MAX_REGIONS || !ctx->regions[idx].present ||
+        idx == MU_PCI_CONFIG || (size != 0 && size != 1 && size != 2 &&
+                                 size != 4 && size != 8) ||
+        !vfu_range_ok(offset, size ? size : 1, ctx->regions[idx].size) ||
+        (datamatch && size == 0)) {
+        if (fd >= 0)
+            close(fd);
+        return -EINVAL;
+    }
+    r = &ctx->regions[idx];
+    if (r->nr_ioeventfds >= 0xffff) {
+        if (fd >= 0)
+            close(fd);
+        return -ENOSPC;
+    }
+    n = realloc(r->ioeventfds, (r->nr_ioeventfds + 1) * sizeof(*n));
+    if (n == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return -ENOMEM;
+    }
+    r->ioeventfds = n;
+    if (fd < 0) {
+        fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+    }
+    n[r->nr_ioeventfds++] = (struct mu_ioeventfd){
+        .offset = offset, .size = size, .datamatch = datamatch,
+        .data = data, .fd = fd, .cb = cb, .opaque_value = opaque_value,
+    };
+    return 0;
+}
+
+void mu_regions_fini(mu_ctx_t *ctx)
+{
+    for (unsigned i = 0; i < MU_MAX_REGIONS; i++) {
+        struct mu_region *r = &ctx->regions[i];
+
+        for (unsigned j = 0; j < r->nr_ioeventfds; j++)
+            close(r->ioeventfds[j].fd);
+        free(r->ioeventfds);
+        free(r->areas);
+        if (r->fd >= 0)
+            close(r->fd);
+        memset(r, 0, sizeof(*r));
+        r->fd = -1;
+    }
+}
+
+/* ---------------- access ---------------- */
+
+/*
+ * Whether [off, off+count) lies in a mmappable part: 1 inside, 0 outside,
+ * -EINVAL across a boundary.
+ */
+static int in_mmap_area(const struct mu_region *r, uint64_t off, size_t count)
+{
+    if (r->fd < 0)
+        return 0;
+    if (r->nr_areas == 0)
+        return 1;
+    for (unsigned i = 0; i < r->nr_areas; i++) {
+        const struct mu_mmap_area *a = &r->areas[i];
+
+        if (off < a->offset + a->size && a->offset < off + count) {
+            if (off < a->offset || off + count > a->offset + a->size)
+                return -EINVAL;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static ssize_t fd_access(const struct mu_region *r, uint8_t *buf, size_t count,
+                         uint64_t offset, bool is_write)
+{
+    size_t done = 0;
+
+    while (done < count) {
+        off_t pos = (off_t)(r->fd_offset + offset + done);
+        ssize_t n = is_write ? pwrite(r->fd, buf + done, count - done, pos)
+                             : pread(r->fd, buf + done, count - done, pos);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0) {
+            if (is_write)
+                return -EIO;
+            /* Past the end of a short file reads as zeros, like mmap
+             * would not: a shared-memory file is sized by its owner. */
+            memset(buf + done, 0, count - done);
+            break;
+        }
+        done += (size_t)n;
+    }
+    return (ssize_t)count;
+}
+
+ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
+                         size_t count, uint64_t offset, bool is_write)
+{
+    const struct mu_region *r;
+    ssize_t n;
+    int in;
+
+    if (idx == MU_PCI_CONFIG)
+        return mu_pci_config_access(ctx, buf, count, offset, is_write);
+    if (idx >= ctx->nr_regions || !ctx->regions[idx].present)
+        return -EINVAL;
+    r = &ctx->regions[idx];
+    if (count == 0 || !vfu_range_ok(offset, count, r->size))
+        return -EINVAL;
+    if (!(r->flags & (is_write ? MU_REGION_WRITE : MU_REGION_READ)))
+        return -EACCES;
+
+    if (idx <= MU_PCI_BAR5) {
+        n = mu_irqs_msix_access(ctx, idx, buf, count, offset, is_write);
+        if (n != -ENOENT)
+            return n;
+    }
+    in = in_mmap_area(r, offset, count);
+    if (in < 0)
+        return in;
+    if (in)
+        return fd_access(r, buf, count, offset, is_write);
+    if (r->cb == NULL)
+        return -EINVAL;
+    n = r->cb(ctx, buf, count, offset, is_write);
+    if (n >= 0 && (size_t)n != count) {
+        mu_log(ctx, MU_LOG_WARN, "region %u callback did %zd of %zu bytes",
+               idx, n, count);
+        return -EIO;
+    }
+    return n;
+}
+
+/* ---------------- handlers ---------------- */
+
+int mu_handle_region_info(mu_ctx_t *ctx, struct mu_msg *msg,
+                          struct mu_reply *reply)
+{
+    struct vfu_region_info in, out = { 0 };
+    const struct mu_region *r;
+    size_t caps_len = 0;
+    bool mmap;
+    int rc;
+
+    rc = vfu_check_region_info(msg->body, msg->len, msg->nfds, &in);
+    if (rc < 0)
+        return rc;
+    if (in.index >= ctx->nr_regions)
+        return -EINVAL;
+    r = &ctx->regions[in.index];
+    out.index = in.index;
+    if (in.index == MU_PCI_CONFIG) {
+        out.flags = VFU_REGION_FLAG_READ | VFU_REGION_FLAG_WRITE;
+        out.size = ctx->pci.size;
+    } else if (r->present) {
+        out.flags = ((r->flags & MU_REGION_READ) ? VFU_REGION_FLAG_READ : 0) |
+                    ((r->flags & MU_REGION_WRITE) ? VFU_REGION_FLAG_WRITE : 0);
+        out.size = r->size;
+    }
+    /* No fd can travel to a client that takes none. */
+    mmap = r->present && r->fd >= 0 && ctx->peer.max_msg_fds >= 1;
+    if (mmap) {
+        out.flags |= VFU_REGION_FLAG_MMAP;
+        out.offset = r->fd_offset;
+        if (r->nr_areas > 0)
+            caps_len = sizeof(struct vfu_cap_sparse) +
+                       r->nr_areas * sizeof(struct vfu_sparse_area);
+    }
+    out.argsz = (uint32_t)(sizeof(out) + caps_len);
+
+    /*
+     * As libvfio-user does: when the client's buffer is too small, say how
+     * big the answer is and send only the fixed part, without fd or caps;
+     * the client asks again.
+     */
+    if (mmap && in.argsz >= out.argsz) {
+        reply->fds[reply->nfds++] = r->fd;
+        if (caps_len > 0) {
+            struct vfu_cap_sparse sp = {
+                .hdr = { .id = VFU_CAP_SPARSE_MMAP, .version = 1, .next = 0 },
+                .nr_areas = r->nr_areas,
+            };
+            uint8_t *p = reply->small + sizeof(out);
+
+            if (sizeof(out) + caps_len > sizeof(reply->small)) {
+                reply->data = malloc(sizeof(out) + caps_len);
+                if (reply->data == NULL)
+                    return -ENOMEM;
+                reply->data_free = true;
+                p = reply->data + sizeof(out);
+            }
+            out.flags |= VFU_REGION_FLAG_CAPS;
+            out.cap_offset = sizeof(out);
+            memcpy(p, &sp, sizeof(sp));
+            for (unsigned i = 0; i < r->nr_areas; i++) {
+                struct vfu_sparse_area a = { r->areas[i].offset, r->areas[i].size };
+
+                memcpy(p + sizeof(sp) + i * sizeof(a), &a, sizeof(a));
+            }
+            reply->len = sizeof(out) + caps_len;
+        }
+    }
+    memcpy(reply->data != NULL ? reply->data : reply->small, &out, sizeof(out));
+    if (reply->len == 0)
+        reply->len = sizeof(out);
+    return 0;
+}
+
+int mu_handle_region_rw(mu_ctx_t *ctx, struct mu_msg *msg,
+                        struct mu_reply *reply)
+{
+    uint32_t max = (uint32_t)ctx->limits[MU_LIMIT_DATA_XFER];
+    struct vfu_region_access a;
+    const uint8_t *wdata;
+    uint8_t *buf;
+    ssize_t n;
+    int rc;
+
+    if (msg->hdr.cmd == VFU_CMD_REGION_WRITE) {
+        rc = vfu_check_region_write(msg->body, msg->len, msg->nfds, max, &a,
+                                    &wdata);
+        if (rc < 0)
+            return rc;
+        /* The body is ours: the callback may scribble on its buffer. */
+        n = mu_region_access(ctx, a.region, (uint8_t *)wdata, a.count,
+                             a.offset, true);
+        if (n < 0)
+            return (int)n;
+        memcpy(reply->small, &a, sizeof(a));
+        reply->len = sizeof(a);
+        return 0;
+    }
+
+    rc = vfu_check_region_read(msg->body, msg->len, msg->nfds, max, &a);
+    if (rc < 0)
+        return rc;
+    if (sizeof(a) + a.count <= sizeof(reply->small)) {
+        buf = reply->small + sizeof(a);
+    } else {
+        reply->data2 = malloc(a.count);
+        if (reply->data2 == NULL)
+            return -ENOMEM;
+        buf = reply->data2;
+    }
+    n = mu_region_access(ctx, a.region, buf, a.count, a.offset, false);
+    if (n < 0) {
+        free(reply->data2);
+        reply->data2 = NULL;
+        return (int)n;
+    }
+    memcpy(reply->small, &a, sizeof(a));
+    if (reply->data2 != NULL) {
+        /* Header piece in small, data in data2: sent as two iovecs. */
+        reply->len = sizeof(a);
+        reply->len2 = a.count;
+        reply->data2_free = true;
+    } else {
+        reply->len = sizeof(a) + a.count;
+    }
+    return 0;
+}
+
+int mu_handle_write_multi(mu_ctx_t *ctx, struct mu_msg *msg,
+                          struct mu_reply *reply)
+{
+    const struct vfu_write_multi_entry *e;
+    uint64_t cnt;
+    int rc;
+
+    if (!ctx->peer.write_multiple)
+        return -ENOTSUP;    /* only when both sides said so */
+    rc = vfu_check_write_multi(msg->body, msg->len, msg->nfds, &cnt, &e);
+    if (rc < 0)
+        return rc;
+    for (uint64_t i = 0; i < cnt; i++) {
+        struct vfu_write_multi_entry w;
+        ssize_t n;
+
+        memcpy(&w, (const uint8_t *)e + i * sizeof(w), sizeof(w));
+        n = mu_region_access(ctx, w.region, w.data, w.count, w.offset, true);
+        if (n < 0)
+            return (int)n;
+    }
+    memcpy(reply->small, &cnt, sizeof(cnt));
+    reply->len = sizeof(cnt);
+    return 0;
+}
+
+int mu_handle_region_io_fds(mu_ctx_t *ctx, struct mu_msg *msg,
+                            struct mu_reply *reply)
+{
+    struct vfu_region_io_fds in, out;
+    const struct mu_region *r;
+    unsigned n, max_fds = ctx->peer.max_msg_fds;
+    size_t full;
+    uint8_t *p;
+    int rc;
+
+    rc = vfu_check_region_io_fds(msg->body, msg->len, msg->nfds, &in);
+    if (rc < 0)
+        return rc;
+    if (in.index >= ctx->nr_regions || !ctx->regions[in.index].present)
+        return -EINVAL;
+    r = &ctx->regions[in.index];
+    n = r->nr_ioeventfds;
+    if (n > max_fds || n > MU_REPLY_MAX_FDS) {
+        mu_log(ctx, MU_LOG_WARN, "region %u has %u ioeventfds, client takes %u",
+               in.index, n, max_fds);
+        return -E2BIG;
+    }
+    full = sizeof(out) + n * sizeof(struct vfu_sub_region_ioeventfd);
+    out.argsz = (uint32_t)full;
+    out.flags = 0;
+    out.index = in.index;
+    out.count = n;
+    if (in.argsz < full) {
+        /* Too small: the count and needed size only, no fds. */
+        memcpy(reply->small, &out, sizeof(out));
+        reply->len = sizeof(out);
+        return 0;
+    }
+    reply->data = malloc(full);
+    if (reply->data == NULL)
+        return -ENOMEM;
+    reply->data_free = true;
+    p = reply->data;
+    memcpy(p, &out, sizeof(out));
+    for (unsigned i = 0; i < n; i++) {
+        const struct mu_ioeventfd *e = &r->ioeventfds[i];
+        struct vfu_sub_region_ioeventfd s = {
+            .offset = e->offset,
+            .size = e->size,
+            .fd_index = i,
+            .type = VFU_IOFD_TYPE_IOEVENTFD,
+            .flags = e->datamatch ? VFU_IOEVENTFD_FLAG_DATAMATCH : 0,
+            .datamatch = e->data,
+        };
+
+        memcpy(p + sizeof(out) + i * sizeof(s), &s, sizeof(s));
+        reply->fds[reply->nfds++] = e->fd;
+    }
+    reply->len = full;
+    return 0;
+}

@@ -1,0 +1,175 @@
+/*
+ * tran_sock.c - the UNIX stream socket transport.
+ *
+ * The socket file is the only access control vfio-user has, so it is
+ * created with a restrictive mode (0600 unless told otherwise) by binding
+ * under a umask that already gives that mode: a chmod after bind would leave
+ * a window where the file is open to others.  An optional allow-list of peer
+ * uids, checked with SO_PEERCRED, narrows it further.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "private.h"
+
+/*
+ * Replace a stale socket file, but never anything else: a typo in the path
+ * must not delete somebody's file.
+ */
+static int clear_path(mu_ctx_t *ctx)
+{
+    struct stat st;
+
+    if (lstat(ctx->path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode)) {
+        mu_log(ctx, MU_LOG_ERR, "%s exists and is not a socket; not replacing it",
+               ctx->path);
+        return -EEXIST;
+    }
+    if (unlink(ctx->path) < 0)
+        return -errno;
+    return 0;
+}
+
+static int sock_init(mu_ctx_t *ctx)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    mode_t old_umask;
+    int fd, rc;
+
+    if (strlen(ctx->path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, ctx->path);
+
+    rc = clear_path(ctx);
+    if (rc < 0)
+        return rc;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    old_umask = umask(~ctx->sock_mode & 0777);
+    rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old_umask);
+    if (rc < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    /* bind honours the umask; make the mode exact in case the umask was
+     * stricter than asked (the file is ours and not listening yet). */
+    if (chmod(ctx->path, ctx->sock_mode) < 0 || listen(fd, 16) < 0) {
+        rc = -errno;
+        close(fd);
+        unlink(ctx->path);
+        return rc;
+    }
+    ctx->listen_fd = fd;
+    return fd;
+}
+
+static bool peer_allowed(mu_ctx_t *ctx, int fd)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+
+    if (ctx->nr_allow_uids == 0)
+        return true;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        mu_log(ctx, MU_LOG_WARN, "refusing client: SO_PEERCRED failed: %s",
+               strerror(errno));
+        return false;
+    }
+    for (unsigned i = 0; i < ctx->nr_allow_uids; i++) {
+        if (ctx->allow_uids[i] == cred.uid)
+            return true;
+    }
+    mu_log(ctx, MU_LOG_WARN,
+           "refusing client pid %d uid %u: uid not in the allow-list",
+           (int)cred.pid, (unsigned)cred.uid);
+    return false;
+}
+
+static int sock_accept(mu_ctx_t *ctx)
+{
+    int fd, rc;
+
+    do {
+        fd = accept4(ctx->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
+            return -EAGAIN;
+        return -errno;
+    }
+    if (!peer_allowed(ctx, fd)) {
+        close(fd);
+        return -EACCES;
+    }
+    rc = msgio_init(&ctx->io, fd, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
+                    (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+static int sock_read(mu_ctx_t *ctx)
+{
+    return msgio_fill(&ctx->io);
+}
+
+static int sock_next(mu_ctx_t *ctx, struct mu_msg *msg)
+{
+    return msgio_next(&ctx->io, msg);
+}
+
+static uint64_t sock_partial_since(mu_ctx_t *ctx)
+{
+    return msgio_partial(&ctx->io) ? ctx->io.started_ns : 0;
+}
+
+static int sock_send(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,
+                     const int *fds, unsigned nfds)
+{
+    return msgio_send(&ctx->io, iov, iovcnt, fds, nfds,
+                      (int)ctx->limits[MU_LIMIT_SEND_TIMEOUT_MS]);
+}
+
+static void sock_detach(mu_ctx_t *ctx)
+{
+    msgio_fini(&ctx->io);
+}
+
+static void sock_fini(mu_ctx_t *ctx)
+{
+    if (ctx->listen_fd >= 0) {
+        close(ctx->listen_fd);
+        ctx->listen_fd = -1;
+        /* Only remove the file if it is still ours (a socket). */
+        if (clear_path(ctx) < 0)
+            mu_log(ctx, MU_LOG_WARN, "could not remove %s", ctx->path);
+    }
+}
+
+const struct mu_tran_ops mu_tran_sock_ops = {
+    .name = "unix-socket",
+    /* vfio-user delivers DMA_UNMAP, so an overlapping map is a client bug
+     * the spec answers with EEXIST. */
+    .default_overlap = MU_OVERLAP_REJECT,
+    .init = sock_init,
+    .accept = sock_accept,
+    .read = sock_read,
+    .next = sock_next,
+    .partial_since = sock_partial_since,
+    .send = sock_send,
+    .detach = sock_detach,
+    .fini = sock_fini,
+};
