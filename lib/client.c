@@ -2,7 +2,7 @@
  * client.c - the client side of vfio-user (see include/muser-client.h).
  *
  * The server is not trusted.  Every reply goes through the same funnel:
- * call() sends a request and waits for the reply with our msg_id, serving
+ * cl_call() sends a request and waits for the reply with our msg_id, serving
  * DMA_READ/DMA_WRITE requests that arrive meanwhile; check_error() turns an
  * error reply into its errno; expect() checks the payload length and fd
  * count against what the command's reply may carry.  Anything else that is
@@ -24,60 +24,18 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "muser-client.h"
-#include "msgio.h"
-#include "wire.h"
-
-#define MUC_DEFAULT_FDS 8u
-#define MUC_DEFAULT_XFER (1u << 20)
-#define MUC_DEFAULT_TIMEOUT_MS 5000
-#define MUC_MAX_XFER (1u << 30)     /* keeps every message size in a u32 */
-#define MUC_INFO_ROOM 1024u         /* room for region caps on the first ask */
-#define MUC_INFO_MAX 65536u         /* largest info reply we ask for */
-#define MUC_STALE_MAX 16u
-#define MUC_SERVE_BATCH 1024
-#define MUC_MAX_LOG_RANGES 65536u
-
-/* Memory handed over without an fd; DMA_READ/DMA_WRITE are served from it. */
-struct muc_mem {
-    uint64_t iova, size;
-    uint8_t *host;
-    unsigned prot;
-};
-
-struct muc {
-    struct msgio io;
-    struct muc_opts opts;
-    struct muc_server_caps caps;
-    uint16_t next_id;
-    bool dead;              /* -EPROTO or transport error seen */
-    bool negotiating;       /* no server command is valid before VERSION */
-    struct muc_mem *mem;
-    unsigned nr_mem, mem_cap;
-    struct {
-        uint16_t id, cmd;
-    } stale[MUC_STALE_MAX]; /* requests that timed out, oldest first */
-    unsigned nr_stale;
-    uint64_t dma_served, dma_refused;
-};
-
-/* Internal: wrap a connected socket (unit tests use it on a socketpair).
- * fd is consumed, also on failure.  Not part of the API: hidden, so the
- * muc_* glob of the version script does not export it from libmuser.so. */
-__attribute__((visibility("hidden")))
-int muc__from_fd(muc_t **out, int fd, const struct muc_opts *opts,
-                 bool negotiate);
+#include "client_priv.h"
 
 /* ---------------- time ---------------- */
 
-static uint64_t deadline_of(int timeout_ms)
+uint64_t cl_deadline_of(int timeout_ms)
 {
     if (timeout_ms < 0)
         return UINT64_MAX;
     return mu_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 }
 
-static int ms_left(uint64_t deadline)
+int cl_ms_left(uint64_t deadline)
 {
     uint64_t now, ms;
 
@@ -94,7 +52,7 @@ static int ms_left(uint64_t deadline)
 
 /* The stream can no longer be trusted: later calls get -ENOTCONN.  Header
  * and framing errors from msgio all mean the peer broke the protocol. */
-static int broken(muc_t *c, int err)
+int cl_broken(muc_t *c, int err)
 {
     if (err == -EINVAL || err == -EMSGSIZE || err == -E2BIG)
         err = -EPROTO;
@@ -114,7 +72,7 @@ static void stale_add(muc_t *c, uint16_t id, uint16_t cmd)
 }
 
 /* Drop m if it is the late reply to a request that timed out. */
-static bool stale_drop(muc_t *c, struct mu_msg *m)
+bool cl_stale_drop(muc_t *c, struct mu_msg *m)
 {
     for (unsigned i = 0; i < c->nr_stale; i++) {
         if (c->stale[i].id == m->hdr.msg_id && c->stale[i].cmd == m->hdr.cmd) {
@@ -128,18 +86,18 @@ static bool stale_drop(muc_t *c, struct mu_msg *m)
     return false;
 }
 
-static int recv_msg(muc_t *c, struct mu_msg *m, uint64_t deadline)
+int cl_recv_msg(muc_t *c, struct mu_msg *m, uint64_t deadline)
 {
-    int rc = msgio_recv(&c->io, m, ms_left(deadline));
+    int rc = msgio_recv(&c->io, m, cl_ms_left(deadline));
 
     if (rc == 1)
         return 0;
     if (rc == -ETIMEDOUT)
         return rc;
-    return broken(c, rc < 0 ? rc : -EIO);
+    return cl_broken(c, rc < 0 ? rc : -EIO);
 }
 
-static int send_iov(muc_t *c, const struct iovec *iov, int iovcnt,
+int cl_send_iov(muc_t *c, const struct iovec *iov, int iovcnt,
                     const int *fds, unsigned nfds)
 {
     int rc = msgio_send(&c->io, iov, iovcnt, fds, nfds, c->opts.timeout_ms);
@@ -147,110 +105,7 @@ static int send_iov(muc_t *c, const struct iovec *iov, int iovcnt,
     /* A bad fd or argument fails sendmsg before any byte leaves. */
     if (rc == -EBADF || rc == -EINVAL)
         return rc;
-    return rc < 0 ? broken(c, rc) : 0;
-}
-
-/* ---------------- fd-less DMA memory ---------------- */
-
-static int mem_add(muc_t *c, uint64_t iova, uint64_t size, void *host,
-                   unsigned prot)
-{
-    if (c->nr_mem == c->mem_cap) {
-        unsigned ncap = c->mem_cap ? c->mem_cap * 2 : 8;
-        struct muc_mem *n = realloc(c->mem, ncap * sizeof(*n));
-
-        if (n == NULL)
-            return -ENOMEM;
-        c->mem = n;
-        c->mem_cap = ncap;
-    }
-    c->mem[c->nr_mem++] = (struct muc_mem){ iova, size, host, prot };
-    return 0;
-}
-
-static void mem_del(muc_t *c, unsigned i)
-{
-    c->mem[i] = c->mem[--c->nr_mem];
-}
-
-/* Forget registrations lying wholly inside [iova, iova+size). */
-static void mem_drop_range(muc_t *c, uint64_t iova, uint64_t size)
-{
-    for (unsigned i = 0; i < c->nr_mem;) {
-        const struct muc_mem *r = &c->mem[i];
-
-        if (r->iova >= iova && vfu_range_ok(r->iova - iova, r->size, size))
-            mem_del(c, i);
-        else
-            i++;
-    }
-}
-
-/* 0 with *host, or a positive errno for the error reply. */
-static int mem_find(const muc_t *c, uint64_t addr, uint64_t count,
-                    unsigned need, uint8_t **host)
-{
-    int err = EFAULT;
-
-    for (unsigned i = 0; i < c->nr_mem; i++) {
-        const struct muc_mem *r = &c->mem[i];
-
-        if (addr < r->iova || !vfu_range_ok(addr - r->iova, count, r->size))
-            continue;
-        if (!(r->prot & need)) {
-            err = EACCES;   /* keep looking: an overlapping map may allow it */
-            continue;
-        }
-        *host = r->host + (addr - r->iova);
-        return 0;
-    }
-    return err;
-}
-
-/* Answer one command from the server; consumes m. */
-static int serve_cmd(muc_t *c, struct mu_msg *m)
-{
-    bool is_write = m->hdr.cmd == VFU_CMD_DMA_WRITE;
-    struct vfu_dma_access a = { 0 };
-    const uint8_t *data = NULL;
-    uint8_t *host = NULL;
-    struct vfu_hdr h;
-    struct iovec iov[3];
-    size_t size = VFU_HDR_SIZE;
-    int err, n = 1, rc = 0;
-
-    if (c->negotiating) {
-        mu_msg_release(m);
-        return broken(c, -EPROTO);
-    }
-    if (m->hdr.cmd != VFU_CMD_DMA_READ && !is_write)
-        err = ENOSYS;
-    else if (vfu_check_dma_access_req(m->body, m->len, m->nfds, is_write,
-                                      c->opts.max_data_xfer_size, &a,
-                                      &data) < 0)
-        err = EINVAL;
-    else
-        err = mem_find(c, a.addr, a.count,
-                       is_write ? MUC_DMA_WRITE : MUC_DMA_READ, &host);
-
-    if (err == 0) {
-        if (is_write)
-            memcpy(host, data, (size_t)a.count);
-        iov[n++] = (struct iovec){ &a, sizeof(a) };
-        if (!is_write)
-            iov[n++] = (struct iovec){ host, (size_t)a.count };
-        size += sizeof(a) + (is_write ? 0 : (size_t)a.count);
-        c->dma_served++;
-    } else {
-        c->dma_refused++;
-    }
-    vfu_hdr_init(&h, m->hdr.msg_id, m->hdr.cmd, (uint32_t)size,
-                 VFU_F_TYPE_REPLY | (err ? VFU_F_ERROR : 0), (uint32_t)err);
-    iov[0] = (struct iovec){ &h, sizeof(h) };
-    if (!(m->hdr.flags & VFU_F_NO_REPLY))
-        rc = send_iov(c, iov, n, NULL, 0);
-    mu_msg_release(m);
-    return rc;
+    return rc < 0 ? cl_broken(c, rc) : 0;
 }
 
 /* ---------------- request / reply ---------------- */
@@ -264,7 +119,7 @@ static int check_error(muc_t *c, struct mu_msg *m)
         return 0;
     if (m->nfds > 0 || err == 0 || err > 4095) {
         mu_msg_release(m);
-        return broken(c, -EPROTO);
+        return cl_broken(c, -EPROTO);
     }
     mu_msg_release(m);
     return -(int)err;
@@ -272,27 +127,27 @@ static int check_error(muc_t *c, struct mu_msg *m)
 
 static int wait_reply(muc_t *c, uint16_t id, uint16_t cmd, struct mu_msg *m)
 {
-    uint64_t deadline = deadline_of(c->opts.timeout_ms);
+    uint64_t deadline = cl_deadline_of(c->opts.timeout_ms);
     int rc;
 
     for (;;) {
-        rc = recv_msg(c, m, deadline);
+        rc = cl_recv_msg(c, m, deadline);
         if (rc == -ETIMEDOUT)
             stale_add(c, id, cmd);
         if (rc < 0)
             return rc;
         if (!vfu_hdr_is_reply(&m->hdr)) {
-            rc = serve_cmd(c, m);
+            rc = cl_serve_cmd(c, m);
             if (rc < 0)
                 return rc;
             continue;
         }
         if (m->hdr.msg_id == id && m->hdr.cmd == cmd)
             return check_error(c, m);
-        if (stale_drop(c, m))
+        if (cl_stale_drop(c, m))
             continue;
         mu_msg_release(m);
-        return broken(c, -EPROTO);
+        return cl_broken(c, -EPROTO);
     }
 }
 
@@ -301,7 +156,7 @@ static int wait_reply(muc_t *c, uint16_t id, uint16_t cmd, struct mu_msg *m)
  * and wait for its reply.  0 with *reply (to be released by the caller),
  * the server's negated errno, or a local error.
  */
-static int call(muc_t *c, uint16_t cmd, struct iovec *iov, int iovcnt,
+int cl_call(muc_t *c, uint16_t cmd, struct iovec *iov, int iovcnt,
                 const int *fds, unsigned nfds, struct mu_msg *reply)
 {
     struct vfu_hdr h;
@@ -322,39 +177,39 @@ static int call(muc_t *c, uint16_t cmd, struct iovec *iov, int iovcnt,
     id = c->next_id++;
     vfu_hdr_init(&h, id, cmd, (uint32_t)size, VFU_F_TYPE_COMMAND, 0);
     iov[0] = (struct iovec){ &h, sizeof(h) };
-    rc = send_iov(c, iov, iovcnt, fds, nfds);
+    rc = cl_send_iov(c, iov, iovcnt, fds, nfds);
     if (rc < 0)
         return rc;
     return wait_reply(c, id, cmd, reply);
 }
 
 /* The reply's body must be [min, max] bytes with at most max_fds fds. */
-static int expect(muc_t *c, struct mu_msg *m, size_t min, size_t max,
+int cl_expect(muc_t *c, struct mu_msg *m, size_t min, size_t max,
                   unsigned max_fds)
 {
     if (m->len >= min && m->len <= max && m->nfds <= max_fds)
         return 0;
     mu_msg_release(m);
-    return broken(c, -EPROTO);
+    return cl_broken(c, -EPROTO);
 }
 
 /* A reply of the right shape with the wrong contents. */
-static int reject(muc_t *c, struct mu_msg *m)
+int cl_reject(muc_t *c, struct mu_msg *m)
 {
     mu_msg_release(m);
-    return broken(c, -EPROTO);
+    return cl_broken(c, -EPROTO);
 }
 
 /* A request whose reply has no payload and no fds. */
-static int call_simple(muc_t *c, uint16_t cmd, const void *p, size_t len,
+int cl_call_simple(muc_t *c, uint16_t cmd, const void *p, size_t len,
                        const int *fds, unsigned nfds)
 {
     struct iovec iov[2] = { { 0 }, { (void *)p, len } };
     struct mu_msg m;
     int rc;
 
-    rc = call(c, cmd, iov, len ? 2 : 1, fds, nfds, &m);
-    if (rc == 0 && (rc = expect(c, &m, 0, 0, 0)) == 0)
+    rc = cl_call(c, cmd, iov, len ? 2 : 1, fds, nfds, &m);
+    if (rc == 0 && (rc = cl_expect(c, &m, 0, 0, 0)) == 0)
         mu_msg_release(&m);
     return rc;
 }
@@ -375,19 +230,19 @@ static int info_call(muc_t *c, uint16_t cmd, void *req, size_t reqlen,
         struct iovec iov[2] = { { 0 }, { req, reqlen } };
 
         memcpy(req, &argsz, sizeof(argsz));
-        rc = call(c, cmd, iov, 2, NULL, 0, m);
-        if (rc < 0 || (rc = expect(c, m, reqlen, argsz, max_fds)) < 0)
+        rc = cl_call(c, cmd, iov, 2, NULL, 0, m);
+        if (rc < 0 || (rc = cl_expect(c, m, reqlen, argsz, max_fds)) < 0)
             return rc;
         memcpy(&full, m->body, sizeof(full));
         if (full <= argsz)
-            return full == m->len ? 0 : reject(c, m);
+            return full == m->len ? 0 : cl_reject(c, m);
         /* Only the fixed part came (and any fd with it is not ours yet). */
         mu_msg_release(m);
         if (full > MUC_INFO_MAX)
-            return broken(c, -EPROTO);
+            return cl_broken(c, -EPROTO);
         argsz = full;
     }
-    return broken(c, -EPROTO);
+    return cl_broken(c, -EPROTO);
 }
 
 /* ---------------- connection ---------------- */
@@ -465,7 +320,7 @@ static int negotiate(muc_t *c)
     iov[1] = (struct iovec){ &req, sizeof(req.v) + (size_t)rc };
 
     c->negotiating = true;
-    rc = call(c, VFU_CMD_VERSION, iov, 2, NULL, 0, &m);
+    rc = cl_call(c, VFU_CMD_VERSION, iov, 2, NULL, 0, &m);
     c->negotiating = false;
     if (rc == -ENOTCONN)
         return -EPROTO;     /* it hung up on a vfio-user handshake */
@@ -473,7 +328,7 @@ static int negotiate(muc_t *c)
         return rc;
     rc = check_version_reply(c, &m);
     mu_msg_release(&m);
-    return rc < 0 ? broken(c, rc == -ENOMEM ? rc : -EPROTO) : 0;
+    return rc < 0 ? cl_broken(c, rc == -ENOMEM ? rc : -EPROTO) : 0;
 }
 
 int muc__from_fd(muc_t **out, int fd, const struct muc_opts *opts,
@@ -580,13 +435,13 @@ int muc_device_info(muc_t *c, struct muc_device_info *info)
     struct mu_msg m;
     int rc;
 
-    rc = call(c, VFU_CMD_DEVICE_GET_INFO, iov, 2, NULL, 0, &m);
-    if (rc < 0 || (rc = expect(c, &m, sizeof(d), sizeof(d), 0)) < 0)
+    rc = cl_call(c, VFU_CMD_DEVICE_GET_INFO, iov, 2, NULL, 0, &m);
+    if (rc < 0 || (rc = cl_expect(c, &m, sizeof(d), sizeof(d), 0)) < 0)
         return rc;
     memcpy(&d, m.body, sizeof(d));
     mu_msg_release(&m);
     if (d.argsz < sizeof(d))
-        return broken(c, -EPROTO);
+        return cl_broken(c, -EPROTO);
     info->flags = d.flags;
     info->num_regions = d.num_regions;
     info->num_irqs = d.num_irqs;
@@ -676,7 +531,7 @@ int muc_region_info(muc_t *c, uint32_t index, struct muc_region_info *info)
     /* An fd only makes sense for a region that can be mmapped. */
     if (r.index != index || (r.flags & ~known) ||
         (m.nfds > 0 && !(r.flags & VFU_REGION_FLAG_MMAP)))
-        return reject(c, &m);
+        return cl_reject(c, &m);
 
     memset(&ri, 0, sizeof(ri));
     ri.index = index;
@@ -688,7 +543,7 @@ int muc_region_info(muc_t *c, uint32_t index, struct muc_region_info *info)
         rc = parse_caps(m.body, m.len, r.cap_offset, &ri);
     if (rc < 0) {
         mu_msg_release(&m);
-        return rc == -EPROTO ? broken(c, rc) : rc;
+        return rc == -EPROTO ? cl_broken(c, rc) : rc;
     }
     ri.fd = mu_msg_take_fd(&m, 0);
     mu_msg_release(&m);
@@ -703,12 +558,12 @@ int muc_irq_info(muc_t *c, uint32_t index, struct muc_irq_info *info)
     struct mu_msg m;
     int rc;
 
-    rc = call(c, VFU_CMD_DEVICE_GET_IRQ_INFO, iov, 2, NULL, 0, &m);
-    if (rc < 0 || (rc = expect(c, &m, sizeof(q), sizeof(q), 0)) < 0)
+    rc = cl_call(c, VFU_CMD_DEVICE_GET_IRQ_INFO, iov, 2, NULL, 0, &m);
+    if (rc < 0 || (rc = cl_expect(c, &m, sizeof(q), sizeof(q), 0)) < 0)
         return rc;
     memcpy(&q, m.body, sizeof(q));
     if (q.argsz < sizeof(q) || q.index != index)
-        return reject(c, &m);
+        return cl_reject(c, &m);
     mu_msg_release(&m);
     info->flags = q.flags;
     info->count = q.count;
@@ -770,14 +625,14 @@ int muc_region_io_fds(muc_t *c, uint32_t index, struct muc_ioeventfd *out,
     if (r.index != index || r.flags != 0 || m.nfds > r.count ||
         (r.count == 0 ? body != 0 || m.nfds != 0 :
          stride < esz || stride * r.count != body || m.nfds == 0))
-        return reject(c, &m);
+        return cl_reject(c, &m);
     for (uint32_t i = 0; i < r.count; i++) {
         uint32_t fi;
 
         memcpy(&fi, m.body + sizeof(r) + i * stride +
                offsetof(struct vfu_sub_region_ioeventfd, fd_index), sizeof(fi));
         if (fi >= m.nfds)
-            return reject(c, &m);
+            return cl_reject(c, &m);
     }
     rc = io_fds_fill(&m, r.count, stride, out, max);
     mu_msg_release(&m);
@@ -795,13 +650,13 @@ static int region_rw_once(muc_t *c, uint32_t index, uint64_t off,
     struct mu_msg m;
     int rc;
 
-    rc = call(c, write ? VFU_CMD_REGION_WRITE : VFU_CMD_REGION_READ, iov,
+    rc = cl_call(c, write ? VFU_CMD_REGION_WRITE : VFU_CMD_REGION_READ, iov,
               write ? 3 : 2, NULL, 0, &m);
-    if (rc < 0 || (rc = expect(c, &m, want, want, 0)) < 0)
+    if (rc < 0 || (rc = cl_expect(c, &m, want, want, 0)) < 0)
         return rc;
     memcpy(&e, m.body, sizeof(e));
     if (e.offset != off || e.region != index || e.count != n)
-        return reject(c, &m);
+        return cl_reject(c, &m);
     if (!write)
         memcpy(buf, m.body + sizeof(e), n);
     mu_msg_release(&m);
@@ -912,7 +767,7 @@ int muc_bar_size(muc_t *c, unsigned bar, uint64_t *size, bool *is_io,
 
 int muc_reset(muc_t *c)
 {
-    return call_simple(c, VFU_CMD_DEVICE_RESET, NULL, 0, NULL, 0);
+    return cl_call_simple(c, VFU_CMD_DEVICE_RESET, NULL, 0, NULL, 0);
 }
 
 /* ---------------- interrupts ---------------- */
@@ -931,8 +786,8 @@ int muc_set_irqs(muc_t *c, uint32_t flags, uint32_t index, uint32_t start,
     if ((dlen > 0 && data == NULL) || dlen > MUC_MAX_XFER)
         return -EINVAL;
     s.argsz = (uint32_t)(sizeof(s) + dlen);
-    rc = call(c, VFU_CMD_DEVICE_SET_IRQS, iov, dlen ? 3 : 2, fds, nfds, &m);
-    if (rc == 0 && (rc = expect(c, &m, 0, 0, 0)) == 0)
+    rc = cl_call(c, VFU_CMD_DEVICE_SET_IRQS, iov, dlen ? 3 : 2, fds, nfds, &m);
+    if (rc == 0 && (rc = cl_expect(c, &m, 0, 0, 0)) == 0)
         mu_msg_release(&m);
     return rc;
 }
@@ -985,11 +840,11 @@ int muc_irq_mask(muc_t *c, uint32_t index, uint32_t start, uint32_t count,
 
 int64_t muc_eventfd_wait(int fd, int timeout_ms)
 {
-    uint64_t deadline = deadline_of(timeout_ms), v;
+    uint64_t deadline = cl_deadline_of(timeout_ms), v;
     struct pollfd p = { .fd = fd, .events = POLLIN };
 
     for (;;) {
-        int n = poll(&p, 1, ms_left(deadline));
+        int n = poll(&p, 1, cl_ms_left(deadline));
         ssize_t r;
 
         if (n < 0 && errno != EINTR)
@@ -1007,246 +862,6 @@ int64_t muc_eventfd_wait(int fd, int timeout_ms)
             return -EINVAL;     /* not an eventfd */
         /* someone else read it first: wait on */
     }
-}
-
-/* ---------------- DMA ---------------- */
-
-static int dma_map(muc_t *c, uint64_t iova, uint64_t size, int fd,
-                   uint64_t offset, unsigned prot)
-{
-    struct vfu_dma_map d = {
-        .argsz = sizeof(d),
-        .flags = ((prot & MUC_DMA_READ) ? VFU_DMA_FLAG_READ : 0) |
-                 ((prot & MUC_DMA_WRITE) ? VFU_DMA_FLAG_WRITE : 0),
-        .offset = offset, .addr = iova, .size = size,
-    };
-
-    if (prot & ~(MUC_DMA_READ | MUC_DMA_WRITE))
-        return -EINVAL;
-    return call_simple(c, VFU_CMD_DMA_MAP, &d, sizeof(d), fd >= 0 ? &fd : NULL,
-                       fd >= 0);
-}
-
-int muc_dma_map(muc_t *c, uint64_t iova, uint64_t size, int fd,
-                uint64_t offset, unsigned prot)
-{
-    if (fd < 0)
-        return -EBADF;
-    return dma_map(c, iova, size, fd, offset, prot);
-}
-
-int muc_dma_map_mem(muc_t *c, uint64_t iova, uint64_t size, void *mem,
-                    unsigned prot)
-{
-    int rc;
-
-    if (mem == NULL || size == 0 || !vfu_range_ok(iova, size - 1, UINT64_MAX) ||
-        (prot & ~(MUC_DMA_READ | MUC_DMA_WRITE)))
-        return -EINVAL;
-    if (c->dead)
-        return -ENOTCONN;
-    /* Registered first: the server may reach it before it replies. */
-    rc = mem_add(c, iova, size, mem, prot);
-    if (rc < 0)
-        return rc;
-    rc = dma_map(c, iova, size, -1, 0, prot);
-    if (rc < 0) {
-        for (unsigned i = c->nr_mem; i-- > 0;) {
-            if (c->mem[i].iova == iova && c->mem[i].size == size &&
-                c->mem[i].host == mem) {
-                mem_del(c, i);
-                break;
-            }
-        }
-    }
-    return rc;
-}
-
-static int dma_unmap(muc_t *c, uint32_t flags, uint64_t iova, uint64_t size)
-{
-    struct vfu_dma_unmap u = { sizeof(u), flags, iova, size }, e;
-    struct iovec iov[2] = { { 0 }, { &u, sizeof(u) } };
-    struct mu_msg m;
-    int rc;
-
-    rc = call(c, VFU_CMD_DMA_UNMAP, iov, 2, NULL, 0, &m);
-    if (rc < 0 || (rc = expect(c, &m, 0, sizeof(u), 0)) < 0)
-        return rc;
-    /* libvfio-user echoes the entry; the spec sends nothing.  Both do. */
-    if (m.len != 0) {
-        if (m.len != sizeof(e))
-            return reject(c, &m);
-        memcpy(&e, m.body, sizeof(e));
-        if (e.addr != iova || e.size != size)
-            return reject(c, &m);
-    }
-    mu_msg_release(&m);
-    return 0;
-}
-
-int muc_dma_unmap(muc_t *c, uint64_t iova, uint64_t size)
-{
-    int rc = dma_unmap(c, 0, iova, size);
-
-    /* After the reply: until then the server may still finish DMA. */
-    if (rc == 0)
-        mem_drop_range(c, iova, size);
-    return rc;
-}
-
-int muc_dma_unmap_all(muc_t *c)
-{
-    int rc = dma_unmap(c, VFU_DMA_UNMAP_FLAG_ALL, 0, 0);
-
-    if (rc == 0)
-        c->nr_mem = 0;
-    return rc;
-}
-
-int muc_serve(muc_t *c, int timeout_ms)
-{
-    uint64_t deadline = deadline_of(timeout_ms);
-    struct mu_msg m;
-    int n = 0, rc = 0;
-
-    if (c->dead)
-        return -ENOTCONN;
-    while (n < MUC_SERVE_BATCH) {
-        /* Wait for the first; then take only what is already here. */
-        rc = recv_msg(c, &m, n == 0 ? deadline : 0);
-        if (rc < 0)
-            break;
-        if (vfu_hdr_is_reply(&m.hdr)) {
-            if (stale_drop(c, &m))
-                continue;
-            mu_msg_release(&m);
-            rc = broken(c, -EPROTO);    /* a reply to nothing */
-            break;
-        }
-        rc = serve_cmd(c, &m);
-        if (rc < 0)
-            break;
-        n++;
-    }
-    /* What was served counts; a failure shows as -ENOTCONN next time. */
-    if (rc == -ETIMEDOUT || n > 0)
-        return n;
-    return rc;
-}
-
-uint64_t muc_dma_requests_served(const muc_t *c)
-{
-    return c->dma_served;
-}
-
-/* ---------------- dirty page logging ---------------- */
-
-/* SET: the reply is empty or echoes (a prefix of) the request. */
-static int feature_set(muc_t *c, const void *req, size_t len)
-{
-    struct iovec iov[2] = { { 0 }, { (void *)req, len } };
-    struct vfu_device_feature f, e;
-    struct mu_msg m;
-    int rc;
-
-    rc = call(c, VFU_CMD_DEVICE_FEATURE, iov, 2, NULL, 0, &m);
-    if (rc < 0 || (rc = expect(c, &m, 0, len, 0)) < 0)
-        return rc;
-    memcpy(&f, req, sizeof(f));
-    if (m.len > 0) {
-        if (m.len < sizeof(e))
-            return reject(c, &m);
-        memcpy(&e, m.body, sizeof(e));
-        if (e.flags != f.flags)
-            return reject(c, &m);
-    }
-    mu_msg_release(&m);
-    return 0;
-}
-
-int muc_dirty_start(muc_t *c, uint64_t page_size, const uint64_t *iova,
-                    const uint64_t *len, unsigned nr_ranges)
-{
-    struct vfu_device_feature f;
-    struct vfu_dma_logging_control ctl = { page_size, nr_ranges, 0 };
-    size_t size;
-    uint8_t *buf;
-    int rc;
-
-    if (nr_ranges > MUC_MAX_LOG_RANGES)
-        return -E2BIG;
-    if (nr_ranges > 0 && (iova == NULL || len == NULL))
-        return -EINVAL;
-    size = sizeof(f) + sizeof(ctl) +
-           nr_ranges * sizeof(struct vfu_dma_logging_range);
-    buf = malloc(size);
-    if (buf == NULL)
-        return -ENOMEM;
-    f.argsz = (uint32_t)size;
-    f.flags = VFU_FEATURE_SET | VFU_FEATURE_DMA_LOGGING_START;
-    memcpy(buf, &f, sizeof(f));
-    memcpy(buf + sizeof(f), &ctl, sizeof(ctl));
-    for (unsigned i = 0; i < nr_ranges; i++) {
-        struct vfu_dma_logging_range r = { iova[i], len[i] };
-
-        memcpy(buf + sizeof(f) + sizeof(ctl) + i * sizeof(r), &r, sizeof(r));
-    }
-    rc = feature_set(c, buf, size);
-    free(buf);
-    return rc;
-}
-
-int muc_dirty_stop(muc_t *c)
-{
-    struct vfu_device_feature f = {
-        sizeof(f), VFU_FEATURE_SET | VFU_FEATURE_DMA_LOGGING_STOP
-    };
-
-    return feature_set(c, &f, sizeof(f));
-}
-
-int muc_dirty_report(muc_t *c, uint64_t iova, uint64_t length,
-                     uint64_t page_size, uint64_t *bitmap, size_t bitmap_bytes)
-{
-    struct {
-        struct vfu_device_feature f;
-        struct vfu_dma_logging_report r;
-    } __attribute__((packed)) req, e;
-    struct iovec iov[2] = { { 0 }, { &req, sizeof(req) } };
-    uint64_t pages, words;
-    uint32_t saved_max = c->io.max_size;
-    size_t need, total;
-    struct mu_msg m;
-    int rc;
-
-    if (page_size == 0 || length == 0 || bitmap == NULL)
-        return -EINVAL;
-    pages = (length - 1) / page_size + 1;
-    words = pages / 64 + (pages % 64 != 0);
-    if (words > (UINT32_MAX - 4096u) / 8)
-        return -E2BIG;
-    need = (size_t)words * 8;
-    if (bitmap_bytes < need)
-        return -ENOSPC;
-    total = sizeof(req) + need;
-    req.f = (struct vfu_device_feature){
-        (uint32_t)total, VFU_FEATURE_GET | VFU_FEATURE_DMA_LOGGING_REPORT };
-    req.r = (struct vfu_dma_logging_report){ iova, length, page_size };
-
-    /* The caller sized the bitmap, so a reply this big is expected. */
-    if (total + VFU_HDR_SIZE > c->io.max_size)
-        c->io.max_size = (uint32_t)(total + VFU_HDR_SIZE);
-    rc = call(c, VFU_CMD_DEVICE_FEATURE, iov, 2, NULL, 0, &m);
-    c->io.max_size = saved_max;
-    if (rc < 0 || (rc = expect(c, &m, total, total, 0)) < 0)
-        return rc;
-    memcpy(&e, m.body, sizeof(e));
-    if (e.f.flags != req.f.flags || e.r.iova != iova || e.r.length != length ||
-        e.r.page_size != page_size)
-        return reject(c, &m);
-    memcpy(bitmap, m.body + sizeof(e), need);
-    mu_msg_release(&m);
-    return 0;
 }
 
 /* ---------------- raw messages ---------------- */
@@ -1268,7 +883,7 @@ int muc_request(muc_t *c, uint16_t cmd, const void *payload, size_t len,
     if ((len > 0 && payload == NULL) || (reply_cap > 0 && reply == NULL) ||
         (max_rfds > 0 && rfds == NULL))
         return -EINVAL;
-    rc = call(c, cmd, iov, len ? 2 : 1, fds, nfds, &m);
+    rc = cl_call(c, cmd, iov, len ? 2 : 1, fds, nfds, &m);
     if (rc < 0)
         return rc;
     if (reply_len != NULL)
@@ -1294,7 +909,7 @@ int muc_send_bytes(muc_t *c, const void *buf, size_t len, const int *fds,
     if (len == 0 || buf == NULL || nfds > MSGIO_MAX_FDS ||
         (nfds > 0 && fds == NULL))
         return -EINVAL;
-    return send_iov(c, &iov, 1, fds, nfds);
+    return cl_send_iov(c, &iov, 1, fds, nfds);
 }
 
 ssize_t muc_recv_msg(muc_t *c, void *buf, size_t cap, int timeout_ms)
@@ -1307,7 +922,7 @@ ssize_t muc_recv_msg(muc_t *c, void *buf, size_t cap, int timeout_ms)
         return -ENOTCONN;
     if (cap > 0 && buf == NULL)
         return -EINVAL;
-    rc = recv_msg(c, &m, deadline_of(timeout_ms));
+    rc = cl_recv_msg(c, &m, cl_deadline_of(timeout_ms));
     if (rc < 0)
         return rc;
     /* Received fds cannot be handed out here: they are closed. */
