@@ -142,7 +142,8 @@ int mu_ctx_set_limit(mu_ctx_t *ctx, enum mu_limit limit, uint64_t value)
     if (ctx->realized && limit != MU_LIMIT_DMA_MAPPED_BYTES &&
         limit != MU_LIMIT_DMA_IDLE_MS)
         return -EBUSY;
-    ctx->limits[limit] = value;
+    /* The two DMA limits are read by device threads while translating. */
+    __atomic_store_n(&ctx->limits[limit], value, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -257,7 +258,6 @@ int mu_ctx_realize(mu_ctx_t *ctx)
         ctx->tran->fini(ctx);
         goto fail;
     }
-    mu_dma_set_overlap_policy(ctx, ctx->tran->default_overlap);
     ctx->realized = true;
     mu_log(ctx, MU_LOG_INFO, "listening on %s (%s)", ctx->path, ctx->tran->name);
     return 0;

@@ -1,18 +1,937 @@
 /*
- * dma.c - placeholder until the DMA region table lands: DMA_MAP, DMA_UNMAP
- * and DEVICE_FEATURE answer a clean error (issue "foundation", item 4).
+ * dma.c - the DMA region table: guest memory the client hands the device.
+ *
+ * Regions live in an interval tree keyed on [iova, iova + size - 1], so a
+ * translation is one root-to-leaf walk and an overlap query costs
+ * O(log n + k).  Regions never overlap inside the table: an overlapping
+ * DMA_MAP is either refused or replaces what it overlaps (design notes,
+ * "The problem the DMA table solves").  Every region whose map callback
+ * accepted it gets exactly one unmap callback, whatever removes it.
+ *
+ * Memory is mapped lazily: DMA_MAP only checks and keeps the fd, and the
+ * first translation into a region mmaps all of it.  Mappings nobody holds
+ * sit on an LRU list and are unmapped again (fd kept) when the mapped-bytes
+ * budget or the idle limit is passed; the next translation maps them anew.
+ *
+ * Threads and locking
+ * -------------------
+ * The table is changed only by the context thread (DMA_MAP, DMA_UNMAP,
+ * disconnect, reset, destroy, dirty logging start/stop, mu_dma_tick).
+ * mu_dma_get, mu_dma_put, mu_dma_read, mu_dma_write, mu_dma_mark_dirty
+ * and mu_dma_get_stats may run on any thread at the same time.  One mutex,
+ * dma->lock, covers the tree's shape, each region's refs, mapping, LRU
+ * links, last use and dirty bits, the stats and the logging state.  The
+ * context thread changes the tree only with the lock held; it may read the
+ * tree without it, since no other thread writes it.  Region fields set
+ * before insertion (node, info, fd) are immutable while the region is
+ * findable, so readers need no more than the lock they took to find it.
+ *
+ * Callbacks (map, unmap, overlap) run on the context thread WITHOUT the
+ * lock, so they may call any DMA function, including mu_dma_put() of
+ * references they hold.  The log sink is never called with the lock held
+ * either, for the same reason.
+ *
+ * Removal (every path: DMA_UNMAP, overlap, unmap-all, disconnect, reset,
+ * destroy) goes in two steps: under the lock the regions leave the tree and
+ * are marked removing, so no new translation finds them; then, unlocked,
+ * their unmap callbacks run (the memory is still there, references still
+ * work); then for each region we wait on the condvar until every reference
+ * is put, munmap, close the fd and free.  mu_dma_put() broadcasts when a
+ * removing region's last reference goes.  The wait never holds the lock
+ * across a callback, so a callback that puts its references cannot
+ * deadlock; a reference the context thread keeps past its unmap callback
+ * would (the header says so).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "itree.h"
 #include "private.h"
 
-int mu_dma_init(mu_ctx_t *ctx) { (void)ctx; return 0; }
-void mu_dma_fini(mu_ctx_t *ctx) { (void)ctx; }
-void mu_dma_remove_all(mu_ctx_t *ctx, enum mu_unmap_reason reason) { (void)ctx; (void)reason; }
-int mu_handle_dma_map(mu_ctx_t *ctx, struct mu_msg *msg, struct mu_reply *reply)
-{ (void)ctx; (void)msg; (void)reply; return -ENOTSUP; }
-int mu_handle_dma_unmap(mu_ctx_t *ctx, struct mu_msg *msg, struct mu_reply *reply)
-{ (void)ctx; (void)msg; (void)reply; return -ENOTSUP; }
-int mu_handle_device_feature(mu_ctx_t *ctx, struct mu_msg *msg, struct mu_reply *reply)
-{ (void)ctx; (void)msg; (void)reply; return -ENOTSUP; }
-void mu_dma_tick(mu_ctx_t *ctx) { (void)ctx; }
-void mu_dma_set_overlap_policy(mu_ctx_t *ctx, enum mu_overlap_policy p) { (void)ctx; (void)p; }
+#define MU_DMA_PROT_ALL (MU_DMA_READ | MU_DMA_WRITE)
+
+struct mu_dma_region {
+    struct itree_node node;         /* [iova, iova + size - 1] */
+    struct mu_dma_info info;
+    int fd;                         /* -1: only DMA_READ/DMA_WRITE reach it */
+    void *priv;
+    void *map;                      /* NULL until faulted in, or evicted */
+    unsigned refs;                  /* sg entries handed out, not put yet */
+    uint64_t last_use_ns;
+    bool removing;                  /* out of the tree, draining refs */
+    bool accepted;                  /* map callback said yes: owed an unmap
+                                       callback */
+    bool in_lru;                    /* mapped, refs == 0, not removing */
+    struct mu_dma_region *lru_prev, *lru_next;
+    struct mu_dma_region *doom_next;    /* removal batch (context thread) */
+    struct mu_dirty *dirty;         /* pages the device wrote, if logging */
+};
+
+struct mu_dma {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;            /* a removing region lost its last ref */
+    struct itree tree;
+    struct mu_dma_region *lru_head, *lru_tail;  /* least recently used first */
+    struct mu_dma_stats stats;
+    enum mu_overlap_policy policy;
+    mu_dma_overlap_cb_t overlap_cb;
+    mu_dma_map_cb_t map_cb;
+    mu_dma_unmap_cb_t unmap_cb;
+    struct mu_dma_log *log;         /* NULL when not logging */
+    bool logging;                   /* log != NULL, readable without lock */
+};
+
+static inline struct mu_dma_region *to_region(struct itree_node *n)
+{
+    return n == NULL ? NULL : itree_entry(n, struct mu_dma_region, node);
+}
+
+static inline struct mu_dma_region *region_at(struct mu_dma *dma, uint64_t p)
+{
+    return to_region(itree_find_point(&dma->tree, p));
+}
+
+/* Idle ages need no precision, and this clock is a plain memory read. */
+static inline uint64_t coarse_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Limits may be changed by the context thread while others translate. */
+static inline uint64_t limit(mu_ctx_t *ctx, enum mu_limit l)
+{
+    return __atomic_load_n(&ctx->limits[l], __ATOMIC_RELAXED);
+}
+
+static inline bool range_ok(uint64_t iova, size_t len)
+{
+    return len != 0 && len - 1 <= UINT64_MAX - iova;
+}
+
+/* ---------------- setup ---------------- */
+
+int mu_dma_init(mu_ctx_t *ctx)
+{
+    struct mu_dma *dma = calloc(1, sizeof(*dma));
+    pthread_condattr_t ca;
+
+    if (dma == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&dma->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&dma->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    itree_init(&dma->tree);
+    dma->policy = ctx->tran != NULL ? ctx->tran->default_overlap
+                                    : MU_OVERLAP_REJECT;
+    ctx->dma = dma;
+    return 0;
+}
+
+void mu_dma_fini(mu_ctx_t *ctx)
+{
+    struct mu_dma *dma = ctx->dma;
+
+    if (dma == NULL)
+        return;
+    mu_dma_remove_all(ctx, MU_UNMAP_DESTROY);     /* stops logging too */
+    pthread_cond_destroy(&dma->cond);
+    pthread_mutex_destroy(&dma->lock);
+    free(dma);
+    ctx->dma = NULL;
+}
+
+void mu_dma_set_callbacks(mu_ctx_t *ctx, mu_dma_map_cb_t map,
+                          mu_dma_unmap_cb_t unmap)
+{
+    ctx->dma->map_cb = map;
+    ctx->dma->unmap_cb = unmap;
+}
+
+void mu_dma_set_overlap_policy(mu_ctx_t *ctx, enum mu_overlap_policy p)
+{
+    if (p != MU_OVERLAP_REJECT && p != MU_OVERLAP_REPLACE) {
+        mu_log(ctx, MU_LOG_WARN, "ignoring unknown overlap policy %d", (int)p);
+        return;
+    }
+    ctx->dma->policy = p;
+}
+
+enum mu_overlap_policy mu_dma_get_overlap_policy(const mu_ctx_t *ctx)
+{
+    return ctx->dma->policy;
+}
+
+void mu_dma_set_overlap_cb(mu_ctx_t *ctx, mu_dma_overlap_cb_t cb)
+{
+    ctx->dma->overlap_cb = cb;
+}
+
+const struct mu_dma_info *mu_dma_region_info(const mu_dma_region_t *r)
+{
+    return &r->info;
+}
+
+void mu_dma_region_set_priv(mu_dma_region_t *r, void *priv)
+{
+    r->priv = priv;
+}
+
+void *mu_dma_region_priv(const mu_dma_region_t *r)
+{
+    return r->priv;
+}
+
+const char *mu_unmap_reason_str(enum mu_unmap_reason reason)
+{
+    static const char *const names[] = {
+        [MU_UNMAP_CLIENT] = "client",
+        [MU_UNMAP_OVERLAP] = "overlap",
+        [MU_UNMAP_ALL] = "unmap-all",
+        [MU_UNMAP_DISCONNECT] = "disconnect",
+        [MU_UNMAP_RESET] = "reset",
+        [MU_UNMAP_DESTROY] = "destroy",
+    };
+
+    if ((unsigned)reason >= sizeof(names) / sizeof(names[0]))
+        return "unknown";
+    return names[reason];
+}
+
+/* ---------------- mappings and the LRU (lock held) ---------------- */
+
+static void lru_del(struct mu_dma *dma, struct mu_dma_region *r)
+{
+    if (!r->in_lru)
+        return;
+    if (r->lru_prev != NULL)
+        r->lru_prev->lru_next = r->lru_next;
+    else
+        dma->lru_head = r->lru_next;
+    if (r->lru_next != NULL)
+        r->lru_next->lru_prev = r->lru_prev;
+    else
+        dma->lru_tail = r->lru_prev;
+    r->lru_prev = r->lru_next = NULL;
+    r->in_lru = false;
+}
+
+static void lru_add_tail(struct mu_dma *dma, struct mu_dma_region *r)
+{
+    r->lru_next = NULL;
+    r->lru_prev = dma->lru_tail;
+    if (dma->lru_tail != NULL)
+        dma->lru_tail->lru_next = r;
+    else
+        dma->lru_head = r;
+    dma->lru_tail = r;
+    r->in_lru = true;
+}
+
+static void unmap_region(struct mu_dma *dma, struct mu_dma_region *r)
+{
+    munmap(r->map, r->info.size);
+    r->map = NULL;
+    dma->stats.mapped_bytes -= r->info.size;
+}
+
+static void evict(struct mu_dma *dma, struct mu_dma_region *r)
+{
+    lru_del(dma, r);
+    unmap_region(dma, r);
+    dma->stats.evictions++;
+}
+
+/* Drop idle mappings, oldest first, until under budget.  Regions in use
+ * are never on the LRU, so they are never evicted. */
+static void enforce_budget(struct mu_dma *dma, uint64_t budget)
+{
+    while (budget != 0 && dma->stats.mapped_bytes > budget &&
+           dma->lru_head != NULL)
+        evict(dma, dma->lru_head);
+}
+
+static int fault_in(mu_ctx_t *ctx, struct mu_dma_region *r)
+{
+    struct mu_dma *dma = ctx->dma;
+    struct stat st;
+    int prot = 0;
+    void *p;
+
+    /*
+     * The client may have truncated the file since DMA_MAP.  Touching a
+     * page past EOF raises SIGBUS in the device, so refuse instead.  (A
+     * truncation after this point cannot be caught here; a client that
+     * seals its memfd against shrinking rules it out.)
+     */
+    if (fstat(r->fd, &st) < 0 || st.st_size < 0 ||
+        !vfu_range_ok(r->info.fd_offset, r->info.size, (uint64_t)st.st_size))
+        return -EFAULT;
+    if (r->info.prot & MU_DMA_READ)
+        prot |= PROT_READ;
+    if (r->info.prot & MU_DMA_WRITE)
+        prot |= PROT_WRITE;
+    p = mmap(NULL, r->info.size, prot, MAP_SHARED, r->fd,
+             (off_t)r->info.fd_offset);
+    if (p == MAP_FAILED)
+        return -errno;
+    r->map = p;
+    dma->stats.mapped_bytes += r->info.size;
+    dma->stats.faults++;
+    enforce_budget(dma, limit(ctx, MU_LIMIT_DMA_MAPPED_BYTES));
+    return 0;
+}
+
+static inline void take_ref(struct mu_dma *dma, struct mu_dma_region *r)
+{
+    if (r->refs++ == 0)
+        lru_del(dma, r);
+}
+
+static inline void put_ref(struct mu_dma *dma, struct mu_dma_region *r,
+                           uint64_t now)
+{
+    r->last_use_ns = now;
+    if (--r->refs > 0)
+        return;
+    if (r->removing)
+        pthread_cond_broadcast(&dma->cond);
+    else if (r->map != NULL)
+        lru_add_tail(dma, r);
+}
+
+/* Record device writes to [start, last] in every region it touches. */
+static void mark_range(struct mu_dma *dma, uint64_t start, uint64_t last)
+{
+    struct itree_node *n;
+
+    if (dma->log == NULL)
+        return;
+    for (n = itree_first(&dma->tree, start, last); n != NULL;
+         n = itree_next(n, start, last)) {
+        struct mu_dma_region *r = to_region(n);
+
+        mu_dirty_mark(r->dirty, dma->log,
+                      start > n->start ? start : n->start,
+                      last < n->last ? last : n->last);
+    }
+}
+
+/* ---------------- removal ---------------- */
+
+/*
+ * Collect the regions overlapping [start, last] on a doom list, in address
+ * order.  Nothing is changed yet: the caller may still decide not to
+ * remove them.
+ */
+static size_t collect(struct mu_dma *dma, uint64_t start, uint64_t last,
+                      struct mu_dma_region **list)
+{
+    struct mu_dma_region **tail = list;
+    struct itree_node *n;
+    size_t nr = 0;
+
+    for (n = itree_first(&dma->tree, start, last); n != NULL;
+         n = itree_next(n, start, last)) {
+        *tail = to_region(n);
+        tail = &(*tail)->doom_next;
+        nr++;
+    }
+    *tail = NULL;
+    return nr;
+}
+
+/* Step one: from here on no translation can find these regions. */
+static void doom_unlink(struct mu_dma *dma, struct mu_dma_region *list)
+{
+    pthread_mutex_lock(&dma->lock);
+    for (struct mu_dma_region *r = list; r != NULL; r = r->doom_next) {
+        itree_remove(&dma->tree, &r->node);
+        r->removing = true;
+        lru_del(dma, r);
+    }
+    dma->stats.regions = dma->tree.count;
+    pthread_mutex_unlock(&dma->lock);
+}
+
+static void region_free(struct mu_dma_region *r)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    mu_dirty_free(r->dirty);
+    free(r);
+}
+
+/* Wait (lock held) until the device has put every reference to r. */
+static void wait_unused(mu_ctx_t *ctx, struct mu_dma_region *r)
+{
+    struct mu_dma *dma = ctx->dma;
+    struct timespec ts;
+    bool warned = false;
+
+    while (r->refs > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        if (pthread_cond_timedwait(&dma->cond, &dma->lock, &ts) != ETIMEDOUT ||
+            warned || r->refs == 0)
+            continue;
+        /* Most likely a leaked mu_dma_get(): say so, then keep waiting,
+         * since freeing memory the device still uses is worse. */
+        warned = true;
+        pthread_mutex_unlock(&dma->lock);
+        mu_log(ctx, MU_LOG_WARN, "unmap of DMA region %#" PRIx64 "+%#" PRIx64
+               " waits for references the device has not put",
+               r->info.iova, r->info.size);
+        pthread_mutex_lock(&dma->lock);
+    }
+}
+
+/* Step two: unmap callbacks, then wait for references and free. */
+static void doom_finish(mu_ctx_t *ctx, struct mu_dma_region *list,
+                        enum mu_unmap_reason why)
+{
+    struct mu_dma *dma = ctx->dma;
+    struct mu_dma_region *r, *next;
+
+    for (r = list; r != NULL; r = r->doom_next) {
+        if (r->accepted && dma->unmap_cb != NULL)
+            dma->unmap_cb(ctx, r, why);
+    }
+    for (r = list; r != NULL; r = next) {
+        next = r->doom_next;
+        pthread_mutex_lock(&dma->lock);
+        wait_unused(ctx, r);
+        if (r->map != NULL)
+            unmap_region(dma, r);
+        if (r->accepted)
+            dma->stats.unmaps++;
+        pthread_mutex_unlock(&dma->lock);
+        mu_dbg(ctx, "DMA region %#" PRIx64 "+%#" PRIx64 " removed (%s)",
+               r->info.iova, r->info.size, mu_unmap_reason_str(why));
+        region_free(r);
+    }
+}
+
+void mu_dma_remove_all(mu_ctx_t *ctx, enum mu_unmap_reason reason)
+{
+    struct mu_dma *dma = ctx->dma;
+    struct mu_dma_region *list;
+
+    if (dma == NULL)
+        return;
+    if (collect(dma, 0, UINT64_MAX, &list) > 0) {
+        doom_unlink(dma, list);
+        doom_finish(ctx, list, reason);
+    }
+    /* Logging belongs to the client session that started it. */
+    if (reason == MU_UNMAP_DISCONNECT || reason == MU_UNMAP_DESTROY)
+        mu_dma_log_stop(ctx);
+}
+
+/* ---------------- DMA_MAP ---------------- */
+
+/*
+ * The fd must be something mmap can back for the region's whole life:
+ * a regular file (memfd, shm, hugetlbfs), long enough, opened and sealed
+ * so that the mapping's protection is possible.  A socket or pipe would
+ * fail only at the first translation, far from the client's mistake.
+ */
+static int check_fd(mu_ctx_t *ctx, int fd, const struct vfu_dma_map *m)
+{
+    struct stat st;
+    int fl, seals;
+
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        mu_log(ctx, MU_LOG_WARN, "DMA_MAP fd is not a regular file");
+        return -EINVAL;
+    }
+    if (st.st_size < 0 ||
+        !vfu_range_ok(m->offset, m->size, (uint64_t)st.st_size)) {
+        mu_log(ctx, MU_LOG_WARN, "DMA_MAP %#" PRIx64 "+%#" PRIx64
+               " at offset %#" PRIx64 " runs past the end of its file",
+               m->addr, m->size, m->offset);
+        return -EINVAL;
+    }
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY)
+        return -EINVAL;
+    if (m->flags & VFU_DMA_FLAG_WRITE) {
+        if ((fl & O_ACCMODE) != O_RDWR)
+            return -EINVAL;
+        seals = fcntl(fd, F_GET_SEALS);
+        if (seals > 0 && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
+            return -EINVAL;
+    }
+    return 0;
+}
+
+static struct mu_dma_region *region_new(struct mu_dma *dma,
+                                        const struct vfu_dma_map *m,
+                                        bool has_fd)
+{
+    struct mu_dma_region *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    r->node.start = m->addr;
+    r->node.last = m->addr + (m->size - 1);
+    r->info.iova = m->addr;
+    r->info.size = m->size;
+    r->info.fd_offset = has_fd ? m->offset : 0;
+    r->info.prot = ((m->flags & VFU_DMA_FLAG_READ) ? MU_DMA_READ : 0) |
+                   ((m->flags & VFU_DMA_FLAG_WRITE) ? MU_DMA_WRITE : 0);
+    r->info.has_fd = has_fd;
+    r->fd = -1;
+    r->last_use_ns = coarse_ns();
+    if (dma->log != NULL) {
+        r->dirty = mu_dirty_new(dma->log, r->node.start, r->node.last);
+        if (r->dirty == NULL) {
+            free(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+static enum mu_overlap_policy ask_policy(mu_ctx_t *ctx,
+                                         const struct mu_dma_info *incoming,
+                                         struct mu_dma_region *old, size_t nr,
+                                         int *err)
+{
+    struct mu_dma *dma = ctx->dma;
+    enum mu_overlap_policy p;
+    mu_dma_region_t **v;
+    size_t i = 0;
+
+    *err = 0;
+    if (dma->overlap_cb == NULL)
+        return dma->policy;
+    v = malloc(nr * sizeof(*v));
+    if (v == NULL) {
+        *err = -ENOMEM;
+        return MU_OVERLAP_REJECT;
+    }
+    for (struct mu_dma_region *r = old; r != NULL; r = r->doom_next)
+        v[i++] = r;
+    p = dma->overlap_cb(ctx, incoming, v, nr);
+    free(v);
+    return p == MU_OVERLAP_REPLACE ? MU_OVERLAP_REPLACE : MU_OVERLAP_REJECT;
+}
+
+/*
+ * Make room for r: settle overlaps by policy and check the region count.
+ * On failure the table is unchanged.
+ */
+static int make_room(mu_ctx_t *ctx, const struct mu_dma_region *r)
+{
+    struct mu_dma *dma = ctx->dma;
+    struct mu_dma_region *old;
+    size_t nr = collect(dma, r->node.start, r->node.last, &old);
+    enum mu_overlap_policy p = MU_OVERLAP_REPLACE;
+    int rc = 0;
+
+    if (nr > 0)
+        p = ask_policy(ctx, &r->info, old, nr, &rc);
+    if (rc < 0)
+        return rc;
+    if (p != MU_OVERLAP_REPLACE) {
+        pthread_mutex_lock(&dma->lock);
+        dma->stats.rejects++;
+        pthread_mutex_unlock(&dma->lock);
+        mu_log(ctx, MU_LOG_WARN, "DMA_MAP %#" PRIx64 "+%#" PRIx64
+               " overlaps %zu mapped region(s): refused", r->info.iova,
+               r->info.size, nr);
+        return -EEXIST;
+    }
+    if (dma->tree.count - nr >= ctx->limits[MU_LIMIT_DMA_REGIONS]) {
+        mu_log(ctx, MU_LOG_WARN, "DMA_MAP refused: %zu regions already",
+               dma->tree.count);
+        return -ENOSPC;
+    }
+    if (nr > 0) {
+        mu_log(ctx, MU_LOG_INFO, "DMA_MAP %#" PRIx64 "+%#" PRIx64
+               " replaces %zu overlapped region(s)", r->info.iova,
+               r->info.size, nr);
+        doom_unlink(dma, old);
+        doom_finish(ctx, old, MU_UNMAP_OVERLAP);
+    }
+    return 0;
+}
+
+int mu_handle_dma_map(mu_ctx_t *ctx, struct mu_msg *msg,
+                      struct mu_reply *reply)
+{
+    struct mu_dma *dma = ctx->dma;
+    uint64_t pg = ctx->pgsize != 0 ? ctx->pgsize : 4096;
+    struct mu_dma_region *r;
+    struct vfu_dma_map m;
+    int rc;
+
+    (void)reply;
+    rc = vfu_check_dma_map(msg->body, msg->len, msg->nfds, &m);
+    if (rc < 0)
+        return rc;
+    if (((m.addr | m.size) & (pg - 1)) != 0 ||
+        (msg->nfds == 1 && (m.offset & (pg - 1)) != 0)) {
+        mu_log(ctx, MU_LOG_WARN, "DMA_MAP %#" PRIx64 "+%#" PRIx64
+               " (offset %#" PRIx64 ") is not page aligned", m.addr, m.size,
+               m.offset);
+        return -EINVAL;
+    }
+    if (msg->nfds == 1 && (rc = check_fd(ctx, msg->fds[0], &m)) < 0)
+        return rc;
+
+    r = region_new(dma, &m, msg->nfds == 1);
+    if (r == NULL)
+        return -ENOMEM;
+    rc = make_room(ctx, r);
+    if (rc < 0) {
+        region_free(r);     /* the fd is still the message's */
+        return rc;
+    }
+    if (msg->nfds == 1)
+        r->fd = mu_msg_take_fd(msg, 0);
+
+    pthread_mutex_lock(&dma->lock);
+    itree_insert(&dma->tree, &r->node);
+    dma->stats.regions = dma->tree.count;
+    pthread_mutex_unlock(&dma->lock);
+
+    /* In the tree already, so the callback may translate into it. */
+    rc = dma->map_cb != NULL ? dma->map_cb(ctx, r) : 0;
+    if (rc < 0) {
+        r->doom_next = NULL;
+        doom_unlink(dma, r);
+        doom_finish(ctx, r, MU_UNMAP_CLIENT);   /* not accepted: silent */
+        return rc;
+    }
+    r->accepted = true;
+    pthread_mutex_lock(&dma->lock);
+    dma->stats.maps++;
+    pthread_mutex_unlock(&dma->lock);
+    mu_dbg(ctx, "DMA region %#" PRIx64 "+%#" PRIx64 " mapped (%s)",
+           m.addr, m.size, r->fd >= 0 ? "fd" : "no fd");
+    return 0;
+}
+
+/* ---------------- DMA_UNMAP ---------------- */
+
+static int unmap_range(mu_ctx_t *ctx, uint64_t start, uint64_t last)
+{
+    struct mu_dma *dma = ctx->dma;
+    struct mu_dma_region *list;
+
+    if (collect(dma, start, last, &list) == 0) {
+        /* Kernel VFIO answers success here, and QEMU relies on it. */
+        mu_log(ctx, MU_LOG_INFO, "DMA_UNMAP %#" PRIx64 "-%#" PRIx64
+               " names no mapped region", start, last);
+        return 0;
+    }
+    /* All or nothing: a region cut in two cannot be half unmapped. */
+    for (struct mu_dma_region *r = list; r != NULL; r = r->doom_next) {
+        if (r->node.start < start || r->node.last > last) {
+            mu_log(ctx, MU_LOG_WARN, "DMA_UNMAP %#" PRIx64 "-%#" PRIx64
+                   " cuts region %#" PRIx64 "-%#" PRIx64, start, last,
+                   r->node.start, r->node.last);
+            return -EINVAL;
+        }
+    }
+    doom_unlink(dma, list);
+    doom_finish(ctx, list, MU_UNMAP_CLIENT);
+    return 0;
+}
+
+int mu_handle_dma_unmap(mu_ctx_t *ctx, struct mu_msg *msg,
+                        struct mu_reply *reply)
+{
+    struct vfu_dma_unmap u;
+    int rc;
+
+    rc = vfu_check_dma_unmap(msg->body, msg->len, msg->nfds, &u);
+    if (rc < 0)
+        return rc;
+    if (u.flags & VFU_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP)
+        return -ENOTSUP;    /* old migration scheme: DEVICE_FEATURE instead */
+    if (u.flags & VFU_DMA_UNMAP_FLAG_ALL)
+        mu_dma_remove_all(ctx, MU_UNMAP_ALL);
+    else if ((rc = unmap_range(ctx, u.addr, u.addr + (u.size - 1))) < 0)
+        return rc;
+    u.argsz = sizeof(u);
+    memcpy(reply->small, &u, sizeof(u));
+    reply->len = sizeof(u);
+    return 0;
+}
+
+/* ---------------- translation ---------------- */
+
+/* Release the references of sg[0..nr) (lock held). */
+static inline __attribute__((always_inline))
+void put_locked(struct mu_dma *dma, mu_sg_t *sg, unsigned nr, uint64_t now)
+{
+    for (unsigned i = 0; i < nr; i++) {
+        struct mu_dma_region *r = sg[i].region;
+
+        if (r == NULL || r->refs == 0)
+            continue;       /* already put */
+        if ((sg[i].prot & MU_DMA_WRITE) && dma->log != NULL)
+            mu_dirty_mark(r->dirty, dma->log, sg[i].iova,
+                          sg[i].iova + (sg[i].len - 1));
+        put_ref(dma, r, now);
+        sg[i].region = NULL;
+    }
+}
+
+/*
+ * Everything but the one-mapped-region case of mu_dma_get (lock held).
+ * Kept out of line so the fast path does not pay for its stack frame.
+ */
+static __attribute__((noinline))
+int get_slow(mu_ctx_t *ctx, struct mu_dma_region *r, uint64_t iova,
+             size_t len, unsigned prot, mu_sg_t *sg, unsigned max_sg)
+{
+    struct mu_dma *dma = ctx->dma;
+    uint64_t last = iova + (len - 1), cur = iova, end;
+    unsigned nr = 0;
+    int rc;
+
+    if (max_sg > INT_MAX)
+        max_sg = INT_MAX;
+    for (;;) {
+        if (r == NULL) {
+            rc = -ENOENT;
+            break;
+        }
+        if ((r->info.prot & prot) != prot) {
+            rc = -EACCES;
+            break;
+        }
+        if (r->fd < 0) {
+            rc = -EFAULT;
+            break;
+        }
+        if (nr == max_sg) {
+            rc = -ENOSPC;
+            break;
+        }
+        if (r->map == NULL && (rc = fault_in(ctx, r)) < 0)
+            break;
+        take_ref(dma, r);
+        end = r->node.last < last ? r->node.last : last;
+        sg[nr++] = (mu_sg_t){
+            .addr = (uint8_t *)r->map + (cur - r->node.start),
+            .len = (size_t)(end - cur + 1),
+            .iova = cur, .region = r, .prot = prot,
+        };
+        if (end == last)
+            return (int)nr;
+        /* Regions are disjoint, so one holding end + 1 starts there. */
+        cur = end + 1;
+        r = region_at(dma, cur);
+    }
+    /* Undo: the device never saw these entries, so nothing is dirty. */
+    for (unsigned i = 0; i < nr; i++)
+        put_ref(dma, sg[i].region, coarse_ns());
+    return rc;
+}
+
+int mu_dma_get(mu_ctx_t *ctx, uint64_t iova, size_t len, unsigned prot,
+               mu_sg_t *sg, unsigned max_sg)
+{
+    struct mu_dma *dma = ctx->dma;
+    struct mu_dma_region *r;
+    int rc;
+
+    if (!range_ok(iova, len) || (prot & ~MU_DMA_PROT_ALL) != 0)
+        return -EINVAL;
+    pthread_mutex_lock(&dma->lock);
+    r = region_at(dma, iova);
+    /* The hot path: one region, already mapped, access allowed. */
+    if (r != NULL && r->map != NULL && len - 1 <= r->node.last - iova &&
+        (r->info.prot & prot) == prot && max_sg > 0) {
+        take_ref(dma, r);
+        sg[0].addr = (uint8_t *)r->map + (iova - r->node.start);
+        sg[0].len = len;
+        sg[0].iova = iova;
+        sg[0].region = r;
+        sg[0].prot = prot;
+        pthread_mutex_unlock(&dma->lock);
+        return 1;
+    }
+    rc = get_slow(ctx, r, iova, len, prot, sg, max_sg);
+    pthread_mutex_unlock(&dma->lock);
+    return rc;
+}
+
+void mu_dma_put(mu_ctx_t *ctx, mu_sg_t *sg, unsigned nr)
+{
+    struct mu_dma *dma = ctx->dma;
+    uint64_t now = coarse_ns();
+
+    pthread_mutex_lock(&dma->lock);
+    put_locked(dma, sg, nr, now);
+    pthread_mutex_unlock(&dma->lock);
+}
+
+/* ---------------- lookup for the copy helpers ---------------- */
+
+/* The extent and kind of the region holding iova, for dma_rw.c. */
+int mu_dma_lookup(mu_ctx_t *ctx, uint64_t iova, unsigned prot,
+                  uint64_t *last, bool *has_fd)
+{
+    struct mu_dma *dma = ctx->dma;
+    struct mu_dma_region *r;
+    int rc = 0;
+
+    pthread_mutex_lock(&dma->lock);
+    r = region_at(dma, iova);
+    if (r == NULL)
+        rc = -ENOENT;
+    else if ((r->info.prot & prot) != prot)
+        rc = -EACCES;
+    else {
+        *last = r->node.last;
+        *has_fd = r->fd >= 0;
+    }
+    pthread_mutex_unlock(&dma->lock);
+    return rc;
+}
+
+/* ---------------- housekeeping and introspection ---------------- */
+
+void mu_dma_tick(mu_ctx_t *ctx)
+{
+    struct mu_dma *dma = ctx->dma;
+    uint64_t idle_ms = limit(ctx, MU_LIMIT_DMA_IDLE_MS);
+    uint64_t now = coarse_ns();
+
+    pthread_mutex_lock(&dma->lock);
+    /* The LRU is in order of last use, so stop at the first young one. */
+    while (idle_ms != 0 && dma->lru_head != NULL &&
+           now - dma->lru_head->last_use_ns > idle_ms * 1000000ull)
+        evict(dma, dma->lru_head);
+    enforce_budget(dma, limit(ctx, MU_LIMIT_DMA_MAPPED_BYTES));
+    pthread_mutex_unlock(&dma->lock);
+}
+
+void mu_dma_get_stats(mu_ctx_t *ctx, struct mu_dma_stats *st)
+{
+    struct mu_dma *dma = ctx->dma;
+
+    pthread_mutex_lock(&dma->lock);
+    *st = dma->stats;
+    st->regions = dma->tree.count;
+    pthread_mutex_unlock(&dma->lock);
+}
+
+int mu_dma_foreach(mu_ctx_t *ctx,
+                   int (*cb)(mu_ctx_t *ctx, mu_dma_region_t *r, void *arg),
+                   void *arg)
+{
+    struct itree_node *n;
+    int rc;
+
+    if (cb == NULL)
+        return -EINVAL;
+    /* Context thread: the only writer of the tree, so no lock to read it. */
+    for (n = itree_min(&ctx->dma->tree); n != NULL; n = itree_succ(n)) {
+        rc = cb(ctx, to_region(n), arg);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---------------- dirty logging: the table's side ---------------- */
+
+int mu_dma_mark_dirty(mu_ctx_t *ctx, uint64_t iova, size_t len)
+{
+    struct mu_dma *dma = ctx->dma;
+
+    if (!range_ok(iova, len))
+        return -EINVAL;
+    if (!__atomic_load_n(&dma->logging, __ATOMIC_ACQUIRE))
+        return 0;
+    pthread_mutex_lock(&dma->lock);
+    mark_range(dma, iova, iova + (len - 1));
+    pthread_mutex_unlock(&dma->lock);
+    return 0;
+}
+
+int mu_dma_log_start(mu_ctx_t *ctx, struct mu_dma_log *log)
+{
+    struct mu_dma *dma = ctx->dma;
+    struct itree_node *n, *m;
+
+    pthread_mutex_lock(&dma->lock);
+    if (dma->log != NULL) {
+        pthread_mutex_unlock(&dma->lock);
+        mu_dma_log_free(log);
+        return -EBUSY;
+    }
+    for (n = itree_min(&dma->tree); n != NULL; n = itree_succ(n)) {
+        to_region(n)->dirty = mu_dirty_new(log, n->start, n->last);
+        if (to_region(n)->dirty != NULL)
+            continue;
+        for (m = itree_min(&dma->tree); m != n; m = itree_succ(m)) {
+            mu_dirty_free(to_region(m)->dirty);
+            to_region(m)->dirty = NULL;
+        }
+        pthread_mutex_unlock(&dma->lock);
+        mu_dma_log_free(log);
+        return -ENOMEM;
+    }
+    dma->log = log;
+    __atomic_store_n(&dma->logging, true, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&dma->lock);
+    return 0;
+}
+
+void mu_dma_log_stop(mu_ctx_t *ctx)
+{
+    struct mu_dma *dma = ctx->dma;
+    struct itree_node *n;
+
+    pthread_mutex_lock(&dma->lock);
+    for (n = itree_min(&dma->tree); n != NULL; n = itree_succ(n)) {
+        mu_dirty_free(to_region(n)->dirty);
+        to_region(n)->dirty = NULL;
+    }
+    mu_dma_log_free(dma->log);
+    dma->log = NULL;
+    __atomic_store_n(&dma->logging, false, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&dma->lock);
+}
+
+int mu_dma_log_report(mu_ctx_t *ctx, uint64_t first_page, uint64_t nr_pages,
+                      uint64_t pgsize, uint64_t *bitmap)
+{
+    struct mu_dma *dma = ctx->dma;
+    uint64_t start = first_page * pgsize;
+    uint64_t last = start + (nr_pages - 1) * pgsize + (pgsize - 1);
+    struct itree_node *n;
+    int rc = 0;
+
+    pthread_mutex_lock(&dma->lock);
+    if (dma->log == NULL || mu_dma_log_pgsize(dma->log) != pgsize) {
+        rc = -EINVAL;
+    } else {
+        for (n = itree_first(&dma->tree, start, last); n != NULL;
+             n = itree_next(n, start, last))
+            mu_dirty_harvest(to_region(n)->dirty, first_page, nr_pages,
+                             bitmap);
+    }
+    pthread_mutex_unlock(&dma->lock);
+    return rc;
+}

@@ -320,6 +320,10 @@ int mu_handle_device_feature(mu_ctx_t *ctx, struct mu_msg *msg,
                              struct mu_reply *reply);
 /* Periodic housekeeping: evict mappings idle past the limit. */
 void mu_dma_tick(mu_ctx_t *ctx);
+/* The region holding iova: its last byte and whether it has an fd.
+ * -ENOENT when unmapped, -EACCES when it lacks prot.  Thread-safe. */
+int mu_dma_lookup(mu_ctx_t *ctx, uint64_t iova, unsigned prot,
+                  uint64_t *last, bool *has_fd);
 
 /*
  * Dirty page logging.  dma_log.c parses DEVICE_FEATURE and does the bit
