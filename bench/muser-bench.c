@@ -1,6 +1,6 @@
 /*
  * muser-bench - measurements of muser against baselines taken in the same
- * run.  Usage: muser-bench [--json] [--reps N] rtt|all
+ * run.  Usage: muser-bench [--json] [--reps N] rtt|irq|all
  */
 #include <errno.h>
 #include <stdio.h>
@@ -102,11 +102,12 @@ static const struct {
     int (*fn)(void);
 } benches[] = {
     { "rtt", bench_rtt },
+    { "irq", bench_irq },
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: muser-bench [--json] [--reps N] rtt|all\n"
+    fprintf(f, "usage: muser-bench [--json] [--reps N] rtt|irq|all\n"
                "  Each metric is the median of N repetitions (default 5); the\n"
                "  baseline is measured in the same repetitions.\n");
 }

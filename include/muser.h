@@ -17,9 +17,10 @@
  * calling mu_ctx_run() or mu_ctx_poll().  All callbacks run on it.  Setup
  * calls (everything before mu_ctx_realize()) must come from one thread.
  * Functions documented "thread-safe" may be called from any thread at any
- * time after realize: mu_ctx_stop(), mu_irq_trigger(), the DMA translation
- * and copy functions (mu_dma_get(), mu_dma_put(), mu_dma_read(),
- * mu_dma_write(), mu_dma_mark_dirty()) and mu_dma_get_stats().
+ * time after realize: mu_ctx_stop(), mu_ctx_client_ready(), mu_irq_trigger(),
+ * mu_irq_masked(), the DMA translation and copy functions (mu_dma_get(),
+ * mu_dma_put(), mu_dma_read(), mu_dma_write(), mu_dma_mark_dirty()) and
+ * mu_dma_get_stats().
  */
 #ifndef MUSER_H
 #define MUSER_H
@@ -159,7 +160,8 @@ int mu_ctx_poll(mu_ctx_t *ctx);
 /* Ask mu_ctx_run() to return.  Thread-safe and async-signal-safe. */
 void mu_ctx_stop(mu_ctx_t *ctx);
 
-/* True while a client is connected and has completed VERSION negotiation. */
+/* True while a client is connected and has completed VERSION negotiation.
+ * Thread-safe. */
 bool mu_ctx_client_ready(const mu_ctx_t *ctx);
 
 /* ------------------------------------------------------------------ */
@@ -297,7 +299,8 @@ int mu_region_set_mmap(mu_ctx_t *ctx, unsigned idx, int fd,
  * when the written value equals datamatch.  The library watches the fd and
  * calls cb(ctx, opaque_value) when it fires, on the context thread, so the
  * device sees the doorbell without a message round trip.  fd < 0 makes the
- * library create the eventfd.  The library owns the fd after this call.
+ * library create the eventfd.  The library owns the fd after this call and
+ * makes it non-blocking (the client holds a copy and may drain it).
  * Returns 0 or a negative errno.  Before realize.
  */
 typedef void (*mu_ioeventfd_cb_t)(mu_ctx_t *ctx, uint64_t opaque_value);

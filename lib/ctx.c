@@ -191,7 +191,15 @@ void mu_ctx_set_reset_unmaps_dma(mu_ctx_t *ctx, bool unmap)
 
 bool mu_ctx_client_ready(const mu_ctx_t *ctx)
 {
-    return ctx->conn_fd >= 0 && ctx->negotiated;
+    mu_ctx_t *c = (mu_ctx_t *)ctx;  /* the lock, not the context, changes */
+    bool ready;
+
+    /* negotiated is only ever changed under call_lock, and is cleared
+     * when the client is detached. */
+    pthread_mutex_lock(&c->call_lock);
+    ready = c->negotiated;
+    pthread_mutex_unlock(&c->call_lock);
+    return ready;
 }
 
 int mu_ctx_watch(mu_ctx_t *ctx, int fd, uint64_t tag)
@@ -385,6 +393,17 @@ static void on_timer(mu_ctx_t *ctx)
         return;
     if (ctx->conn_fd < 0)
         return;
+    /*
+     * Commands a DMA call on this thread parked outside message
+     * processing (dispatch.c, kick_if_parked) run here.  First: a whole
+     * message left in the buffer would otherwise look like one that has
+     * been arriving for too long, below.
+     */
+    if (ctx->backlog != NULL || ctx->tran->partial_since(ctx) != 0) {
+        mu_ctx_process(ctx);
+        if (ctx->conn_fd < 0)
+            return;
+    }
     since = ctx->tran->partial_since(ctx);
     if (since != 0 && mu_now_ns() - since >
                           ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS] * 1000000ull) {

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/timerfd.h>
 
 #include "private.h"
 
@@ -367,6 +368,30 @@ static int wait_cond(mu_ctx_t *ctx, struct mu_call *call, int timeout_ms)
     return call->done ? 0 : -ETIMEDOUT;
 }
 
+/*
+ * wait_inline() parks the commands it reads and may leave whole messages
+ * in the receive buffer.  When the call was made from a handler, drain()
+ * runs them right after.  A call made anywhere else on the context thread
+ * - an ioeventfd callback (a doorbell that makes the device fetch from
+ * guest memory), or the device's own loop between mu_ctx_poll()s - left
+ * them with nothing to run them: their bytes are off the socket, so epoll
+ * never wakes the loop for them again, and the client waits forever for
+ * the replies (found by fuzz_server).  Fire the housekeeping timer now;
+ * on_timer() runs what is parked.  A fire the drain got to first is
+ * harmless.
+ */
+static void kick_if_parked(mu_ctx_t *ctx)
+{
+    struct itimerspec its;
+
+    if ((ctx->backlog == NULL && ctx->tran->partial_since(ctx) == 0) ||
+        timerfd_gettime(ctx->timer_fd, &its) < 0)
+        return;
+    its.it_value.tv_sec = 0;
+    its.it_value.tv_nsec = 1;       /* as soon as possible; period kept */
+    timerfd_settime(ctx->timer_fd, 0, &its, NULL);
+}
+
 int mu_ctx_call(mu_ctx_t *ctx, uint16_t cmd, const struct iovec *iov,
                 int iovcnt, struct mu_msg *reply)
 {
@@ -406,8 +431,10 @@ int mu_ctx_call(mu_ctx_t *ctx, uint16_t cmd, const struct iovec *iov,
     v[0].iov_len = sizeof(h);
     rc = send_msg(ctx, v, iovcnt + 1, NULL, 0);
 
-    if (rc == 0 && mu_on_ctx_thread(ctx))
+    if (rc == 0 && mu_on_ctx_thread(ctx)) {
         rc = wait_inline(ctx, &call, timeout);
+        kick_if_parked(ctx);
+    }
     pthread_mutex_lock(&ctx->call_lock);
     if (rc == 0 && !call.done)
         rc = wait_cond(ctx, &call, timeout);

@@ -757,6 +757,18 @@ void mu_irqs_reset(mu_ctx_t *ctx)
 
     if (irqs == NULL)
         return;
+    /*
+     * A disconnect does not reset config space (device state outlives the
+     * client), yet below the enable state is forgotten and the MSI-X table
+     * goes back to all-masked.  Clear the enable (and MSI-X function mask)
+     * bits of our copies as well, or the next client would read MSI/MSI-X
+     * as enabled while the library ignores the masks that implies.  After
+     * a reset, mu_pci_reset() rewrites the same bits with the same zeros.
+     */
+    if (ctx->pci.msi_off != 0)
+        ctx->pci.cfg[ctx->pci.msi_off + 2] &= (uint8_t)~0x01;
+    if (ctx->pci.msix_off != 0)
+        ctx->pci.cfg[ctx->pci.msix_off + 3] &= (uint8_t)~0xc0;
     pthread_mutex_lock(&irqs->lock);
     for (unsigned t = 0; t < MU_IRQ_NUM; t++) {
         for (uint32_t v = 0; v < irqs->idx[t].count; v++)

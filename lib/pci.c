@@ -357,6 +357,21 @@ static int setup_bar(mu_ctx_t *ctx, unsigned bar)
     return 0;
 }
 
+/* Whether [off, off+len) of region r can be mmapped by the client. */
+static bool mmap_exposes(const struct mu_region *r, uint64_t off, uint64_t len)
+{
+    if (r->fd < 0)
+        return false;
+    if (r->nr_areas == 0)
+        return true;
+    for (unsigned i = 0; i < r->nr_areas; i++) {
+        if (off < r->areas[i].offset + r->areas[i].size &&
+            r->areas[i].offset < off + len)
+            return true;
+    }
+    return false;
+}
+
 int mu_pci_realize(mu_ctx_t *ctx)
 {
     struct mu_pci *p = &ctx->pci;
@@ -397,6 +412,13 @@ int mu_pci_realize(mu_ctx_t *ctx)
             !pr->present || !(pr->flags & MU_REGION_MEM) ||
             !vfu_range_ok(pba & ~7u, 8ull * ((n + 63) / 64), pr->size)) {
             mu_log(ctx, MU_LOG_ERR, "MSI-X table or PBA outside its BAR");
+            return -EINVAL;
+        }
+        if (mmap_exposes(&ctx->regions[tbl & 7], tbl & ~7u, 16ull * n) ||
+            mmap_exposes(&ctx->regions[pba & 7], pba & ~7u,
+                         8ull * ((n + 63) / 64))) {
+            /* A client could map them and bypass the masking we do. */
+            mu_log(ctx, MU_LOG_ERR, "MSI-X table or PBA in an mmappable area");
             return -EINVAL;
         }
         if ((tbl & 7) == (pba & 7) &&

@@ -140,6 +140,23 @@ int mu_region_add_ioeventfd(mu_ctx_t *ctx, unsigned idx, uint64_t offset,
         fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (fd < 0)
             return -errno;
+    } else {
+        /*
+         * The client gets a copy of the fd and may read it as well, so
+         * epoll can report it readable with the counter already drained:
+         * a blocking read() in the context thread would then sleep until
+         * the client chose to write again.  Like the eventfds we create,
+         * the device's must not block.  (The flag is on the open file, so
+         * the device's own copies see it too.)
+         */
+        int fl = fcntl(fd, F_GETFL);
+
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+            int err = -errno;
+
+            close(fd);
+            return err;
+        }
     }
     n[r->nr_ioeventfds++] = (struct mu_ioeventfd){
         .offset = offset, .size = size, .datamatch = datamatch,
