@@ -1,0 +1,377 @@
+/*
+ * nvme.h - the emulated NVMe controller's shared state and the interfaces
+ * between its files:
+ *
+ *   main.c      options, PCI identity, regions, interrupts, run loop
+ *   regs.c      BAR0 registers, CC.EN / shutdown handshakes, resets
+ *   poller.c    the controller lock and the polled-doorbell thread
+ *   queues.c    SQ/CQ bookkeeping, doorbells, completions, fetching
+ *   dmacb.c     DMA map/unmap callbacks (queue memory going away)
+ *   intr.c      MSI-X / INTx delivery and interrupt coalescing
+ *   admin.c     admin command set: queues, AER, abort, keep alive
+ *   features.c  Get/Set Features
+ *   identify.c  Identify
+ *   log.c       log pages, error log, SMART counters, async events
+ *   io.c        NVM command set: read, write, flush, write zeroes, DSM
+ *   prp.c       PRP1/PRP2/PRP list walking
+ *   xfer.c      moving data between guest memory and namespaces
+ *   ns.c        namespaces backed by RAM (memfd) or a file
+ *
+ * Threads.  The context thread runs muser (register accesses, DMA map and
+ * unmap, resets, and in trapped-doorbell mode all command processing).  In
+ * polled-doorbell mode a poller thread owns command processing.  One mutex,
+ * ctrl->lock, guards everything below that both touch; the poller holds it
+ * for one pass over the queues at a time, and the context thread takes it
+ * through ctrl_lock(), which first asks the poller to stand aside so it
+ * cannot be starved by a busy poller.
+ */
+#ifndef NVME_H
+#define NVME_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "muser.h"
+#include "nvme-spec.h"
+
+#define NVME_VENDOR_ID 0x1234
+#define NVME_DEVICE_ID 0x0a0e
+#define NVME_CLASS_CODE 0x010802
+
+#define NVME_BAR0_SIZE 0x4000u
+#define NVME_DB_PAGE 0x1000u
+#define NVME_MSIX_TABLE 0x2000u
+#define NVME_MSIX_PBA 0x3000u
+
+#define NVME_PAGE_SHIFT 12
+#define NVME_PAGE_SIZE (1u << NVME_PAGE_SHIFT)
+#define NVME_MAX_IOQ 64u            /* I/O queue pairs */
+#define NVME_MAX_IOQ_IOEVENTFD 31u  /* 2 ioeventfds a pair, 64 fds a reply */
+#define NVME_NR_QUEUES (NVME_MAX_IOQ + 1)
+#define NVME_NR_VECTORS (NVME_MAX_IOQ + 1)
+#define NVME_MQES 1023u             /* 0's based: 1024 entries */
+#define NVME_MDTS 5u
+#define NVME_MAX_XFER (NVME_PAGE_SIZE << NVME_MDTS)
+#define NVME_AERL 3u                /* 0's based */
+#define NVME_ACL 3u
+#define NVME_ELPE 15u               /* 0's based error log entries */
+#define NVME_MAX_NS 128u
+#define NVME_MAX_AEN 8u
+#define NVME_CAP_TO_VAL 0x0fu       /* 7.5 s */
+
+#define NVME_TEMP_KELVIN 313u       /* the composite temperature we report */
+#define NVME_WCTEMP 343u
+#define NVME_CCTEMP 373u
+
+/* An admin command answered later (AER): no completion now. */
+#define NVME_NO_COMPLETION 0xffffu
+
+#define NVME_SQE_SIZE 64u
+#define NVME_CQE_SIZE 16u
+
+/* ---- options ---- */
+
+enum nvme_db_mode {
+    NVME_DB_TRAPPED,    /* doorbell writes reach the BAR0 callback */
+    NVME_DB_POLLED,     /* doorbell page shared; a thread polls it */
+};
+
+struct nvme_opts {
+    const char *sock;
+    const char *backing;
+    const char *serial;
+    uint64_t size;          /* bytes per namespace, 0: default */
+    unsigned nr_ns;
+    unsigned lba_shift;
+    enum nvme_db_mode db_mode;
+    bool ioeventfd;         /* trapped: kicks through ioeventfds */
+    bool once;
+    bool verbose;
+};
+
+/* ---- namespaces (ns.c) ---- */
+
+struct nvme_ns {
+    uint32_t nsid;
+    int fd;                 /* memfd (RAM) or the backing file */
+    bool is_file;
+    bool own_fd;            /* close fd at fini */
+    uint64_t fd_off;        /* where this namespace starts in fd */
+    uint8_t *mem;           /* RAM: the memfd mapped; NULL for files */
+    uint64_t size;          /* bytes, a multiple of the block size */
+    uint64_t nlb;           /* logical blocks */
+    unsigned lba_shift;
+    uint8_t nguid[16];
+    uint8_t uuid[16];
+};
+
+int ns_init_ram(struct nvme_ns *ns, uint32_t nsid, uint64_t size,
+                unsigned lba_shift);
+int ns_init_file(struct nvme_ns *ns, uint32_t nsid, int fd, uint64_t off,
+                 uint64_t size, unsigned lba_shift);
+void ns_fini(struct nvme_ns *ns);
+/* Move bytes at namespace offset off; 0 or -errno. */
+int ns_rw(struct nvme_ns *ns, const struct iovec *iov, int iovcnt,
+          uint64_t off, bool write);
+int ns_zero(struct nvme_ns *ns, uint64_t off, uint64_t len);
+int ns_flush(struct nvme_ns *ns);
+void ns_make_ids(struct nvme_ns *ns, const char *serial);
+
+/* ---- queues ---- */
+
+#define QMEM_MAX_SG 8u
+
+/* Guest memory of one queue, translated once when the queue is created. */
+struct nvme_qmem {
+    uint64_t iova;
+    size_t len;
+    mu_sg_t sg[QMEM_MAX_SG];
+    unsigned nr_sg;         /* references held; 0 with !direct */
+    bool direct;            /* false: region has no fd, use messages */
+};
+
+struct nvme_cq {
+    bool valid;
+    uint16_t qid;
+    uint32_t size;          /* entries */
+    uint32_t head, tail;
+    uint8_t phase;
+    bool ien;
+    uint16_t iv;
+    unsigned nr_sqs;        /* SQs completing here */
+    bool stalled;           /* an SQ waits for room */
+    unsigned irq_due;       /* posted since the last interrupt decision */
+    uint32_t bad_head;      /* last invalid head reported (polled) */
+    struct nvme_qmem mem;
+};
+
+struct nvme_sq {
+    bool valid;
+    uint16_t qid;
+    uint16_t cqid;
+    uint32_t size;
+    uint32_t head, tail;
+    bool stalled;           /* its CQ was full */
+    uint32_t bad_tail;      /* last invalid tail reported (polled) */
+    struct nvme_qmem mem;
+};
+
+/* ---- features (features.c) ---- */
+
+struct nvme_features {
+    uint32_t arbitration;
+    uint32_t power_mgmt;
+    uint16_t temp_over;     /* kelvin */
+    uint16_t temp_under;
+    uint32_t err_recovery;
+    bool wce;               /* volatile write cache enabled */
+    uint16_t nsqa, ncqa;    /* 0's based allocated I/O queues */
+    uint8_t coalesce_thr;   /* 0's based */
+    uint8_t coalesce_time;  /* 100 us units */
+    bool vec_cd[NVME_NR_VECTORS];   /* coalescing disabled per vector */
+    uint32_t write_atomic;
+    uint32_t async_cfg;
+};
+
+/* ---- interrupts (intr.c) ---- */
+
+struct nvme_vector {
+    unsigned pending;       /* completions not yet signalled */
+    uint64_t deadline_ns;   /* coalescing: signal by then; 0 none */
+};
+
+/* ---- log and health (log.c) ---- */
+
+struct nvme_smart {
+    uint64_t units_read, units_written;     /* 512-byte units */
+    uint64_t host_reads, host_writes;
+    uint64_t busy_ns;
+    uint64_t media_errors;
+    uint64_t unsafe_shutdowns;
+    uint64_t start_ns;
+    uint8_t crit_warning;
+};
+
+struct nvme_ctrl {
+    mu_ctx_t *ctx;
+    struct nvme_opts opts;
+
+    pthread_mutex_t lock;
+    int pause_req;          /* atomic: context thread wants the lock */
+
+    /* registers */
+    uint64_t cap;
+    uint32_t cc, csts, aqa, intms;
+    uint64_t asq, acq;
+    bool bme;               /* bus master enabled: DMA allowed */
+    unsigned page_size;     /* from CC.MPS at enable */
+
+    /* doorbell page shared with the client (polled or ioeventfd) */
+    int db_fd;
+    uint32_t *db;
+
+    struct nvme_sq sq[NVME_NR_QUEUES];
+    struct nvme_cq cq[NVME_NR_QUEUES];
+    unsigned max_ioq;
+    unsigned nr_ioq_live;   /* I/O SQs + CQs existing */
+
+    struct nvme_features feat;
+
+    /* async events */
+    uint16_t aer_cid[NVME_AERL + 1];
+    unsigned nr_aer;
+    uint32_t aen[NVME_MAX_AEN];     /* queued event DW0s */
+    unsigned nr_aen;
+    uint8_t aen_masked;             /* bit per event type awaiting log read */
+    bool in_admin_cmd;              /* its completion still needs a slot */
+
+    /* error log, newest at err[(err_next - 1) % n] */
+    struct nvme_error_entry err[NVME_ELPE + 1];
+    unsigned err_next;
+    uint64_t err_count;
+
+    struct nvme_smart smart;
+
+    /* interrupts */
+    bool msix;              /* the client enabled MSI-X */
+    bool intx_pending;      /* asserted while masked by INTMS */
+    struct nvme_vector vec[NVME_NR_VECTORS];
+    unsigned coalescing;    /* vectors with a deadline */
+    int timer_fd;           /* trapped mode: coalescing deadlines */
+
+    struct nvme_ns ns[NVME_MAX_NS];
+    unsigned nr_ns;
+
+    char serial[21];
+    char subnqn[224];
+
+    /* poller (polled mode) */
+    pthread_t poller;
+    bool poller_started;
+    int poller_stop;        /* atomic */
+};
+
+/* ---- poller.c: lock and polled doorbells ---- */
+void ctrl_lock(struct nvme_ctrl *c);
+void ctrl_unlock(struct nvme_ctrl *c);
+int poller_start(struct nvme_ctrl *c);
+void poller_stop(struct nvme_ctrl *c);
+
+/* ---- regs.c ---- */
+ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count, uint64_t offset,
+                    bool is_write);
+int ctrl_on_reset(mu_ctx_t *ctx, enum mu_reset_type type);
+void ctrl_on_command(mu_ctx_t *ctx, uint16_t old_cmd, uint16_t new_cmd);
+void ctrl_init_regs(struct nvme_ctrl *c);
+/* Fatal controller status: stop processing until the host resets. */
+void ctrl_fatal(struct nvme_ctrl *c, const char *why);
+/* Ready: enabled, not failed, not shut down.  Running: ready and allowed
+ * to master the bus, i.e. to fetch and complete commands. */
+bool ctrl_ready(const struct nvme_ctrl *c);
+bool ctrl_running(const struct nvme_ctrl *c);
+void ctrl_log(const struct nvme_ctrl *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- queues.c ---- */
+int qmem_map(struct nvme_ctrl *c, struct nvme_qmem *m, uint64_t iova,
+             size_t len, unsigned prot);
+void qmem_unmap(struct nvme_ctrl *c, struct nvme_qmem *m);
+bool qmem_in_region(const struct nvme_qmem *m, const mu_dma_region_t *r);
+int cq_create(struct nvme_ctrl *c, uint16_t qid, uint64_t iova, uint32_t size,
+              bool ien, uint16_t iv);
+int sq_create(struct nvme_ctrl *c, uint16_t qid, uint64_t iova, uint32_t size,
+              uint16_t cqid);
+void cq_delete(struct nvme_ctrl *c, uint16_t qid);
+void sq_delete(struct nvme_ctrl *c, uint16_t qid);
+void queues_delete_all(struct nvme_ctrl *c);
+bool cq_full(const struct nvme_cq *cq);
+void cq_post(struct nvme_ctrl *c, struct nvme_cq *cq, uint32_t dw0,
+             uint16_t sqhd, uint16_t sqid, uint16_t cid, uint16_t status);
+/* A doorbell write: index = 2 * qid + is_cq. */
+void db_write(struct nvme_ctrl *c, unsigned index, uint32_t value);
+/* Run up to budget commands the SQ holds (fewer if its CQ fills up);
+ * returns the number run. */
+unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget);
+unsigned sq_process_all(struct nvme_ctrl *c);
+void db_page_clear(struct nvme_ctrl *c, unsigned index);
+
+/* ---- dmacb.c ---- */
+int dma_on_map(mu_ctx_t *ctx, mu_dma_region_t *r);
+void dma_on_unmap(mu_ctx_t *ctx, mu_dma_region_t *r,
+                  enum mu_unmap_reason reason);
+
+/* ---- intr.c ---- */
+void intr_cq_flush(struct nvme_ctrl *c, struct nvme_cq *cq);
+void intr_flush_all(struct nvme_ctrl *c);
+void intr_tick(struct nvme_ctrl *c);
+void intr_cq_consumed(struct nvme_ctrl *c, struct nvme_cq *cq);
+void intr_intms_changed(struct nvme_ctrl *c);
+void intr_reset(struct nvme_ctrl *c);
+void intr_on_state(mu_ctx_t *ctx, enum mu_irq_type type, bool enabled);
+void intr_timer_update(struct nvme_ctrl *c);
+uint64_t now_ns(void);
+
+/* ---- command sets ---- */
+uint16_t admin_exec(struct nvme_ctrl *c, struct nvme_sq *sq,
+                    const struct nvme_sqe *cmd, uint32_t *dw0);
+uint16_t io_exec(struct nvme_ctrl *c, const struct nvme_sqe *cmd,
+                 uint32_t *dw0);
+uint16_t features_set(struct nvme_ctrl *c, const struct nvme_sqe *cmd,
+                      uint32_t *dw0);
+uint16_t features_get(struct nvme_ctrl *c, const struct nvme_sqe *cmd,
+                      uint32_t *dw0);
+void features_reset(struct nvme_ctrl *c);
+uint16_t identify(struct nvme_ctrl *c, const struct nvme_sqe *cmd);
+struct nvme_ns *ns_lookup(struct nvme_ctrl *c, uint32_t nsid);
+
+/* ---- log.c ---- */
+uint16_t log_get_page(struct nvme_ctrl *c, const struct nvme_sqe *cmd);
+void log_error(struct nvme_ctrl *c, uint16_t sqid, const struct nvme_sqe *cmd,
+               uint16_t status);
+void aen_post(struct nvme_ctrl *c, uint8_t type, uint8_t info, uint8_t lid);
+void aen_deliver(struct nvme_ctrl *c);
+void aen_reset(struct nvme_ctrl *c);
+void smart_check_temp(struct nvme_ctrl *c);
+
+/* ---- prp.c ---- */
+struct nvme_range {
+    uint64_t iova;
+    size_t len;
+};
+#define PRP_MAX_RANGES (NVME_MAX_XFER / NVME_PAGE_SIZE + 1)
+uint16_t prp_walk(struct nvme_ctrl *c, uint64_t prp1, uint64_t prp2,
+                  size_t len, struct nvme_range *r, unsigned *nr);
+
+/* ---- xfer.c ---- */
+/* Copy len bytes between buf and the guest buffer described by PRPs. */
+uint16_t xfer_to_guest(struct nvme_ctrl *c, uint64_t prp1, uint64_t prp2,
+                       const void *buf, size_t len);
+uint16_t xfer_from_guest(struct nvme_ctrl *c, uint64_t prp1, uint64_t prp2,
+                         void *buf, size_t len);
+/* Move len bytes between the PRP buffer and namespace offset off. */
+uint16_t xfer_ns(struct nvme_ctrl *c, struct nvme_ns *ns, uint64_t prp1,
+                 uint64_t prp2, size_t len, uint64_t off, bool write);
+
+/* little helpers */
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+    put_le16(p, (uint16_t)v);
+    put_le16(p + 2, (uint16_t)(v >> 16));
+}
+
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+    put_le32(p, (uint32_t)v);
+    put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+#endif /* NVME_H */

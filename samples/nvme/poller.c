@@ -1,0 +1,191 @@
+/*
+ * poller.c - the controller lock, and the thread that serves doorbells in
+ * polled mode.
+ *
+ * In polled mode the doorbell page is shared memory the client stores to
+ * directly: no message, no notification.  The poller reads the tail
+ * doorbell of every live SQ (and the head doorbell of every live CQ) and
+ * runs what is new.  It spins with a pause instruction while busy, yields
+ * after a short idle spell, then sleeps, from a few microseconds doubling
+ * up to 200 us (1 ms while the controller is not running), so an idle
+ * controller does not burn a core: the price is up to 200 us on the first
+ * command after a long pause.
+ *
+ * Locking: the poller holds ctrl->lock for one pass over the queues.  The
+ * context thread (register writes, DMA unmap, reset) raises pause_req
+ * before taking the lock; the poller does not take it again while
+ * pause_req is set, so the context thread gets in after at most one pass.
+ * Because every guest-memory reference the poller takes for a command is
+ * put before its pass ends, while the context thread holds the lock the
+ * poller holds no data references: what the DMA unmap callback needs.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#include "nvme.h"
+
+/* Commands from one SQ a pass, so queues are served in turn and the
+ * context thread never waits long for the lock. */
+#define SQ_BUDGET 64u
+
+#define SPIN_NS 20000ull        /* busy-poll this long after the last work */
+#define YIELD_NS 200000ull      /* then yield the CPU until this */
+#define NAP_MIN_NS 5000L        /* then sleep between passes, doubling */
+#define NAP_MAX_NS 200000L      /* up to this: ~5k wakeups a second */
+#define NAP_OFF_NS 1000000L     /* while the controller is not running */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+void ctrl_lock(struct nvme_ctrl *c)
+{
+    __atomic_add_fetch(&c->pause_req, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&c->lock);
+}
+
+void ctrl_unlock(struct nvme_ctrl *c)
+{
+    pthread_mutex_unlock(&c->lock);
+    __atomic_sub_fetch(&c->pause_req, 1, __ATOMIC_SEQ_CST);
+}
+
+static uint32_t db_load(const struct nvme_ctrl *c, unsigned index)
+{
+    return __atomic_load_n(&c->db[index], __ATOMIC_ACQUIRE) & 0xffff;
+}
+
+/* Head doorbells: only a changed value is a write. */
+static void poll_cqs(struct nvme_ctrl *c)
+{
+    for (unsigned q = 0; q <= c->max_ioq; q++) {
+        struct nvme_cq *cq = &c->cq[q];
+        uint32_t h;
+
+        if (!cq->valid)
+            continue;
+        h = db_load(c, 2 * q + 1);
+        /* A value already refused is not a new write. */
+        if (h != cq->head && h != cq->bad_head)
+            db_write(c, 2 * q + 1, h);
+    }
+}
+
+static unsigned poll_sqs(struct nvme_ctrl *c)
+{
+    unsigned done = 0;
+
+    for (unsigned q = 0; q <= c->max_ioq; q++) {
+        struct nvme_sq *sq = &c->sq[q];
+        uint32_t t;
+
+        if (!sq->valid)
+            continue;
+        t = db_load(c, 2 * q);
+        if (t != sq->tail && t != sq->bad_tail) {
+            if (t >= sq->size) {
+                db_write(c, 2 * q, t);      /* reports it */
+                continue;
+            }
+            sq->tail = t;
+            sq->bad_tail = UINT32_MAX;
+        }
+        if (sq->head != sq->tail && !sq->stalled)
+            done += sq_process(c, sq, SQ_BUDGET);
+    }
+    return done;
+}
+
+/* One pass: the number of commands run, or -1 when not running. */
+static int poll_pass(struct nvme_ctrl *c)
+{
+    unsigned done;
+
+    if (!ctrl_running(c))
+        return -1;
+    poll_cqs(c);
+    done = poll_sqs(c);
+    intr_tick(c);
+    return (int)done;
+}
+
+static void nap(long ns)
+{
+    struct timespec ts = { 0, ns };
+
+    nanosleep(&ts, NULL);
+}
+
+static void *poller_main(void *arg)
+{
+    struct nvme_ctrl *c = arg;
+    uint64_t last_work = now_ns();
+    long sleep_ns = NAP_MIN_NS;
+
+    /* Let "a few microseconds" mean that, not the default 50 us slack. */
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    while (!__atomic_load_n(&c->poller_stop, __ATOMIC_ACQUIRE)) {
+        uint64_t idle;
+        int done;
+
+        if (__atomic_load_n(&c->pause_req, __ATOMIC_ACQUIRE)) {
+            sched_yield();
+            continue;
+        }
+        pthread_mutex_lock(&c->lock);
+        done = poll_pass(c);
+        pthread_mutex_unlock(&c->lock);
+        if (done > 0) {
+            last_work = now_ns();
+            sleep_ns = NAP_MIN_NS;
+            continue;
+        }
+        if (done < 0) {
+            /* Disabled, failed or shut down: only a register write (on
+             * the context thread) changes that; no hurry. */
+            nap(NAP_OFF_NS);
+            last_work = now_ns();
+            continue;
+        }
+        idle = now_ns() - last_work;
+        if (idle < SPIN_NS) {
+            cpu_relax();
+        } else if (idle < YIELD_NS) {
+            sched_yield();
+        } else {
+            nap(sleep_ns);
+            if (sleep_ns < NAP_MAX_NS)
+                sleep_ns = sleep_ns * 2 < NAP_MAX_NS ? sleep_ns * 2 : NAP_MAX_NS;
+        }
+    }
+    return NULL;
+}
+
+int poller_start(struct nvme_ctrl *c)
+{
+    int rc;
+
+    __atomic_store_n(&c->poller_stop, 0, __ATOMIC_RELEASE);
+    rc = pthread_create(&c->poller, NULL, poller_main, c);
+    if (rc != 0)
+        return -rc;
+    c->poller_started = true;
+    return 0;
+}
+
+void poller_stop(struct nvme_ctrl *c)
+{
+    if (!c->poller_started)
+        return;
+    __atomic_store_n(&c->poller_stop, 1, __ATOMIC_RELEASE);
+    pthread_join(c->poller, NULL);
+    c->poller_started = false;
+}

@@ -1,0 +1,408 @@
+/*
+ * queues.c - submission and completion queues: their guest memory,
+ * doorbells, fetching commands and posting completions.
+ *
+ * Queue memory is translated once, when the queue is created, with
+ * mu_dma_get(): the reference keeps the region mapped for the queue's
+ * life and is put when the queue is deleted or its memory is unmapped
+ * (dmacb.c).  A queue in a region without an fd is still served, through
+ * mu_dma_read()/mu_dma_write() for each entry.
+ *
+ * Every command completes before the next is fetched (AER excepted), so a
+ * command is fetched only when its CQ has room for its completion: a full
+ * CQ stalls the SQs that feed it until the host moves the CQ head.
+ *
+ * Called with the controller lock held.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+#include "nvme.h"
+
+/* ---------------- queue memory ---------------- */
+
+int qmem_map(struct nvme_ctrl *c, struct nvme_qmem *m, uint64_t iova,
+             size_t len, unsigned prot)
+{
+    int n;
+
+    memset(m, 0, sizeof(*m));
+    m->iova = iova;
+    m->len = len;
+    n = mu_dma_get(c->ctx, iova, len, prot, m->sg, QMEM_MAX_SG);
+    if (n == -EFAULT) {
+        /* No fd: reachable by messages only.  Check it is mapped at all
+         * by reading its first byte. */
+        uint8_t probe;
+
+        n = mu_dma_read(c->ctx, iova, &probe, 1);
+        return n < 0 ? n : 0;
+    }
+    if (n < 0)
+        return n;
+    m->nr_sg = (unsigned)n;
+    m->direct = true;
+    return 0;
+}
+
+void qmem_unmap(struct nvme_ctrl *c, struct nvme_qmem *m)
+{
+    if (m->nr_sg > 0)
+        mu_dma_put(c->ctx, m->sg, m->nr_sg);
+    m->nr_sg = 0;
+    m->direct = false;
+    m->len = 0;
+}
+
+bool qmem_in_region(const struct nvme_qmem *m, const mu_dma_region_t *r)
+{
+    const struct mu_dma_info *info = mu_dma_region_info(r);
+
+    if (m->len == 0)
+        return false;
+    for (unsigned i = 0; i < m->nr_sg; i++) {
+        if (m->sg[i].region == r)
+            return true;
+    }
+    /* fd-less queues hold nothing: compare addresses. */
+    return !m->direct && m->iova < info->iova + info->size &&
+           info->iova < m->iova + m->len;
+}
+
+/* Copy between the queue and buf at byte offset off, piece by piece. */
+static int qmem_copy(struct nvme_ctrl *c, struct nvme_qmem *m, size_t off,
+                     void *buf, size_t len, bool to_guest)
+{
+    uint8_t *p = buf;
+
+    if (m->len == 0)
+        return -EFAULT;     /* the memory went away (dmacb.c) */
+    if (!m->direct)
+        return to_guest ? mu_dma_write(c->ctx, m->iova + off, buf, len)
+                        : mu_dma_read(c->ctx, m->iova + off, buf, len);
+    for (unsigned i = 0; i < m->nr_sg && len > 0; i++) {
+        size_t n;
+
+        if (off >= m->sg[i].len) {
+            off -= m->sg[i].len;
+            continue;
+        }
+        n = m->sg[i].len - off;
+        if (n > len)
+            n = len;
+        if (to_guest)
+            memcpy((uint8_t *)m->sg[i].addr + off, p, n);
+        else
+            memcpy(p, (uint8_t *)m->sg[i].addr + off, n);
+        p += n;
+        len -= n;
+        off = 0;
+    }
+    return len == 0 ? 0 : -EFAULT;
+}
+
+/* Host address of a whole entry, or NULL if it is not directly mapped or
+ * straddles two pieces. */
+static void *qmem_ptr(struct nvme_qmem *m, size_t off, size_t len)
+{
+    if (!m->direct)
+        return NULL;
+    for (unsigned i = 0; i < m->nr_sg; i++) {
+        if (off < m->sg[i].len)
+            return off + len <= m->sg[i].len
+                       ? (uint8_t *)m->sg[i].addr + off : NULL;
+        off -= m->sg[i].len;
+    }
+    return NULL;
+}
+
+/* ---------------- create / delete ---------------- */
+
+void db_page_clear(struct nvme_ctrl *c, unsigned index)
+{
+    /* A new queue starts at 0 whatever the page held before. */
+    if (c->db != NULL)
+        __atomic_store_n(&c->db[index], 0, __ATOMIC_RELAXED);
+}
+
+int cq_create(struct nvme_ctrl *c, uint16_t qid, uint64_t iova, uint32_t size,
+              bool ien, uint16_t iv)
+{
+    struct nvme_cq *cq = &c->cq[qid];
+    int rc;
+
+    rc = qmem_map(c, &cq->mem, iova, (size_t)size * NVME_CQE_SIZE,
+                  MU_DMA_WRITE);
+    if (rc < 0) {
+        ctrl_log(c, "CQ %u at %#llx: %s", qid, (unsigned long long)iova,
+                 strerror(-rc));
+        return rc;
+    }
+    cq->qid = qid;
+    cq->size = size;
+    cq->head = cq->tail = 0;
+    cq->phase = 1;
+    cq->ien = ien;
+    cq->iv = iv;
+    cq->nr_sqs = 0;
+    cq->stalled = false;
+    cq->irq_due = 0;
+    cq->bad_head = UINT32_MAX;
+    cq->valid = true;
+    db_page_clear(c, 2u * qid + 1);
+    if (qid != 0)
+        c->nr_ioq_live++;
+    return 0;
+}
+
+int sq_create(struct nvme_ctrl *c, uint16_t qid, uint64_t iova, uint32_t size,
+              uint16_t cqid)
+{
+    struct nvme_sq *sq = &c->sq[qid];
+    int rc;
+
+    rc = qmem_map(c, &sq->mem, iova, (size_t)size * NVME_SQE_SIZE,
+                  MU_DMA_READ);
+    if (rc < 0) {
+        ctrl_log(c, "SQ %u at %#llx: %s", qid, (unsigned long long)iova,
+                 strerror(-rc));
+        return rc;
+    }
+    sq->qid = qid;
+    sq->cqid = cqid;
+    sq->size = size;
+    sq->head = sq->tail = 0;
+    sq->stalled = false;
+    sq->bad_tail = UINT32_MAX;
+    sq->valid = true;
+    c->cq[cqid].nr_sqs++;
+    db_page_clear(c, 2u * qid);
+    if (qid != 0)
+        c->nr_ioq_live++;
+    return 0;
+}
+
+void sq_delete(struct nvme_ctrl *c, uint16_t qid)
+{
+    struct nvme_sq *sq = &c->sq[qid];
+
+    if (!sq->valid)
+        return;
+    /* Nothing is in flight: commands complete before the next fetch. */
+    qmem_unmap(c, &sq->mem);
+    sq->valid = false;
+    c->cq[sq->cqid].nr_sqs--;
+    db_page_clear(c, 2u * qid);
+    if (qid != 0)
+        c->nr_ioq_live--;
+}
+
+void cq_delete(struct nvme_ctrl *c, uint16_t qid)
+{
+    struct nvme_cq *cq = &c->cq[qid];
+
+    if (!cq->valid)
+        return;
+    qmem_unmap(c, &cq->mem);
+    cq->valid = false;
+    cq->irq_due = 0;
+    db_page_clear(c, 2u * qid + 1);
+    if (qid != 0)
+        c->nr_ioq_live--;
+}
+
+void queues_delete_all(struct nvme_ctrl *c)
+{
+    for (unsigned q = 0; q < NVME_NR_QUEUES; q++)
+        sq_delete(c, (uint16_t)q);
+    for (unsigned q = 0; q < NVME_NR_QUEUES; q++)
+        cq_delete(c, (uint16_t)q);
+    c->nr_ioq_live = 0;
+}
+
+/* ---------------- completions ---------------- */
+
+bool cq_full(const struct nvme_cq *cq)
+{
+    return (cq->tail + 1) % cq->size == cq->head;
+}
+
+void cq_post(struct nvme_ctrl *c, struct nvme_cq *cq, uint32_t dw0,
+             uint16_t sqhd, uint16_t sqid, uint16_t cid, uint16_t status)
+{
+    struct nvme_cqe e = {
+        .dw0 = dw0,
+        .sqhd = sqhd,
+        .sqid = sqid,
+        .cid = cid,
+        .status = (uint16_t)(status << 1 | cq->phase),
+    };
+    size_t off = (size_t)cq->tail * NVME_CQE_SIZE;
+    uint8_t *p = qmem_ptr(&cq->mem, off, sizeof(e));
+
+    if (p != NULL) {
+        uint32_t dw3;
+
+        /* The host trusts the entry once it sees the new phase: the
+         * phase-carrying dword goes last, after a release barrier. */
+        memcpy(p, &e, 12);
+        memcpy(&dw3, (uint8_t *)&e + 12, sizeof(dw3));
+        __atomic_store_n((uint32_t *)(p + 12), dw3, __ATOMIC_RELEASE);
+    } else if (qmem_copy(c, &cq->mem, off, &e, sizeof(e), true) < 0) {
+        ctrl_fatal(c, "cannot write a completion");
+        return;
+    }
+    if (++cq->tail == cq->size) {
+        cq->tail = 0;
+        cq->phase ^= 1;
+    }
+    cq->irq_due++;
+}
+
+/* ---------------- fetching ---------------- */
+
+static bool fetch(struct nvme_ctrl *c, struct nvme_sq *sq,
+                  struct nvme_sqe *cmd)
+{
+    size_t off = (size_t)sq->head * NVME_SQE_SIZE;
+    const void *p = qmem_ptr(&sq->mem, off, sizeof(*cmd));
+
+    /* The tail was read before: see the entries written before it. */
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (p != NULL) {
+        memcpy(cmd, p, sizeof(*cmd));
+        return true;
+    }
+    if (qmem_copy(c, &sq->mem, off, cmd, sizeof(*cmd), false) < 0) {
+        ctrl_fatal(c, "cannot read a submission");
+        return false;
+    }
+    return true;
+}
+
+unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
+{
+    struct nvme_cq *cq = &c->cq[sq->cqid];
+    unsigned done = 0;
+
+    sq->stalled = false;
+    while (sq->valid && sq->head != sq->tail && done < budget &&
+           ctrl_running(c)) {
+        struct nvme_sqe cmd;
+        uint32_t dw0 = 0;
+        uint16_t st;
+
+        if (cq_full(cq)) {
+            sq->stalled = cq->stalled = true;
+            break;
+        }
+        if (!fetch(c, sq, &cmd))
+            break;
+        sq->head = (sq->head + 1) % sq->size;
+        done++;
+        if (sq->qid != 0) {
+            st = io_exec(c, &cmd, &dw0);
+        } else {
+            c->in_admin_cmd = true;
+            st = admin_exec(c, sq, &cmd, &dw0);
+            c->in_admin_cmd = false;
+        }
+        if (st != NVME_NO_COMPLETION) {
+            if (st != NVME_SC_SUCCESS)
+                log_error(c, sq->qid, &cmd, st);
+            /* The command may have taken the controller down. */
+            if (!cq->valid || !ctrl_running(c))
+                break;
+            cq_post(c, cq, dw0, (uint16_t)sq->head, sq->qid, cmd.cid, st);
+        }
+        /* Events the command raised or made deliverable (AER, log read,
+         * thresholds) go out after its own completion. */
+        if (sq->qid == 0)
+            aen_deliver(c);
+    }
+    if (cq->valid)
+        intr_cq_flush(c, cq);
+    return done;
+}
+
+unsigned sq_process_all(struct nvme_ctrl *c)
+{
+    unsigned done = 0;
+
+    for (unsigned q = 0; q <= c->max_ioq; q++) {
+        if (c->sq[q].valid && c->sq[q].head != c->sq[q].tail)
+            done += sq_process(c, &c->sq[q], UINT_MAX);
+    }
+    return done;
+}
+
+/* ---------------- doorbells ---------------- */
+
+static void cq_head_write(struct nvme_ctrl *c, struct nvme_cq *cq,
+                          uint32_t head)
+{
+    uint32_t used = (cq->tail + cq->size - cq->head) % cq->size;
+    uint32_t adv = (head + cq->size - cq->head) % cq->size;
+
+    if (adv > used) {
+        /* Consuming entries never posted. */
+        ctrl_log(c, "CQ %u head %u beyond tail %u", cq->qid, head, cq->tail);
+        cq->bad_head = head;
+        aen_post(c, NVME_AER_TYPE_ERROR, NVME_AER_ERR_INVALID_DB_VALUE,
+                 NVME_LOG_ERROR);
+        return;
+    }
+    cq->head = head;
+    cq->bad_head = UINT32_MAX;
+    if (cq->stalled) {
+        cq->stalled = false;
+        for (unsigned q = 0; q <= c->max_ioq; q++) {
+            struct nvme_sq *sq = &c->sq[q];
+
+            if (sq->valid && sq->cqid == cq->qid && sq->stalled)
+                sq_process(c, sq, UINT_MAX);
+        }
+    }
+    if (cq->qid == 0)
+        aen_deliver(c);
+    intr_cq_consumed(c, cq);
+}
+
+void db_write(struct nvme_ctrl *c, unsigned index, uint32_t value)
+{
+    unsigned qid = index / 2;
+    bool is_cq = index & 1;
+    uint32_t size;
+
+    if (!ctrl_ready(c)) {
+        ctrl_log(c, "doorbell %u written while not ready", index);
+        return;
+    }
+    if (qid > c->max_ioq || !(is_cq ? c->cq[qid].valid : c->sq[qid].valid)) {
+        ctrl_log(c, "doorbell of missing %s %u", is_cq ? "CQ" : "SQ", qid);
+        aen_post(c, NVME_AER_TYPE_ERROR, NVME_AER_ERR_INVALID_DB,
+                 NVME_LOG_ERROR);
+        return;
+    }
+    size = is_cq ? c->cq[qid].size : c->sq[qid].size;
+    if (value >= size) {
+        ctrl_log(c, "%s %u doorbell %u >= size %u", is_cq ? "CQ" : "SQ",
+                 qid, value, size);
+        /* Polled mode sees the value on every pass: report it once. */
+        if (is_cq)
+            c->cq[qid].bad_head = value;
+        else
+            c->sq[qid].bad_tail = value;
+        aen_post(c, NVME_AER_TYPE_ERROR, NVME_AER_ERR_INVALID_DB_VALUE,
+                 NVME_LOG_ERROR);
+        return;
+    }
+    if (is_cq) {
+        cq_head_write(c, &c->cq[qid], value);
+        return;
+    }
+    c->sq[qid].tail = value;
+    c->sq[qid].bad_tail = UINT32_MAX;
+    sq_process(c, &c->sq[qid], UINT_MAX);
+}

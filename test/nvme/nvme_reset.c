@@ -1,0 +1,141 @@
+/*
+ * nvme_reset.c - life cycle: controller reset, FLR and DEVICE_RESET,
+ * shutdown and restart, and a client leaving with queues live followed by
+ * a new one.
+ */
+#include <string.h>
+
+#include "test_nvme.h"
+
+/* ---------------- resets ---------------- */
+
+void test_reset(void **state)
+{
+    struct nvme_sqe cmd = { .opc = NVME_ADM_AER };
+
+    (void)state;
+    assert_int_equal(nvd_reset(E->d), 0);
+    check_data();
+    /* Outstanding AERs went with the reset: four fit again. */
+    assert_int_equal(E->d->nr_aer, 1);
+    while (E->d->nr_aer < 4)
+        assert_int_equal(nvd_aer_submit(E->d), 0);
+    assert_status(nvd_exec(E->d, 0, &cmd, NULL, NULL), NVME_SC_AER_LIMIT);
+}
+
+/* After FLR or DEVICE_RESET: registers cleared, then a normal bring-up. */
+static void check_full_reset(void)
+{
+    uint32_t v;
+    uint16_t cmd;
+
+    assert_int_equal(muc_config_read16(E->d->c, 4, &cmd), 0);
+    assert_int_equal(cmd & 0x6, 0);
+    assert_int_equal(nvd_read32(E->d, NVME_REG_CSTS, &v), 0);
+    assert_int_equal(v, 0xffffffff);        /* memory decoding off */
+    assert_int_equal(muc_config_write16(E->d->c, 4, 0x2), 0);
+    assert_int_equal(nvd_read32(E->d, NVME_REG_CC, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(nvd_read32(E->d, NVME_REG_CSTS, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(nvd_read32(E->d, NVME_REG_AQA, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(nvd_bringup(E->d), 0);
+    check_data();
+}
+
+void test_flr(void **state)
+{
+    unsigned pcie = find_cap(0x10);
+    uint16_t devctl;
+
+    (void)state;
+    assert_int_not_equal(pcie, 0);
+    assert_int_equal(muc_config_read16(E->d->c, pcie + 8, &devctl), 0);
+    assert_int_equal(muc_config_write16(E->d->c, pcie + 8, devctl | 0x8000), 0);
+    check_full_reset();
+    assert_int_equal(muc_reset(E->d->c), 0);
+    check_full_reset();
+}
+
+void test_shutdown(void **state)
+{
+    uint32_t csts;
+
+    (void)state;
+    assert_int_equal(nvd_shutdown(E->d), 0);
+    assert_int_equal(nvd_read32(E->d, NVME_REG_CSTS, &csts), 0);
+    assert_int_equal(csts & (NVME_CSTS_RDY | NVME_CSTS_SHST_MASK),
+                     NVME_CSTS_RDY | NVME_CSTS_SHST_CMPLT);
+    /* EN 1 -> 0 -> 1 restarts it. */
+    assert_int_equal(nvd_bringup(E->d), 0);
+    assert_int_equal(nvd_read32(E->d, NVME_REG_CSTS, &csts), 0);
+    assert_int_equal(csts, NVME_CSTS_RDY);
+    check_data();
+}
+
+/* The client takes back the memory holding the queues, with commands in
+ * flight: the controller fails (CFS) instead of touching it, and a reset
+ * brings it back once the memory is mapped again. */
+void test_unmap_live_queues(void **state)
+{
+    uint64_t r0 = nvd_region_iova(E->d, 0);
+    size_t size = E->d->o.mem_size / E->d->o.nr_regions;
+    uint32_t csts;
+
+    (void)state;
+    for (unsigned i = 0; i < 32; i++)
+        assert_true(nvd_submit_rw(E->d, 1, NVME_IO_READ, 1, i, 1,
+                                  E->pool + i * P, blk()) >= 0);
+    assert_int_equal(nvd_ring(E->d, 1), 0);
+    assert_int_equal(muc_dma_unmap(E->d->c, r0, size), 0);
+    assert_int_equal(nvd_read32(E->d, NVME_REG_CSTS, &csts), 0);
+    assert_true(csts & NVME_CSTS_CFS);
+    assert_int_equal(muc_dma_map(E->d->c, r0, size, E->d->memfd, 0,
+                                 MUC_DMA_READ | MUC_DMA_WRITE), 0);
+    assert_int_equal(nvd_reset(E->d), 0);
+    check_data();
+}
+
+/* Leave with queues live; the next client finds a failed controller
+ * (its queue memory went away), resets it and carries on. */
+void test_reconnect(void **state)
+{
+    struct nvd_opts o;
+    uint8_t smart[512];
+    uint64_t unsafe;
+    uint32_t csts;
+
+    (void)state;
+    assert_status(nvd_get_log(E->d, NVME_LOG_SMART, 0xffffffff, smart, 512), 0);
+    unsafe = le64_at(smart + 144);
+    assert_true(nvd_submit_rw(E->d, 1, NVME_IO_READ, 1, 0, 1, E->check,
+                              blk()) >= 0);
+    nvd_close(E->d);
+    E->d = NULL;
+
+    opts_for(&o, E->intx_on_reconnect);
+    assert_int_equal(nvd_open(&E->d, &o), 0);
+    assert_int_equal(nvd_read32(E->d, NVME_REG_CSTS, &csts), 0);
+    assert_true(csts & NVME_CSTS_CFS);
+    assert_int_equal(nvd_bringup(E->d), 0);
+    E->pool = nvd_region_iova(E->d, 1) - MIB;
+    E->check = nvd_region_iova(E->d, 1) + 2 * MIB;
+    check_data();
+    assert_status(nvd_get_log(E->d, NVME_LOG_SMART, 0xffffffff, smart, 512), 0);
+    assert_int_equal(le64_at(smart + 144), unsafe + 1);
+    if (!E->intx_on_reconnect)
+        return;
+    /* INTx now (no MSI-X eventfds): each completion raises it, and it is
+     * automasked until the driver unmasks it (nvd_wait_irq does; so does
+     * reaping, when it has to wait for a completion). */
+    for (unsigned i = 0; i < 20; i++) {
+        uint64_t seen;
+
+        nvd_wait_irq(E->d, 0, 0);
+        seen = E->d->irqs_seen;
+        random_io(E->pool, 2 * MIB);
+        if (E->d->irqs_seen == seen)
+            assert_int_equal(nvd_wait_irq(E->d, 0, 1000 * slow), 1);
+    }
+}
