@@ -233,6 +233,31 @@ static ssize_t fd_access(const struct mu_region *r, uint8_t *buf, size_t count,
     return (ssize_t)count;
 }
 
+/*
+ * A write that reached shared memory through the socket lands where the
+ * device is only ever told about writes by an ioeventfd kick (a client
+ * that arms ioeventfds never sends those writes; one that does not, sends
+ * them here).  Kick the matching ioeventfds' callbacks as KVM would have.
+ */
+static void kick_ioeventfds(mu_ctx_t *ctx, const struct mu_region *r,
+                            const uint8_t *buf, size_t count, uint64_t offset)
+{
+    for (unsigned i = 0; i < r->nr_ioeventfds; i++) {
+        const struct mu_ioeventfd *e = &r->ioeventfds[i];
+        uint64_t v = 0;
+
+        if (e->offset != offset || (e->size != 0 && e->size != count))
+            continue;
+        if (e->datamatch) {
+            memcpy(&v, buf, count < sizeof(v) ? count : sizeof(v));
+            if (v != e->data)
+                continue;
+        }
+        if (e->cb != NULL)
+            e->cb(ctx, e->opaque_value);
+    }
+}
+
 ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
                          size_t count, uint64_t offset, bool is_write)
 {
@@ -258,8 +283,12 @@ ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
     in = in_mmap_area(r, offset, count);
     if (in < 0)
         return in;
-    if (in)
-        return fd_access(r, buf, count, offset, is_write);
+    if (in) {
+        n = fd_access(r, buf, count, offset, is_write);
+        if (n > 0 && is_write)
+            kick_ioeventfds(ctx, r, buf, count, offset);
+        return n;
+    }
     if (r->cb == NULL)
         return -EINVAL;
     n = r->cb(ctx, buf, count, offset, is_write);

@@ -50,6 +50,8 @@
 #define IOEV_DM_OFF 0x10u           /* 4 bytes, datamatch */
 #define IOEV_DM_DATA 0xabcdu
 #define IOEV_ANY_OFF 0x20u          /* any size, no datamatch */
+#define IOEV_MM_OFF 0x100u          /* BAR0 (mmappable), 4 bytes, datamatch */
+#define IOEV_MM_DATA 0x5a5au
 
 #define RW_MMAP (MUC_REGION_READ | MUC_REGION_WRITE | MUC_REGION_MMAP)
 
@@ -72,8 +74,9 @@ static uint8_t bar2_regs[BAR2_SIZE];
 static unsigned bar2_calls;
 static uint64_t bar2_last_off;
 static bool bar2_last_write;
-/* ioeventfd callback counts, by opaque value (1: datamatch, 2: any). */
-static unsigned ioev_calls[3];
+/* ioeventfd callback counts, by opaque value (1: datamatch, 2: any,
+ * 3: the one in mmappable BAR0). */
+static unsigned ioev_calls[4];
 
 static ssize_t bar2_access(mu_ctx_t *ctx, void *buf, size_t count,
                            uint64_t offset, bool is_write)
@@ -104,7 +107,7 @@ static struct {
 static void ioev_cb(mu_ctx_t *ctx, uint64_t opaque)
 {
     (void)ctx;
-    if (opaque < 3)
+    if (opaque < 4)
         __atomic_add_fetch(&ioev_calls[opaque], 1, __ATOMIC_SEQ_CST);
     if (opaque != 1)
         return;
@@ -217,6 +220,8 @@ static int group_setup(void **state)
                                       IOEV_DM_DATA, -1, ioev_cb, 1)) < 0 ||
         (rc = mu_region_add_ioeventfd(ctx, MU_PCI_BAR2, IOEV_ANY_OFF, 0, false,
                                       0, efd, ioev_cb, 2)) < 0 ||
+        (rc = mu_region_add_ioeventfd(ctx, MU_PCI_BAR0, IOEV_MM_OFF, 4, true,
+                                      IOEV_MM_DATA, -1, ioev_cb, 3)) < 0 ||
         (rc = mu_ctx_realize(ctx)) < 0) {
         fprintf(stderr, "device setup: %s\n", strerror(-rc));
         return -1;
@@ -597,9 +602,11 @@ static void test_ioeventfds(void **state)
     assert_int_equal(__atomic_load_n(&ioev_calls[1], __ATOMIC_SEQ_CST), dm + 1);
     assert_int_equal(calls(), n);
 
-    /* Regions without ioeventfds list none; absent ones and config space
-     * are errors. */
-    assert_int_equal(muc_region_io_fds(c, MU_PCI_BAR0, io + 2, 2), 0);
+    /* Each region lists its own; absent ones and config space are
+     * errors. */
+    assert_int_equal(muc_region_io_fds(c, MU_PCI_BAR0, io + 2, 2), 1);
+    assert_int_equal(io[2].offset, IOEV_MM_OFF);
+    close(io[2].fd);
     assert_int_equal(muc_region_io_fds(c, MU_PCI_BAR4, io + 2, 2), -EINVAL);
     assert_int_equal(muc_region_io_fds(c, MU_PCI_CONFIG, io + 2, 2), -EINVAL);
     assert_int_equal(muc_region_io_fds(c, 40, io + 2, 2), -EINVAL);
@@ -731,6 +738,36 @@ static void test_ioeventfd_drained_by_client(void **state)
     client_close(c);
 }
 
+/*
+ * A client that did not arm the ioeventfds sends the doorbell write as a
+ * REGION_WRITE.  Into shared memory it lands where the device only ever
+ * learns of writes by a kick, so the library kicks the matching
+ * ioeventfd's callback itself - and only the matching one.
+ */
+static void test_ioeventfd_kicked_by_socket_write(void **state)
+{
+    uint32_t v = IOEV_MM_DATA, other = 1;
+    unsigned k;
+    muc_t *c;
+
+    (void)state;
+    c = client();
+    k = __atomic_load_n(&ioev_calls[3], __ATOMIC_SEQ_CST);
+    assert_int_equal(muc_region_write(c, MU_PCI_BAR0, IOEV_MM_OFF, &v, 4), 0);
+    /* The callback ran on the context thread before the reply was sent. */
+    assert_int_equal(__atomic_load_n(&ioev_calls[3], __ATOMIC_SEQ_CST), k + 1);
+    assert_memory_equal(dev.map0 + IOEV_MM_OFF, &v, 4);
+
+    /* Other data, another offset, another size: no kick. */
+    assert_int_equal(muc_region_write(c, MU_PCI_BAR0, IOEV_MM_OFF, &other, 4), 0);
+    assert_int_equal(muc_region_write(c, MU_PCI_BAR0, IOEV_MM_OFF + 4, &v, 4), 0);
+    assert_int_equal(muc_region_write(c, MU_PCI_BAR0, IOEV_MM_OFF, &v, 2), 0);
+    /* Reads never kick. */
+    assert_int_equal(muc_region_read(c, MU_PCI_BAR0, IOEV_MM_OFF, &other, 4), 0);
+    assert_int_equal(__atomic_load_n(&ioev_calls[3], __ATOMIC_SEQ_CST), k + 1);
+    client_close(c);
+}
+
 /* The server lends its own fds and keeps nothing of a client's. */
 static void test_no_fds_left(void **state)
 {
@@ -766,6 +803,8 @@ int main(void)
         cmocka_unit_test_teardown(test_bar2_sparse_mmap, test_teardown),
         cmocka_unit_test_teardown(test_region_info_argsz, test_teardown),
         cmocka_unit_test_teardown(test_ioeventfds, test_teardown),
+        cmocka_unit_test_teardown(test_ioeventfd_kicked_by_socket_write,
+                                  test_teardown),
         cmocka_unit_test_teardown(test_io_fds_argsz, test_teardown),
         cmocka_unit_test_teardown(test_ioeventfd_drained_by_client,
                                   test_teardown),
