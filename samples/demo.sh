@@ -1,9 +1,11 @@
 #!/bin/sh
 # make demo: start the sample devices on temporary sockets, drive them with
-# the client and show what happened.  Usage: samples/demo.sh BUILD-DIR
+# the clients and show what happened.  Usage: samples/demo.sh BUILD-DIR
 set -eu
 BUILD=${1:-build}
 CLI="$BUILD/samples/muser-cli"
+NVME="$BUILD/samples/nvme/nvme"
+NVME_CLIENT="$BUILD/samples/nvme/nvme-client"
 dir=$(mktemp -d /tmp/muser-demo-XXXXXX)
 pid=""
 
@@ -56,3 +58,51 @@ echo
 echo "== what the device logged (connects and disconnects left out) =="
 grep -v -e 'client connected' -e 'negotiated' -e 'client dropped' -e 'state kept' \
     "$dir/gpio.log" | sed 's/^/  /'
+
+# ---- NVMe ----
+
+# Run nvme-client, its output with the temporary directory left out; on
+# failure show what the device logged, and stop.
+nvme_client() {
+    if ! "$NVME_CLIENT" "$@" >"$dir/client.out" 2>&1; then
+        sed "s|$dir/||" "$dir/client.out"
+        echo "nvme-client failed; the device logged:"
+        sed 's/^/  /' "$dir/nvme.log"
+        exit 1
+    fi
+}
+
+nvme_start() {
+    rm -f "$dir/nvme.sock"
+    "$NVME" -v --size 64M --lba-size 4096 "$@" "$dir/nvme.sock" 2>"$dir/nvme.log" &
+    pid=$!
+    wait_for "$dir/nvme.sock" "$dir/nvme.log"
+}
+
+nvme_stop() {
+    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+}
+
+echo
+echo "== nvme: an NVMe 1.4 controller, 64 MiB RAM namespace, polled doorbells =="
+nvme_start --doorbells polled --serial DEMO-POLLED
+echo "# bring-up the way Linux does it, Identify, write and read back 16"
+echo "# blocks, 4 KiB random reads at queue depth 32 for a second, shutdown"
+echo
+echo "\$ nvme-client nvme.sock demo --blocks 16"
+nvme_client "$dir/nvme.sock" demo --blocks 16
+sed "s|$dir/||" "$dir/client.out"
+nvme_stop
+echo
+echo "== what the nvme device logged (DMA map/unmap left out) =="
+grep '^nvme: ' "$dir/nvme.log" | grep -v -e 'DMA map' -e 'DMA unmap' |
+    sed -e "s|$dir/||" -e 's/^/  /'
+
+echo
+echo "== the same with trapped doorbells: each doorbell write is a message =="
+nvme_start --doorbells trapped --serial DEMO-TRAPPED
+echo "\$ nvme-client nvme.sock demo --blocks 16   (summary)"
+nvme_client "$dir/nvme.sock" demo --blocks 16
+grep -e '^connected' -e '^wrote' -e '^read them' -e '^random' -e 'shut down' \
+    "$dir/client.out" | sed "s|$dir/||"
+nvme_stop

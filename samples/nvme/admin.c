@@ -35,8 +35,10 @@ static uint16_t create_cq(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
     if (cq_create(c, qid, cmd->prp1, qsize + 1, cmd->cdw11 & NVME_CQ_IEN,
                   iv) < 0)
         return NVME_SC_DATA_XFER_ERROR;
-    ctrl_log(c, "CQ %u: %u entries, %s vector %u", qid, qsize + 1,
-             (cmd->cdw11 & NVME_CQ_IEN) ? "irq" : "no irq", iv);
+    if (cmd->cdw11 & NVME_CQ_IEN)
+        ctrl_log(c, "CQ %u: %u entries, irq vector %u", qid, qsize + 1, iv);
+    else
+        ctrl_log(c, "CQ %u: %u entries, no interrupts", qid, qsize + 1);
     return NVME_SC_SUCCESS;
 }
 

@@ -34,7 +34,7 @@ uint64_t now_ns(void)
 /* Some interrupt-enabled CQ holds unconsumed entries. */
 static bool intx_level(const struct nvme_ctrl *c)
 {
-    for (unsigned q = 0; q <= c->max_ioq; q++) {
+    for (unsigned q = 0; q < c->q_top; q++) {
         const struct nvme_cq *cq = &c->cq[q];
 
         if (cq->valid && cq->ien && cq->head != cq->tail)
@@ -105,7 +105,7 @@ void intr_cq_flush(struct nvme_ctrl *c, struct nvme_cq *cq)
 
 void intr_flush_all(struct nvme_ctrl *c)
 {
-    for (unsigned q = 0; q <= c->max_ioq; q++) {
+    for (unsigned q = 0; q < c->q_top; q++) {
         if (c->cq[q].valid && c->cq[q].irq_due)
             intr_cq_flush(c, &c->cq[q]);
     }

@@ -35,7 +35,6 @@ static uint16_t rw(struct nvme_ctrl *c, struct nvme_ns *ns,
     uint64_t slba = (uint64_t)cmd->cdw11 << 32 | cmd->cdw10;
     uint32_t nlb = NVME_RW_NLB(cmd->cdw12);
     size_t len = (size_t)nlb << ns->lba_shift;
-    uint64_t t0 = now_ns();
     uint16_t st;
 
     if (len > NVME_MAX_XFER)
@@ -50,7 +49,6 @@ static uint16_t rw(struct nvme_ctrl *c, struct nvme_ns *ns,
         st = NVME_SC_WRITE_FAULT;
     if (st == NVME_SC_SUCCESS)
         account(c, len, write);
-    c->smart.busy_ns += now_ns() - t0;
     return st;
 }
 

@@ -13,7 +13,8 @@
  *  - polled: the doorbell page is shared memory and a poller thread
  *    watches it (poller.c).
  *
- * This file: options, namespaces, PCI/region/interrupt setup, run loop.
+ * This file: options, namespaces, PCI/region/interrupt setup, run loop
+ * (the context thread in mu_ctx_run(), a helper for signals and timer).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -363,33 +365,69 @@ static void on_timer(struct nvme_ctrl *c)
     ctrl_unlock(c);
 }
 
-static int run(struct nvme_ctrl *c, int sfd)
+/*
+ * The context thread blocks in mu_ctx_run(), i.e. in the library's own
+ * epoll_wait(): with trapped doorbells every doorbell is a message, and
+ * waiting for it there rather than in a poll() on the library's epoll fd
+ * saves a system call and a nested wake-up on each of them.  A helper
+ * thread watches the signals (SIGINT/SIGTERM stop the context) and, in
+ * trapped mode, the interrupt coalescing timer.
+ */
+struct watch {
+    struct nvme_ctrl *c;
+    int sfd;
+    int quit_fd;            /* the context stopped by itself */
+};
+
+static void *watch_main(void *arg)
 {
+    struct watch *w = arg;
     struct pollfd pfd[3] = {
-        { .fd = mu_ctx_fd(c->ctx), .events = POLLIN },
-        { .fd = sfd, .events = POLLIN },
-        { .fd = c->timer_fd, .events = POLLIN },
+        { .fd = w->sfd, .events = POLLIN },
+        { .fd = w->quit_fd, .events = POLLIN },
+        { .fd = w->c->timer_fd, .events = POLLIN },    /* -1: ignored */
     };
 
     for (;;) {
         if (poll(pfd, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
-            return -errno;
+            fprintf(stderr, "nvme: poll: %s\n", strerror(errno));
+            break;
         }
         if (pfd[1].revents & POLLIN)
-            return 0;       /* SIGINT / SIGTERM */
+            return NULL;
+        if (pfd[0].revents & POLLIN)
+            break;          /* SIGINT / SIGTERM */
         if (pfd[2].revents & POLLIN)
-            on_timer(c);
-        if (pfd[0].revents & POLLIN) {
-            int rc = mu_ctx_poll(c->ctx);
-
-            if (rc == -ESHUTDOWN)
-                return 0;
-            if (rc < 0)
-                return rc;
-        }
+            on_timer(w->c);
     }
+    mu_ctx_stop(w->c->ctx);
+    return NULL;
+}
+
+static int run(struct nvme_ctrl *c, int sfd)
+{
+    struct watch w = { .c = c, .sfd = sfd };
+    uint64_t one = 1;
+    pthread_t th;
+    int rc;
+
+    w.quit_fd = eventfd(0, EFD_CLOEXEC);
+    if (w.quit_fd < 0)
+        return -errno;
+    rc = pthread_create(&th, NULL, watch_main, &w);
+    if (rc != 0) {
+        close(w.quit_fd);
+        return -rc;
+    }
+    /* 0 once stopped, or with --once when the client has left. */
+    rc = mu_ctx_run(c->ctx);
+    if (write(w.quit_fd, &one, sizeof(one)) != sizeof(one))
+        fprintf(stderr, "nvme: cannot stop the watcher: %s\n", strerror(errno));
+    pthread_join(th, NULL);
+    close(w.quit_fd);
+    return rc;
 }
 
 int main(int argc, char **argv)

@@ -19,7 +19,9 @@
  *
  * Threads.  The context thread runs muser (register accesses, DMA map and
  * unmap, resets, and in trapped-doorbell mode all command processing).  In
- * polled-doorbell mode a poller thread owns command processing.  One mutex,
+ * polled-doorbell mode a poller thread owns command processing.  A watcher
+ * thread (main.c) handles signals and, in trapped mode, the coalescing
+ * timer (intr_tick() under the lock).  One mutex,
  * ctrl->lock, guards everything below that both touch; the poller holds it
  * for one pass over the queues at a time, and the context thread takes it
  * through ctrl_lock(), which first asks the poller to stand aside so it
@@ -217,6 +219,9 @@ struct nvme_ctrl {
     struct nvme_cq cq[NVME_NR_QUEUES];
     unsigned max_ioq;
     unsigned nr_ioq_live;   /* I/O SQs + CQs existing */
+    /* 1 + the highest qid with a valid SQ or CQ: loops over the queues
+     * (the poller's, on every pass) stop there instead of at max_ioq. */
+    unsigned q_top;
 
     struct nvme_features feat;
 

@@ -36,6 +36,7 @@
 #define NAP_MIN_NS 5000L        /* then sleep between passes, doubling */
 #define NAP_MAX_NS 200000L      /* up to this: ~5k wakeups a second */
 #define NAP_OFF_NS 1000000L     /* while the controller is not running */
+#define IDLE_CHECK 16u          /* spinning: idle passes per clock read */
 
 static inline void cpu_relax(void)
 {
@@ -66,7 +67,7 @@ static uint32_t db_load(const struct nvme_ctrl *c, unsigned index)
 /* Head doorbells: only a changed value is a write. */
 static void poll_cqs(struct nvme_ctrl *c)
 {
-    for (unsigned q = 0; q <= c->max_ioq; q++) {
+    for (unsigned q = 0; q < c->q_top; q++) {
         struct nvme_cq *cq = &c->cq[q];
         uint32_t h;
 
@@ -83,7 +84,7 @@ static unsigned poll_sqs(struct nvme_ctrl *c)
 {
     unsigned done = 0;
 
-    for (unsigned q = 0; q <= c->max_ioq; q++) {
+    for (unsigned q = 0; q < c->q_top; q++) {
         struct nvme_sq *sq = &c->sq[q];
         uint32_t t;
 
@@ -127,13 +128,15 @@ static void nap(long ns)
 static void *poller_main(void *arg)
 {
     struct nvme_ctrl *c = arg;
-    uint64_t last_work = now_ns();
+    uint64_t idle_since = 0;        /* 0: not idle at the last check */
+    unsigned idle_passes = 0;
+    bool spinning = true;
     long sleep_ns = NAP_MIN_NS;
 
     /* Let "a few microseconds" mean that, not the default 50 us slack. */
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     while (!__atomic_load_n(&c->poller_stop, __ATOMIC_ACQUIRE)) {
-        uint64_t idle;
+        uint64_t idle, now;
         int done;
 
         if (__atomic_load_n(&c->pause_req, __ATOMIC_ACQUIRE)) {
@@ -143,20 +146,31 @@ static void *poller_main(void *arg)
         pthread_mutex_lock(&c->lock);
         done = poll_pass(c);
         pthread_mutex_unlock(&c->lock);
-        if (done > 0) {
-            last_work = now_ns();
-            sleep_ns = NAP_MIN_NS;
+        if (done != 0) {
+            if (done < 0) {
+                /* Disabled, failed or shut down: only a register write
+                 * (on the context thread) changes that; no hurry. */
+                nap(NAP_OFF_NS);
+            } else {
+                sleep_ns = NAP_MIN_NS;
+            }
+            idle_since = 0;
+            idle_passes = 0;
+            spinning = true;
             continue;
         }
-        if (done < 0) {
-            /* Disabled, failed or shut down: only a register write (on
-             * the context thread) changes that; no hurry. */
-            nap(NAP_OFF_NS);
-            last_work = now_ns();
+        /* A clock read costs more than an idle pass over a queue or two:
+         * while spinning, look at the clock every IDLE_CHECK passes. */
+        if (spinning && ++idle_passes % IDLE_CHECK != 0) {
+            cpu_relax();
             continue;
         }
-        idle = now_ns() - last_work;
-        if (idle < SPIN_NS) {
+        now = now_ns();
+        if (idle_since == 0)
+            idle_since = now;
+        idle = now - idle_since;
+        spinning = idle < SPIN_NS;
+        if (spinning) {
             cpu_relax();
         } else if (idle < YIELD_NS) {
             sched_yield();

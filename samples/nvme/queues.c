@@ -126,6 +126,16 @@ void db_page_clear(struct nvme_ctrl *c, unsigned index)
         __atomic_store_n(&c->db[index], 0, __ATOMIC_RELAXED);
 }
 
+/* After a create or delete of queue qid. */
+static void q_top_update(struct nvme_ctrl *c, unsigned qid)
+{
+    if (qid >= c->q_top && (c->sq[qid].valid || c->cq[qid].valid))
+        c->q_top = qid + 1;
+    while (c->q_top > 0 && !c->sq[c->q_top - 1].valid &&
+           !c->cq[c->q_top - 1].valid)
+        c->q_top--;
+}
+
 int cq_create(struct nvme_ctrl *c, uint16_t qid, uint64_t iova, uint32_t size,
               bool ien, uint16_t iv)
 {
@@ -150,6 +160,7 @@ int cq_create(struct nvme_ctrl *c, uint16_t qid, uint64_t iova, uint32_t size,
     cq->irq_due = 0;
     cq->bad_head = UINT32_MAX;
     cq->valid = true;
+    q_top_update(c, qid);
     db_page_clear(c, 2u * qid + 1);
     if (qid != 0)
         c->nr_ioq_live++;
@@ -176,6 +187,7 @@ int sq_create(struct nvme_ctrl *c, uint16_t qid, uint64_t iova, uint32_t size,
     sq->stalled = false;
     sq->bad_tail = UINT32_MAX;
     sq->valid = true;
+    q_top_update(c, qid);
     c->cq[cqid].nr_sqs++;
     db_page_clear(c, 2u * qid);
     if (qid != 0)
@@ -192,6 +204,7 @@ void sq_delete(struct nvme_ctrl *c, uint16_t qid)
     /* Nothing is in flight: commands complete before the next fetch. */
     qmem_unmap(c, &sq->mem);
     sq->valid = false;
+    q_top_update(c, qid);
     c->cq[sq->cqid].nr_sqs--;
     db_page_clear(c, 2u * qid);
     if (qid != 0)
@@ -206,6 +219,7 @@ void cq_delete(struct nvme_ctrl *c, uint16_t qid)
         return;
     qmem_unmap(c, &cq->mem);
     cq->valid = false;
+    q_top_update(c, qid);
     cq->irq_due = 0;
     db_page_clear(c, 2u * qid + 1);
     if (qid != 0)
@@ -285,6 +299,9 @@ unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
 {
     struct nvme_cq *cq = &c->cq[sq->cqid];
     unsigned done = 0;
+    /* Busy time (SMART, in minutes) by the batch, not by the command:
+     * two clock reads per 4 KiB read showed in profiles. */
+    uint64_t t0 = sq->qid != 0 ? now_ns() : 0;
 
     sq->stalled = false;
     while (sq->valid && sq->head != sq->tail && done < budget &&
@@ -323,6 +340,8 @@ unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
     }
     if (cq->valid)
         intr_cq_flush(c, cq);
+    if (sq->qid != 0)
+        c->smart.busy_ns += now_ns() - t0;
     return done;
 }
 
@@ -330,7 +349,7 @@ unsigned sq_process_all(struct nvme_ctrl *c)
 {
     unsigned done = 0;
 
-    for (unsigned q = 0; q <= c->max_ioq; q++) {
+    for (unsigned q = 0; q < c->q_top; q++) {
         if (c->sq[q].valid && c->sq[q].head != c->sq[q].tail)
             done += sq_process(c, &c->sq[q], UINT_MAX);
     }

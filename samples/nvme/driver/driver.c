@@ -180,6 +180,22 @@ static int get_ioeventfds(struct nvd *d)
     return n > 0 ? 0 : -ENOTSUP;
 }
 
+/* NVD_DB_AUTO: the nvme sample shares its doorbell page only when it
+ * polls it or reads it on ioeventfd kicks; the kicks say which. */
+static int pick_doorbells(struct nvd *d)
+{
+    int rc = map_doorbells(d);
+
+    if (rc == -ENOTSUP) {
+        d->o.db = NVD_DB_TRAPPED;
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    d->o.db = get_ioeventfds(d) == 0 ? NVD_DB_IOEVENTFD : NVD_DB_POLLED;
+    return 0;
+}
+
 static int irq_fds(struct nvd *d)
 {
     d->nr_irqfd = d->o.irq == NVD_IRQ_MSIX ? d->o.nr_io_queues + 1 : 1;
@@ -221,6 +237,8 @@ static void defaults(struct nvd_opts *o)
         o->nr_io_queues = NVD_MAX_IOQ;
     if (o->io_qsize == 0)
         o->io_qsize = 64;
+    if (o->io_cq_size == 0)
+        o->io_cq_size = o->io_qsize;
     if (o->admin_qsize == 0)
         o->admin_qsize = 32;
     if (o->timeout_ms == 0)
@@ -246,10 +264,13 @@ int nvd_open(struct nvd **out, const struct nvd_opts *o)
     rc = muc_connect(&d->c, d->o.sock, &mo);
     if (rc == 0)
         rc = guest_memory(d);
-    if (rc == 0 && d->o.db != NVD_DB_TRAPPED)
+    if (rc == 0 && d->o.db == NVD_DB_AUTO) {
+        rc = pick_doorbells(d);
+    } else if (rc == 0 && d->o.db != NVD_DB_TRAPPED) {
         rc = map_doorbells(d);
-    if (rc == 0 && d->o.db == NVD_DB_IOEVENTFD)
-        rc = get_ioeventfds(d);
+        if (rc == 0 && d->o.db == NVD_DB_IOEVENTFD)
+            rc = get_ioeventfds(d);
+    }
     if (rc == 0)
         rc = irq_fds(d);
     if (rc == 0) {
@@ -401,7 +422,7 @@ static int io_queues(struct nvd *d)
     }
     /* Like Linux: keep what could be created. */
     for (unsigned q = 1; q <= n; q++) {
-        if (nvd_create_qpair(d, (uint16_t)q, d->o.io_qsize, d->o.io_qsize) != 0)
+        if (nvd_create_qpair(d, (uint16_t)q, d->o.io_qsize, d->o.io_cq_size) != 0)
             break;
         d->nr_ioq = q;
     }

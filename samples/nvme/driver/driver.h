@@ -42,6 +42,9 @@ enum nvd_db_mode {
     NVD_DB_TRAPPED,     /* REGION_WRITE to BAR0 */
     NVD_DB_POLLED,      /* store into the mmapped doorbell page */
     NVD_DB_IOEVENTFD,   /* store, then signal the doorbell's ioeventfd */
+    NVD_DB_AUTO,        /* whatever the device offers: ioeventfds, else
+                         * a shared doorbell page (polled), else trapped;
+                         * nvd_open() puts the choice in d->o.db */
 };
 
 enum nvd_irq_mode {
@@ -59,8 +62,24 @@ struct nvd_opts {
     bool wait_irq;          /* reap waits on the interrupt, not by spinning */
     unsigned nr_io_queues;  /* asked for; default 1 */
     unsigned io_qsize;      /* entries; default 64 */
+    unsigned io_cq_size;    /* I/O CQ entries; default io_qsize */
     unsigned admin_qsize;   /* entries; default 32 */
     int timeout_ms;         /* any single wait; default 5000 */
+    /*
+     * Performance knobs for the benchmark and the demo client:
+     *  - poll_queues: I/O CQs are created without interrupts (IEN = 0),
+     *    like Linux's poll queues; completions are found by spinning on
+     *    the phase tag only, and the device skips the MSI-X signal.
+     *  - cq_db_batch: ring a CQ head doorbell only once this many
+     *    entries were consumed since the last ring (0 or 1: every reap,
+     *    as Linux does).  A trapped doorbell is a message round trip, so
+     *    this saves one round trip per reap.  It is clamped to what the
+     *    CQ can absorb (cq_size - sq_size + 1) so the device never finds
+     *    the CQ full because of us, and nvd_reap() rings whatever is
+     *    pending before it waits or comes back empty-handed.
+     */
+    bool poll_queues;
+    unsigned cq_db_batch;
 };
 
 struct nvd_queue {
@@ -75,6 +94,7 @@ struct nvd_queue {
     uint32_t sq_tail;       /* next free slot */
     uint32_t sq_head;       /* from the last SQHD seen */
     uint32_t cq_head;
+    uint32_t cq_unrung;     /* consumed entries the device was not told of */
     uint8_t phase;
     uint16_t vector;
     bool live;
@@ -191,6 +211,11 @@ int nvd_ring(struct nvd *d, unsigned qid);
  * the count.  Admin queue: AER completions are kept in d->aen instead. */
 int nvd_reap(struct nvd *d, unsigned qid, struct nvme_cqe *out, unsigned max,
              int timeout_ms);
+/* Whether the next CQ entry of qid is new (its phase tag flipped), without
+ * taking it: lets a caller timestamp a completion before nvd_reap(). */
+bool nvd_cq_ready(struct nvd *d, unsigned qid);
+/* Ring the CQ head doorbell of qid if consumed entries are unreported. */
+int nvd_cq_flush(struct nvd *d, unsigned qid);
 /* Submit, ring, wait for that command: returns its status (>= 0), or
  * -ETIMEDOUT, or -EPROTO when another completion came first (keep no
  * other command of that queue in flight across nvd_exec/nvd_rw). */

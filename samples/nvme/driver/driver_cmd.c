@@ -181,19 +181,34 @@ static void reap_wait(struct nvd *d, struct nvd_queue *q, unsigned *spins)
     }
 }
 
+static bool cq_new(const struct nvd_queue *q)
+{
+    const struct nvme_cqe *slot = &q->cq[q->cq_head];
+
+    /* Acquire: the rest of the entry is read after its phase. */
+    return (__atomic_load_n(&slot->status, __ATOMIC_ACQUIRE) & 1) == q->phase;
+}
+
+bool nvd_cq_ready(struct nvd *d, unsigned qid)
+{
+    struct nvd_queue *q = queue(d, qid);
+
+    return q != NULL && q->live && cq_new(q);
+}
+
 /* Take one entry if its phase says it is new. */
 static bool take(struct nvd *d, struct nvd_queue *q, struct nvme_cqe *e)
 {
     struct nvme_cqe *slot = &q->cq[q->cq_head];
-    uint16_t st = __atomic_load_n(&slot->status, __ATOMIC_ACQUIRE);
 
-    if ((st & 1) != q->phase)
+    if (!cq_new(q))
         return false;
     memcpy(e, slot, sizeof(*e));
     if (++q->cq_head == q->cq_size) {
         q->cq_head = 0;
         q->phase ^= 1;
     }
+    q->cq_unrung++;
     q->sq_head = e->sqhd;
     if (e->cid < q->size && q->nr_free < q->size)
         q->free_cid[q->nr_free++] = e->cid;
@@ -216,18 +231,36 @@ static bool aer_done(struct nvd *d, const struct nvme_cqe *e)
     return false;
 }
 
+/*
+ * Consumed entries we may leave unreported.  Entries the device counts as
+ * used are those unreported plus those not yet consumed (at most one a
+ * command in flight, size - 1); keeping that below the CQ's capacity means
+ * a lazy head never makes the device stall on a full CQ.
+ */
+static unsigned cq_batch(const struct nvd *d, const struct nvd_queue *q)
+{
+    unsigned b = d->o.cq_db_batch, room;
+
+    if (b <= 1 || q->cq_size <= q->size)
+        return 1;
+    room = q->cq_size - q->size + 1;
+    return b < room ? b : room;
+}
+
 int nvd_reap(struct nvd *d, unsigned qid, struct nvme_cqe *out, unsigned max,
              int timeout_ms)
 {
     struct nvd_queue *q = queue(d, qid);
     uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
-    unsigned n = 0, spins = 0;
+    unsigned n = 0, spins = 0, batch;
 
     if (q == NULL || !q->live)
         return -ENODEV;
+    batch = cq_batch(d, q);
     for (;;) {
         unsigned taken = 0;
         struct nvme_cqe e;
+        int rc;
 
         while (n < max && take(d, q, &e)) {
             taken++;
@@ -235,9 +268,10 @@ int nvd_reap(struct nvd *d, unsigned qid, struct nvme_cqe *out, unsigned max,
                 continue;
             out[n++] = e;
         }
-        if (taken > 0) {
-            int rc = nvd_doorbell(d, 2 * qid + 1, q->cq_head);
-
+        /* Lazily, but never leave the head unreported while we wait or
+         * return empty-handed: the device may be waiting for room. */
+        if (q->cq_unrung >= batch || (taken == 0 && q->cq_unrung > 0)) {
+            rc = nvd_cq_flush(d, qid);
             if (rc < 0)
                 return rc;
         }
@@ -245,6 +279,18 @@ int nvd_reap(struct nvd *d, unsigned qid, struct nvme_cqe *out, unsigned max,
             return (int)n;
         reap_wait(d, q, &spins);
     }
+}
+
+int nvd_cq_flush(struct nvd *d, unsigned qid)
+{
+    struct nvd_queue *q = queue(d, qid);
+
+    if (q == NULL || !q->live)
+        return -ENODEV;
+    if (q->cq_unrung == 0)
+        return 0;
+    q->cq_unrung = 0;
+    return nvd_doorbell(d, 2 * qid + 1, q->cq_head);
 }
 
 int nvd_exec(struct nvd *d, unsigned qid, struct nvme_sqe *cmd,
@@ -404,6 +450,7 @@ void nvd__queue_init(struct nvd_queue *q, uint16_t qid, uint32_t sq_size,
     q->size = sq_size;
     q->cq_size = cq_size;
     q->sq_tail = q->sq_head = q->cq_head = 0;
+    q->cq_unrung = 0;
     q->phase = 1;
     q->inflight = 0;
     memset(q->cq, 0, (size_t)cq_size * sizeof(*q->cq));
@@ -437,7 +484,8 @@ int nvd_create_qpair_at(struct nvd *d, uint16_t qid, uint32_t sq_size,
         .opc = NVME_ADM_CREATE_CQ,
         .prp1 = q->cq_iova,
         .cdw10 = qid | (cq_size - 1) << 16,
-        .cdw11 = NVME_CQ_PC | NVME_CQ_IEN | (uint32_t)q->vector << 16,
+        .cdw11 = NVME_CQ_PC | (d->o.poll_queues ? 0 : NVME_CQ_IEN) |
+                 (uint32_t)q->vector << 16,
     };
     rc = nvd_exec(d, 0, &cmd, NULL, NULL);
     if (rc != 0)
