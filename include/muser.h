@@ -133,8 +133,9 @@ void mu_ctx_set_flags(mu_ctx_t *ctx, unsigned flags);
 /*
  * Finish setup: check it is consistent (e.g. MSI-X table inside a BAR),
  * build the config space, create and listen on the socket.  Refuses to
- * replace a path that exists and is not a socket (-EEXIST); a stale socket
- * file is replaced.  After this, setup calls return -EBUSY.
+ * replace a path that exists and is not a socket (-EEXIST), or a socket
+ * another server listens on (-EADDRINUSE); a stale socket file is
+ * replaced.  After this, setup calls return -EBUSY.
  */
 int mu_ctx_realize(mu_ctx_t *ctx);
 

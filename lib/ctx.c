@@ -315,6 +315,7 @@ static int attach_conn(mu_ctx_t *ctx, int fd)
     ctx->conn_fd = fd;
     pthread_mutex_unlock(&ctx->send_lock);
     ctx->negotiated = false;
+    ctx->accept_paused = false;
     vfu_caps_default(&ctx->peer);
     arm_timer(ctx, true);
     mu_log(ctx, MU_LOG_INFO, "client connected");
@@ -325,12 +326,47 @@ static void attach(mu_ctx_t *ctx)
 {
     int fd = ctx->tran->accept(ctx);
 
+    if (fd == -EMFILE || fd == -ENFILE) {
+        /*
+         * Out of fds: the connection stays queued, so the socket stays
+         * readable and epoll would hand it back at once, forever (a busy
+         * loop logging a line a turn).  Stop watching it; the timer tries
+         * again (resume_accept).
+         */
+        mu_log(ctx, MU_LOG_WARN, "accept failed: %s; retrying on the timer",
+               strerror(-fd));
+        mu_ctx_unwatch(ctx, ctx->listen_fd);
+        ctx->accept_paused = true;
+        arm_timer(ctx, true);
+        return;
+    }
     if (fd < 0) {
         if (fd != -EAGAIN && fd != -EACCES)
             mu_log(ctx, MU_LOG_WARN, "accept failed: %s", strerror(-fd));
         return;
     }
     attach_conn(ctx, fd);
+}
+
+/* Timer tick while accept is paused (see attach): try again, quietly. */
+static void resume_accept(mu_ctx_t *ctx)
+{
+    int fd = ctx->tran->accept(ctx), rc;
+
+    if (fd == -EMFILE || fd == -ENFILE)
+        return;
+    ctx->accept_paused = false;
+    arm_timer(ctx, false);
+    /* Watched again first: attach_conn() unwatches it once the client's
+     * fd is watched, and leaves it watched if that fails. */
+    rc = mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0));
+    if (rc < 0)
+        mu_log(ctx, MU_LOG_ERR, "cannot watch the socket again: %s",
+               strerror(-rc));
+    if (fd >= 0)
+        attach_conn(ctx, fd);
+    else if (fd != -EAGAIN && fd != -EACCES)
+        mu_log(ctx, MU_LOG_WARN, "accept failed: %s", strerror(-fd));
 }
 
 int mu_ctx_attach_fd(mu_ctx_t *ctx, int fd)
@@ -391,6 +427,10 @@ static void on_timer(mu_ctx_t *ctx)
 
     if (read(ctx->timer_fd, &ticks, sizeof(ticks)) < 0)
         return;
+    if (ctx->accept_paused && ctx->conn_fd < 0) {
+        resume_accept(ctx);
+        return;
+    }
     if (ctx->conn_fd < 0)
         return;
     /*

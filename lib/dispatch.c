@@ -22,7 +22,14 @@
 
 #include "private.h"
 
+/*
+ * Commands parked while the context thread waits for a reply: at most this
+ * many, and at most this many bytes of them (or one message of the largest
+ * size, if that is more).  A count alone would let a client make the
+ * server hold 1024 maximum-size messages, a GiB with the default limits.
+ */
 #define MU_BACKLOG_MAX 1024u
+#define MU_BACKLOG_MAX_BYTES (16u << 20)
 
 /*
  * Ask for the client to be dropped at the next safe point: handlers may be
@@ -224,7 +231,18 @@ static bool route_reply(mu_ctx_t *ctx, struct mu_msg *msg)
         *pp = c->next;
         ctx->nr_calls--;
         c->reply = *msg;
-        c->result = (msg->hdr.flags & VFU_F_ERROR) ? -(int)msg->hdr.error : 0;
+        /*
+         * The errno is the client's word: only 1..4095 is one.  Negating
+         * anything above INT_MAX overflows, and 0xffffffff would become
+         * +1, which mu_ctx_call's callers take for success with no reply
+         * filled in.  Anything else is "the client said error": -EIO.
+         */
+        if (!(msg->hdr.flags & VFU_F_ERROR))
+            c->result = 0;
+        else if (msg->hdr.error >= 1 && msg->hdr.error <= 4095)
+            c->result = -(int)msg->hdr.error;
+        else
+            c->result = -EIO;
         c->done = true;
         pthread_cond_broadcast(&ctx->call_cond);
     }
@@ -262,9 +280,14 @@ void mu_calls_cancel(mu_ctx_t *ctx)
 
 static int backlog_push(mu_ctx_t *ctx, struct mu_msg *msg)
 {
+    size_t cap = MU_BACKLOG_MAX_BYTES;
     struct mu_backlog *b;
 
-    if (ctx->nr_backlog >= MU_BACKLOG_MAX)
+    if (ctx->limits[MU_LIMIT_MSG_SIZE] > cap)
+        cap = (size_t)ctx->limits[MU_LIMIT_MSG_SIZE];
+    /* backlog_bytes <= cap always, so the subtraction cannot wrap. */
+    if (ctx->nr_backlog >= MU_BACKLOG_MAX ||
+        msg->len > cap - ctx->backlog_bytes)
         return -ENOBUFS;
     b = malloc(sizeof(*b));
     if (b == NULL)
@@ -274,6 +297,7 @@ static int backlog_push(mu_ctx_t *ctx, struct mu_msg *msg)
     *ctx->backlog_tail = b;
     ctx->backlog_tail = &b->next;
     ctx->nr_backlog++;
+    ctx->backlog_bytes += msg->len;
     return 0;
 }
 
@@ -287,6 +311,7 @@ static bool backlog_pop(mu_ctx_t *ctx, struct mu_msg *msg)
     if (ctx->backlog == NULL)
         ctx->backlog_tail = &ctx->backlog;
     ctx->nr_backlog--;
+    ctx->backlog_bytes -= b->msg.len;
     *msg = b->msg;
     free(b);
     return true;
@@ -311,6 +336,13 @@ static int wait_inline(mu_ctx_t *ctx, struct mu_call *call, int timeout_ms)
     int rc;
 
     while (!call->done) {
+        /*
+         * Checked on every turn, not only when the socket runs dry: a
+         * client that keeps it full of replies to nothing would otherwise
+         * hold the context thread here for as long as it likes.
+         */
+        if (mu_now_ns() >= deadline)
+            return -ETIMEDOUT;
         rc = ctx->tran->next(ctx, &m);
         if (rc == 1) {
             if (vfu_hdr_is_reply(&m.hdr)) {
@@ -502,6 +534,20 @@ static void handle_msg(mu_ctx_t *ctx, struct mu_msg *msg)
     if (vfu_hdr_is_reply(&msg->hdr)) {
         if (route_reply(ctx, msg))
             return;
+        if (msg->hdr.cmd == VFU_CMD_DMA_READ ||
+            msg->hdr.cmd == VFU_CMD_DMA_WRITE) {
+            /*
+             * The late answer to a call of ours that timed out (we send
+             * no other commands).  Drop it as wait_inline() does: an
+             * error reply to a reply is a reply to nothing for the
+             * client, and a strict one (ours) hangs up on it (found by
+             * fuzz_server).
+             */
+            mu_log(ctx, MU_LOG_INFO, "dropping late reply (id %u, %s)",
+                   msg->hdr.msg_id, vfu_cmd_name(msg->hdr.cmd));
+            mu_msg_release(msg);
+            return;
+        }
         /* A reply to nothing: most likely a request with the reply bit
          * set by mistake.  Refuse it and go on. */
         mu_log(ctx, MU_LOG_WARN, "unexpected reply (id %u, %s)",
@@ -553,7 +599,17 @@ static void drain(mu_ctx_t *ctx)
 
 void mu_ctx_process(mu_ctx_t *ctx)
 {
-    int rc = ctx->tran->read(ctx);
+    int rc;
+
+    /*
+     * epoll may still report the connection of a client dropped earlier
+     * in the same batch (by the timer, say).  Reading then would make
+     * msgio allocate a buffer for a closed connection, which the next
+     * client's msgio_init() forgets: a leak (found by fuzz_server).
+     */
+    if (ctx->conn_fd < 0)
+        return;
+    rc = ctx->tran->read(ctx);
 
     /* Serve what arrived even if the client closed right after it. */
     drain(ctx);

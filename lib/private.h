@@ -195,6 +195,7 @@ struct mu_ctx {
     /* transport and client state */
     const struct mu_tran_ops *tran;
     int listen_fd;
+    bool accept_paused;         /* out of fds: the timer retries accept */
     int conn_fd;                /* -1 when no client */
     struct msgio io;            /* socket transport's framing */
     bool negotiated;
@@ -219,6 +220,7 @@ struct mu_ctx {
     bool reading;               /* a thread is reading the socket */
     struct mu_backlog *backlog, **backlog_tail;
     unsigned nr_backlog;
+    size_t backlog_bytes;       /* their bodies: bounded too (dispatch.c) */
 
     /* device */
     struct mu_pci pci;

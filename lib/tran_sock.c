@@ -19,8 +19,33 @@
 #include "private.h"
 
 /*
+ * Whether somebody listens on the socket file at path.  A connect that
+ * succeeds, or finds the backlog full, says so; ECONNREFUSED says the file
+ * is stale.  Non-blocking, so a busy listener cannot stall us; the
+ * listener sees a client that leaves at once.
+ */
+static bool sock_live(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    bool live;
+    int fd;
+
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ||
+           errno == EAGAIN || errno == EINPROGRESS;
+    close(fd);
+    return live;
+}
+
+/*
  * Replace a stale socket file, but never anything else: a typo in the path
- * must not delete somebody's file.
+ * must not delete somebody's file, and a socket somebody listens on is
+ * another server's (-EADDRINUSE).  Unlinking that one would leave it
+ * running and unreachable, and when it went away it would in turn remove
+ * ours.
  */
 static int clear_path(mu_ctx_t *ctx)
 {
@@ -33,6 +58,8 @@ static int clear_path(mu_ctx_t *ctx)
                ctx->path);
         return -EEXIST;
     }
+    if (sock_live(ctx->path))
+        return -EADDRINUSE;
     if (unlink(ctx->path) < 0)
         return -errno;
     return 0;
@@ -49,6 +76,9 @@ static int sock_init(mu_ctx_t *ctx)
     strcpy(sa.sun_path, ctx->path);
 
     rc = clear_path(ctx);
+    if (rc == -EADDRINUSE)
+        mu_log(ctx, MU_LOG_ERR, "%s is in use by another server; not replacing it",
+               ctx->path);
     if (rc < 0)
         return rc;
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -151,10 +181,18 @@ static void sock_detach(mu_ctx_t *ctx)
 static void sock_fini(mu_ctx_t *ctx)
 {
     if (ctx->listen_fd >= 0) {
+        int rc;
+
         close(ctx->listen_fd);
         ctx->listen_fd = -1;
-        /* Only remove the file if it is still ours (a socket). */
-        if (clear_path(ctx) < 0)
+        /* Only remove the file if it is still ours: a socket nobody
+         * listens on now that we stopped.  One with a listener was put
+         * there by somebody else since. */
+        rc = clear_path(ctx);
+        if (rc == -EADDRINUSE)
+            mu_log(ctx, MU_LOG_WARN, "%s belongs to another server now; left alone",
+                   ctx->path);
+        else if (rc < 0)
             mu_log(ctx, MU_LOG_WARN, "could not remove %s", ctx->path);
     }
 }
