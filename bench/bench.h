@@ -35,5 +35,6 @@ int bench_rtt(void);
 int bench_dma(void);
 int bench_irq(void);
 int bench_nvme(void);
+int bench_soak(void);
 
 #endif

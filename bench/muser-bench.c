@@ -1,6 +1,6 @@
 /*
  * muser-bench - measurements of muser against baselines taken in the same
- * run.  Usage: muser-bench [--json] [--reps N] rtt|irq|all
+ * run.  Usage: muser-bench [--json] [--reps N] rtt|irq|dma|soak|all
  */
 #include <errno.h>
 #include <stdio.h>
@@ -103,13 +103,26 @@ static const struct {
 } benches[] = {
     { "rtt", bench_rtt },
     { "irq", bench_irq },
+    { "dma", bench_dma },
+    { "soak", bench_soak },
+#ifdef HAVE_NVME_BENCH
+    { "nvme", bench_nvme },
+#endif
 };
+
+#ifdef HAVE_NVME_BENCH
+extern const char *bench_nvme_bin;      /* nvme.c */
+#endif
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: muser-bench [--json] [--reps N] rtt|irq|all\n"
+    fprintf(f, "usage: muser-bench [--json] [--reps N] rtt|irq|dma|soak|all\n"
                "  Each metric is the median of N repetitions (default 5); the\n"
                "  baseline is measured in the same repetitions.\n");
+#ifdef HAVE_NVME_BENCH
+    fprintf(f, "  nvme: the nvme sample under 4 KiB random I/O; --nvme PATH runs\n"
+               "  that nvme binary instead of the one built with this program.\n");
+#endif
 }
 
 int main(int argc, char **argv)
@@ -126,6 +139,10 @@ int main(int argc, char **argv)
                 usage(stderr);
                 return 2;
             }
+#ifdef HAVE_NVME_BENCH
+        } else if (strcmp(argv[i], "--nvme") == 0 && i + 1 < argc) {
+            bench_nvme_bin = argv[++i];
+#endif
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;

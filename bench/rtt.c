@@ -1,25 +1,23 @@
 /*
  * rtt.c - round trip of a 4-byte REGION_READ through the client library and
  * the server, against a raw UNIX-socket ping-pong of the same byte counts
- * (32-byte request, 36-byte reply) between two threads.  Both run in the
- * same repetitions, so machine noise hits them alike.
+ * (32-byte request, 36-byte reply) between two threads (raw.c).  Both run
+ * in the same repetitions, so machine noise hits them alike.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "bench.h"
 #include "muser.h"
 #include "muser-client.h"
+#include "raw.h"
 
 #define ITERS 20000
 #define WARMUP 2000
-#define REQ_BYTES 32
-#define REPLY_BYTES 36
 
 static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
                            uint64_t offset, bool is_write)
@@ -34,61 +32,6 @@ static void *run_ctx(void *arg)
 {
     mu_ctx_run(arg);
     return NULL;
-}
-
-static int full_io(int fd, void *buf, size_t len, bool wr)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        ssize_t n = wr ? write(fd, (char *)buf + done, len - done)
-                       : read(fd, (char *)buf + done, len - done);
-
-        if (n <= 0)
-            return -1;
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-static void *raw_server(void *arg)
-{
-    int fd = (int)(intptr_t)arg;
-    char req[REQ_BYTES], reply[REPLY_BYTES] = { 0 };
-
-    while (full_io(fd, req, sizeof(req), false) == 0)
-        if (full_io(fd, reply, sizeof(reply), true) < 0)
-            break;
-    return NULL;
-}
-
-/* One repetition of the baseline: p50 and p99 in ns. */
-static int raw_rep(double *p50, double *p99)
-{
-    static uint64_t lat[ITERS];
-    char req[REQ_BYTES] = { 0 }, reply[REPLY_BYTES];
-    pthread_t th;
-    int sv[2];
-
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        return -errno;
-    pthread_create(&th, NULL, raw_server, (void *)(intptr_t)sv[1]);
-    for (int i = 0; i < WARMUP + ITERS; i++) {
-        uint64_t t0 = bench_now_ns();
-
-        if (full_io(sv[0], req, sizeof(req), true) < 0 ||
-            full_io(sv[0], reply, sizeof(reply), false) < 0)
-            break;
-        if (i >= WARMUP)
-            lat[i - WARMUP] = bench_now_ns() - t0;
-    }
-    shutdown(sv[0], SHUT_RDWR);
-    pthread_join(th, NULL);
-    close(sv[0]);
-    close(sv[1]);
-    *p99 = bench_percentile(lat, ITERS, 0.99);
-    *p50 = bench_percentile(lat, ITERS, 0.50);
-    return 0;
 }
 
 static int muser_rep(muc_t *c, double *p50, double *p99)
@@ -134,7 +77,8 @@ int bench_rtt(void)
     if (rc < 0)
         goto out;
     for (int r = 0; r < reps && rc == 0; r++) {
-        rc = raw_rep(&rp50[r], &rp99[r]);
+        rc = bench_raw_rtt(WARMUP, ITERS, RAW_REQ_BYTES, RAW_REPLY_BYTES,
+                           -1, -1, &rp50[r], &rp99[r]);
         if (rc == 0)
             rc = muser_rep(c, &mp50[r], &mp99[r]);
     }

@@ -9,9 +9,13 @@
  * accepted it gets exactly one unmap callback, whatever removes it.
  *
  * Memory is mapped lazily: DMA_MAP only checks and keeps the fd, and the
- * first translation into a region mmaps all of it.  Mappings nobody holds
- * sit on an LRU list and are unmapped again (fd kept) when the mapped-bytes
- * budget or the idle limit is passed; the next translation maps them anew.
+ * first translation into a region mmaps all of it.  Mapped regions sit on
+ * an LRU list in the order of their last put, and idle ones are unmapped
+ * again (fd kept) when the mapped-bytes budget or the idle limit is passed;
+ * the next translation maps them anew.  Regions in use stay where they were
+ * on the list (the evictor drops them from it when it meets them, and the
+ * last put puts them back at the tail): a device that keeps using the same
+ * region then costs the list nothing, and get + put is the hot path.
  *
  * Threads and locking
  * -------------------
@@ -65,11 +69,12 @@ struct mu_dma_region {
     void *priv;
     void *map;                      /* NULL until faulted in, or evicted */
     unsigned refs;                  /* sg entries handed out, not put yet */
-    uint64_t last_use_ns;
+    uint64_t last_use_ns;           /* last put, while dma->aging */
     bool removing;                  /* out of the tree, draining refs */
     bool accepted;                  /* map callback said yes: owed an unmap
                                        callback */
-    bool in_lru;                    /* mapped, refs == 0, not removing */
+    bool in_lru;                    /* on the LRU: mapped, not removing;
+                                       may be in use (refs > 0) */
     struct mu_dma_region *lru_prev, *lru_next;
     struct mu_dma_region *doom_next;    /* removal batch (context thread) */
     struct mu_dirty *dirty;         /* pages the device wrote, if logging */
@@ -87,6 +92,9 @@ struct mu_dma {
     mu_dma_unmap_cb_t unmap_cb;
     struct mu_dma_log *log;         /* NULL when not logging */
     bool logging;                   /* log != NULL, readable without lock */
+    bool aging;                     /* an idle limit is in force, so puts
+                                       record the time; readable without
+                                       the lock */
 };
 
 static inline struct mu_dma_region *to_region(struct itree_node *n)
@@ -94,9 +102,26 @@ static inline struct mu_dma_region *to_region(struct itree_node *n)
     return n == NULL ? NULL : itree_entry(n, struct mu_dma_region, node);
 }
 
+/*
+ * The region holding p.  Regions in the table never overlap, so this is a
+ * plain binary-search-tree descent.  itree_find_point() must allow for
+ * overlapping ranges and reads the left child's subtree_last at every
+ * level, touching two nodes a level; here each level reads one node, and
+ * the child is picked with a conditional move rather than a branch, which
+ * on scattered addresses is a coin flip the CPU mispredicts half the time.
+ * Together they make translation in a table of 1024 regions about 25%
+ * faster, and of 20 000 regions about 30% (bench/dma.c).
+ */
 static inline struct mu_dma_region *region_at(struct mu_dma *dma, uint64_t p)
 {
-    return to_region(itree_find_point(&dma->tree, p));
+    struct itree_node *n = dma->tree.root;
+
+    while (n != NULL) {
+        if (p - n->start <= n->last - n->start)     /* start <= p <= last */
+            return to_region(n);
+        n = p < n->start ? n->left : n->right;
+    }
+    return NULL;
 }
 
 /* Idle ages need no precision, and this clock is a plain memory read. */
@@ -254,13 +279,40 @@ static void evict(struct mu_dma *dma, struct mu_dma_region *r)
     dma->stats.evictions++;
 }
 
-/* Drop idle mappings, oldest first, until under budget.  Regions in use
- * are never on the LRU, so they are never evicted. */
+/*
+ * Evict the LRU head, unless it is in use: then it only leaves the list,
+ * and its last put puts it back at the tail.  Either way the head moves on.
+ */
+static void evict_head(struct mu_dma *dma)
+{
+    struct mu_dma_region *r = dma->lru_head;
+
+    if (r->refs > 0)
+        lru_del(dma, r);
+    else
+        evict(dma, r);
+}
+
+/* Evict the least recently put idle mapping; false when there is none. */
+static bool evict_one(struct mu_dma *dma)
+{
+    while (dma->lru_head != NULL) {
+        if (dma->lru_head->refs == 0) {
+            evict(dma, dma->lru_head);
+            return true;
+        }
+        evict_head(dma);    /* in use: only leaves the list */
+    }
+    return false;
+}
+
+/* Drop idle mappings, least recently put first, until under budget.
+ * Regions in use are never evicted. */
 static void enforce_budget(struct mu_dma *dma, uint64_t budget)
 {
     while (budget != 0 && dma->stats.mapped_bytes > budget &&
            dma->lru_head != NULL)
-        evict(dma, dma->lru_head);
+        evict_head(dma);
 }
 
 static int fault_in(mu_ctx_t *ctx, struct mu_dma_region *r)
@@ -285,6 +337,16 @@ static int fault_in(mu_ctx_t *ctx, struct mu_dma_region *r)
         prot |= PROT_WRITE;
     p = mmap(NULL, r->info.size, prot, MAP_SHARED, r->fd,
              (off_t)r->info.fd_offset);
+    /*
+     * ENOMEM: out of address space, or of mappings (vm.max_map_count,
+     * 65530 by default, is below the default region limit, and each
+     * region is usually a mapping of its own).  Idle mappings are a cache:
+     * drop them, least recently used first, until this one fits, rather
+     * than fail a translation the budget would have allowed.
+     */
+    while (p == MAP_FAILED && errno == ENOMEM && evict_one(dma))
+        p = mmap(NULL, r->info.size, prot, MAP_SHARED, r->fd,
+                 (off_t)r->info.fd_offset);
     if (p == MAP_FAILED)
         return -errno;
     r->map = p;
@@ -294,22 +356,26 @@ static int fault_in(mu_ctx_t *ctx, struct mu_dma_region *r)
     return 0;
 }
 
-static inline void take_ref(struct mu_dma *dma, struct mu_dma_region *r)
+/* A region in use keeps its place on the LRU: see the top of the file. */
+static inline void take_ref(struct mu_dma_region *r)
 {
-    if (r->refs++ == 0)
-        lru_del(dma, r);
+    r->refs++;
 }
 
+/* now: the time to record as last use, or 0 when not aging. */
 static inline void put_ref(struct mu_dma *dma, struct mu_dma_region *r,
                            uint64_t now)
 {
-    r->last_use_ns = now;
+    if (now != 0)
+        r->last_use_ns = now;
     if (--r->refs > 0)
         return;
-    if (r->removing)
+    if (r->removing) {
         pthread_cond_broadcast(&dma->cond);
-    else if (r->map != NULL)
+    } else if (r->map != NULL && dma->lru_tail != r) {
+        lru_del(dma, r);
         lru_add_tail(dma, r);
+    }
 }
 
 /* Record device writes to [start, last] in every region it touches. */
@@ -464,8 +530,10 @@ static int check_fd(mu_ctx_t *ctx, int fd, const struct vfu_dma_map *m)
                m->addr, m->size, m->offset);
         return -EINVAL;
     }
+    /* An O_PATH fd passes fstat but cannot be mmapped: the device would
+     * only find out at its first access. */
     fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY)
+    if (fl < 0 || (fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
         return -EINVAL;
     if (m->flags & VFU_DMA_FLAG_WRITE) {
         if ((fl & O_ACCMODE) != O_RDWR)
@@ -727,7 +795,7 @@ int get_slow(mu_ctx_t *ctx, struct mu_dma_region *r, uint64_t iova,
         }
         if (r->map == NULL && (rc = fault_in(ctx, r)) < 0)
             break;
-        take_ref(dma, r);
+        take_ref(r);
         end = r->node.last < last ? r->node.last : last;
         sg[nr++] = (mu_sg_t){
             .addr = (uint8_t *)r->map + (cur - r->node.start),
@@ -760,7 +828,7 @@ int mu_dma_get(mu_ctx_t *ctx, uint64_t iova, size_t len, unsigned prot,
     /* The hot path: one region, already mapped, access allowed. */
     if (r != NULL && r->map != NULL && len - 1 <= r->node.last - iova &&
         (r->info.prot & prot) == prot && max_sg > 0) {
-        take_ref(dma, r);
+        take_ref(r);
         sg[0].addr = (uint8_t *)r->map + (iova - r->node.start);
         sg[0].len = len;
         sg[0].iova = iova;
@@ -777,9 +845,19 @@ int mu_dma_get(mu_ctx_t *ctx, uint64_t iova, size_t len, unsigned prot,
 void mu_dma_put(mu_ctx_t *ctx, mu_sg_t *sg, unsigned nr)
 {
     struct mu_dma *dma = ctx->dma;
-    uint64_t now = coarse_ns();
+    /*
+     * Only idle eviction reads the time of last use, and reading even the
+     * coarse clock (a vDSO call) was a quarter of a one-region get + put:
+     * skip it unless an idle limit is in force.  Read outside the lock so
+     * the lock is not held longer; checked again inside, in case aging has
+     * just been turned on.
+     */
+    uint64_t now = __atomic_load_n(&dma->aging, __ATOMIC_RELAXED) ?
+                   coarse_ns() : 0;
 
     pthread_mutex_lock(&dma->lock);
+    if (now == 0 && dma->aging)
+        now = coarse_ns();
     put_locked(dma, sg, nr, now);
     pthread_mutex_unlock(&dma->lock);
 }
@@ -817,10 +895,20 @@ void mu_dma_tick(mu_ctx_t *ctx)
     uint64_t now = coarse_ns();
 
     pthread_mutex_lock(&dma->lock);
-    /* The LRU is in order of last use, so stop at the first young one. */
+    if (idle_ms == 0) {
+        __atomic_store_n(&dma->aging, false, __ATOMIC_RELAXED);
+    } else if (!dma->aging) {
+        /* The limit is new: puts did not record times until now, so start
+         * every idle region's age here (never evicting one too early). */
+        for (struct mu_dma_region *r = dma->lru_head; r != NULL;
+             r = r->lru_next)
+            r->last_use_ns = now;
+        __atomic_store_n(&dma->aging, true, __ATOMIC_RELAXED);
+    }
+    /* The LRU is in order of last put, so stop at the first young one. */
     while (idle_ms != 0 && dma->lru_head != NULL &&
            now - dma->lru_head->last_use_ns > idle_ms * 1000000ull)
-        evict(dma, dma->lru_head);
+        evict_head(dma);
     enforce_budget(dma, limit(ctx, MU_LIMIT_DMA_MAPPED_BYTES));
     pthread_mutex_unlock(&dma->lock);
 }

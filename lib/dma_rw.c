@@ -45,11 +45,13 @@ static int remote_rw(mu_ctx_t *ctx, uint64_t iova, uint8_t *buf, size_t n,
         { .iov_base = &a, .iov_len = sizeof(a) },
         { .iov_base = buf, .iov_len = n },
     };
-    struct mu_msg reply;
+    struct mu_msg reply = { 0 };
     int rc;
 
     rc = mu_ctx_call(ctx, is_write ? VFU_CMD_DMA_WRITE : VFU_CMD_DMA_READ,
                      iov, is_write ? 2 : 1, &reply);
+    if (rc > 0)
+        rc = -EIO;      /* never a success without a reply */
     if (rc < 0) {
         return rc == -ENOTCONN || rc == -ETIMEDOUT || rc == -EBUSY ||
                rc == -EPROTO || rc == -ENOMEM ? rc : -EIO;

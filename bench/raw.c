@@ -1,0 +1,119 @@
+/*
+ * raw.c - the raw UNIX-socket round trip baseline (see raw.h): the same
+ * byte counts a muser request and reply carry, between two threads of one
+ * process, with blocking reads and writes.  No library, no parsing: the
+ * floor for anything that crosses the socket once each way.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "raw.h"
+
+#define RAW_MAX_BYTES 4096
+
+struct raw_peer {
+    int fd;
+    size_t req, reply;
+};
+
+static int full_io(int fd, void *buf, size_t len, bool wr)
+{
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n = wr ? write(fd, (char *)buf + done, len - done)
+                       : read(fd, (char *)buf + done, len - done);
+
+        if (n <= 0)
+            return -1;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static void *raw_server(void *arg)
+{
+    const struct raw_peer *p = arg;
+    char req[RAW_MAX_BYTES], reply[RAW_MAX_BYTES] = { 0 };
+
+    while (full_io(p->fd, req, p->req, false) == 0)
+        if (full_io(p->fd, reply, p->reply, true) < 0)
+            break;
+    return NULL;
+}
+
+int bench_raw_rtt(unsigned warmup, unsigned iters, size_t req_bytes,
+                  size_t reply_bytes, int cpu_client, int cpu_server,
+                  double *p50, double *p99)
+{
+    char req[RAW_MAX_BYTES] = { 0 }, reply[RAW_MAX_BYTES];
+    struct raw_peer peer = { .req = req_bytes, .reply = reply_bytes };
+    cpu_set_t old, set;
+    bool pinned = false;
+    pthread_attr_t attr;
+    uint64_t *lat;
+    unsigned done = 0;
+    pthread_t th;
+    int sv[2], rc;
+
+    if (iters == 0 || req_bytes > RAW_MAX_BYTES || reply_bytes > RAW_MAX_BYTES)
+        return -EINVAL;
+    lat = malloc(iters * sizeof(*lat));
+    if (lat == NULL)
+        return -ENOMEM;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        rc = -errno;
+        free(lat);
+        return rc;
+    }
+    peer.fd = sv[1];
+    pthread_attr_init(&attr);
+    if (cpu_server >= 0) {
+        CPU_ZERO(&set);
+        CPU_SET(cpu_server, &set);
+        pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+    }
+    rc = pthread_create(&th, &attr, raw_server, &peer);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        close(sv[0]);
+        close(sv[1]);
+        free(lat);
+        return -rc;
+    }
+    if (cpu_client >= 0 &&
+        pthread_getaffinity_np(pthread_self(), sizeof(old), &old) == 0) {
+        CPU_ZERO(&set);
+        CPU_SET(cpu_client, &set);
+        pinned = pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+    }
+    for (unsigned i = 0; i < warmup + iters; i++) {
+        uint64_t t0 = bench_now_ns();
+
+        if (full_io(sv[0], req, req_bytes, true) < 0 ||
+            full_io(sv[0], reply, reply_bytes, false) < 0)
+            break;
+        if (i >= warmup)
+            lat[done++] = bench_now_ns() - t0;
+    }
+    if (pinned)
+        pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
+    shutdown(sv[0], SHUT_RDWR);
+    pthread_join(th, NULL);
+    close(sv[0]);
+    close(sv[1]);
+    rc = done == iters ? 0 : -EIO;
+    if (rc == 0) {
+        *p99 = bench_percentile(lat, iters, 0.99);
+        *p50 = bench_percentile(lat, iters, 0.50);
+    }
+    free(lat);
+    return rc;
+}
