@@ -8,7 +8,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
-SHORT_FUZZ_SECONDS ?= 12
+SHORT_FUZZ_SECONDS ?= 20
 
 PKGS := gcc make meson ninja-build pkg-config libjson-c-dev libcmocka-dev \
         valgrind clang libclang-rt-14-dev
@@ -68,7 +68,7 @@ fuzz: fuzz-build
 test-fuzz: fuzz-build
 	test/fuzz/run.sh $(FUZZ_BUILD) $(SHORT_FUZZ_SECONDS)
 
-test: test-unit test-asan test-valgrind
+test: test-unit test-asan test-valgrind test-fuzz
 	@echo "make test: all suites passed"
 
 demo: build

@@ -109,6 +109,13 @@ enum mu_limit {
                                    this time is dropped; default 5000 */
     MU_LIMIT_RECV_TIMEOUT_MS,   /* a message started but not finished within
                                    this time drops the client; default 5000 */
+    MU_LIMIT_DIRTY_BITMAP_BYTES, /* memory for dirty page bitmaps while the
+                                   client logs DMA writes; default 64 MiB (2
+                                   TiB of guest memory at 4 KiB pages).
+                                   Starting to log, or a DMA_MAP while
+                                   logging, that would pass it fails with
+                                   ENOMEM and changes nothing */
+    MU_LIMIT_NR,                /* the number of limits, not a limit */
 };
 int mu_ctx_set_limit(mu_ctx_t *ctx, enum mu_limit limit, uint64_t value);
 uint64_t mu_ctx_get_limit(const mu_ctx_t *ctx, enum mu_limit limit);

@@ -29,6 +29,7 @@ static const uint64_t limit_defaults[] = {
     [MU_LIMIT_DMA_PENDING] = 64,
     [MU_LIMIT_SEND_TIMEOUT_MS] = 5000,
     [MU_LIMIT_RECV_TIMEOUT_MS] = 5000,
+    [MU_LIMIT_DIRTY_BITMAP_BYTES] = 64u << 20,
 };
 
 static const struct {
@@ -43,7 +44,11 @@ static const struct {
     [MU_LIMIT_DMA_PENDING] = { 1, 4096 },
     [MU_LIMIT_SEND_TIMEOUT_MS] = { 1, 3600 * 1000 },
     [MU_LIMIT_RECV_TIMEOUT_MS] = { 1, 3600 * 1000 },
+    [MU_LIMIT_DIRTY_BITMAP_BYTES] = { 4096, 1ull << 40 },
 };
+_Static_assert(sizeof(limit_defaults) / sizeof(limit_defaults[0]) == MU_LIMIT_NR &&
+               sizeof(limit_range) / sizeof(limit_range[0]) == MU_LIMIT_NR,
+               "every limit needs a default and a range");
 
 int mu_ctx_create(mu_ctx_t **ctxp, const char *path, enum mu_dev_type type,
                   void *opaque)
@@ -135,7 +140,7 @@ void *mu_ctx_opaque(const mu_ctx_t *ctx)
 
 int mu_ctx_set_limit(mu_ctx_t *ctx, enum mu_limit limit, uint64_t value)
 {
-    if ((unsigned)limit > MU_LIMIT_RECV_TIMEOUT_MS)
+    if ((unsigned)limit >= MU_LIMIT_NR)
         return -EINVAL;
     if (value < limit_range[limit].min || value > limit_range[limit].max)
         return -EINVAL;
@@ -149,7 +154,7 @@ int mu_ctx_set_limit(mu_ctx_t *ctx, enum mu_limit limit, uint64_t value)
 
 uint64_t mu_ctx_get_limit(const mu_ctx_t *ctx, enum mu_limit limit)
 {
-    if ((unsigned)limit > MU_LIMIT_RECV_TIMEOUT_MS)
+    if ((unsigned)limit >= MU_LIMIT_NR)
         return 0;
     return ctx->limits[limit];
 }

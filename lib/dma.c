@@ -98,6 +98,8 @@ struct mu_dma {
     bool aging;                     /* an idle limit is in force, so puts
                                        record the time; readable without
                                        the lock */
+    uint64_t dirty_bytes;           /* all dirty bitmaps (atomic: freed
+                                       without the lock) */
 };
 
 static inline struct mu_dma_region *to_region(struct itree_node *n)
@@ -467,11 +469,39 @@ static void doom_unlink(struct mu_dma *dma, struct mu_dma_region *list)
     pthread_mutex_unlock(&dma->lock);
 }
 
-static void region_free(struct mu_dma_region *r)
+static void dirty_free(struct mu_dma *dma, struct mu_dirty *d)
+{
+    __atomic_fetch_sub(&dma->dirty_bytes, mu_dirty_bytes(d), __ATOMIC_RELAXED);
+    mu_dirty_free(d);
+}
+
+/*
+ * A bitmap for [start, last], within MU_LIMIT_DIRTY_BITMAP_BYTES: the
+ * client chooses region sizes (an fd-less region may span 2^63 bytes), so
+ * without a budget it would choose how much we allocate.
+ */
+static struct mu_dirty *dirty_new(mu_ctx_t *ctx, const struct mu_dma_log *log,
+                                  uint64_t start, uint64_t last)
+{
+    struct mu_dma *dma = ctx->dma;
+    uint64_t size = mu_dirty_size(log, start, last);
+    uint64_t used = __atomic_load_n(&dma->dirty_bytes, __ATOMIC_RELAXED);
+    uint64_t budget = limit(ctx, MU_LIMIT_DIRTY_BITMAP_BYTES);
+    struct mu_dirty *d;
+
+    if (used > budget || size > budget - used)
+        return NULL;
+    d = mu_dirty_new(log, start, last);
+    if (d != NULL)
+        __atomic_fetch_add(&dma->dirty_bytes, size, __ATOMIC_RELAXED);
+    return d;
+}
+
+static void region_free(struct mu_dma *dma, struct mu_dma_region *r)
 {
     if (r->fd >= 0)
         close(r->fd);
-    mu_dirty_free(r->dirty);
+    dirty_free(dma, r->dirty);
     free(r);
 }
 
@@ -521,7 +551,7 @@ static void doom_finish(mu_ctx_t *ctx, struct mu_dma_region *list,
         pthread_mutex_unlock(&dma->lock);
         mu_dbg(ctx, "DMA region %#" PRIx64 "+%#" PRIx64 " removed (%s)",
                r->info.iova, r->info.size, mu_unmap_reason_str(why));
-        region_free(r);
+        region_free(dma, r);
     }
 }
 
@@ -580,10 +610,11 @@ static int check_fd(mu_ctx_t *ctx, int fd, const struct vfu_dma_map *m)
     return 0;
 }
 
-static struct mu_dma_region *region_new(struct mu_dma *dma,
+static struct mu_dma_region *region_new(mu_ctx_t *ctx,
                                         const struct vfu_dma_map *m,
                                         bool has_fd)
 {
+    struct mu_dma *dma = ctx->dma;
     struct mu_dma_region *r = calloc(1, sizeof(*r));
 
     if (r == NULL)
@@ -599,7 +630,7 @@ static struct mu_dma_region *region_new(struct mu_dma *dma,
     r->fd = -1;
     r->last_use_ns = coarse_ns();
     if (dma->log != NULL) {
-        r->dirty = mu_dirty_new(dma->log, r->node.start, r->node.last);
+        r->dirty = dirty_new(ctx, dma->log, r->node.start, r->node.last);
         if (r->dirty == NULL) {
             free(r);
             return NULL;
@@ -696,12 +727,12 @@ int mu_handle_dma_map(mu_ctx_t *ctx, struct mu_msg *msg,
     if (msg->nfds == 1 && (rc = check_fd(ctx, msg->fds[0], &m)) < 0)
         return rc;
 
-    r = region_new(dma, &m, msg->nfds == 1);
+    r = region_new(ctx, &m, msg->nfds == 1);
     if (r == NULL)
         return -ENOMEM;
     rc = make_room(ctx, r);
     if (rc < 0) {
-        region_free(r);     /* the fd is still the message's */
+        region_free(dma, r);     /* the fd is still the message's */
         return rc;
     }
     if (msg->nfds == 1)
@@ -1005,11 +1036,11 @@ int mu_dma_log_start(mu_ctx_t *ctx, struct mu_dma_log *log)
         return -EBUSY;
     }
     for (n = itree_min(&dma->tree); n != NULL; n = itree_succ(n)) {
-        to_region(n)->dirty = mu_dirty_new(log, n->start, n->last);
+        to_region(n)->dirty = dirty_new(ctx, log, n->start, n->last);
         if (to_region(n)->dirty != NULL)
             continue;
         for (m = itree_min(&dma->tree); m != n; m = itree_succ(m)) {
-            mu_dirty_free(to_region(m)->dirty);
+            dirty_free(dma, to_region(m)->dirty);
             to_region(m)->dirty = NULL;
         }
         pthread_mutex_unlock(&dma->lock);
@@ -1029,7 +1060,7 @@ void mu_dma_log_stop(mu_ctx_t *ctx)
 
     pthread_mutex_lock(&dma->lock);
     for (n = itree_min(&dma->tree); n != NULL; n = itree_succ(n)) {
-        mu_dirty_free(to_region(n)->dirty);
+        dirty_free(dma, to_region(n)->dirty);
         to_region(n)->dirty = NULL;
     }
     mu_dma_log_free(dma->log);

@@ -40,6 +40,12 @@ struct mu_dirty {
     uint64_t bits[];
 };
 
+static uint64_t mu_dirty_size_of(const struct mu_dirty *d)
+{
+    return sizeof(*d) + (d->nr_pages / 64 + (d->nr_pages % 64 != 0)) *
+                        sizeof(uint64_t);
+}
+
 /* ---------------- logging parameters ---------------- */
 
 void mu_dma_log_free(struct mu_dma_log *log)
@@ -122,16 +128,31 @@ static int parse_control(const uint8_t *data, size_t len,
 
 /* ---------------- bitmaps ---------------- */
 
+uint64_t mu_dirty_size(const struct mu_dma_log *log, uint64_t start,
+                       uint64_t last)
+{
+    uint64_t nr = (last >> log->shift) - (start >> log->shift) + 1;
+
+    /* nr <= 2^52, so the byte count cannot wrap. */
+    return sizeof(struct mu_dirty) + (nr / 64 + (nr % 64 != 0)) * sizeof(uint64_t);
+}
+
+size_t mu_dirty_bytes(const struct mu_dirty *d)
+{
+    return d == NULL ? 0 : (size_t)mu_dirty_size_of(d);
+}
+
 struct mu_dirty *mu_dirty_new(const struct mu_dma_log *log, uint64_t start,
                               uint64_t last)
 {
     uint64_t first = start >> log->shift;
     uint64_t nr = (last >> log->shift) - first + 1;
-    uint64_t words = nr / 64 + (nr % 64 != 0);
+    uint64_t size = mu_dirty_size(log, start, last);
     struct mu_dirty *d;
 
-    /* nr <= 2^52, so the byte count cannot wrap; calloc judges the rest. */
-    d = calloc(1, sizeof(*d) + words * sizeof(uint64_t));
+    if (size > SIZE_MAX)
+        return NULL;
+    d = calloc(1, (size_t)size);
     if (d == NULL)
         return NULL;
     d->first_page = first;

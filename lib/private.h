@@ -187,7 +187,7 @@ struct mu_ctx {
     enum mu_log_level log_level;
 
     /* limits */
-    uint64_t limits[MU_LIMIT_RECV_TIMEOUT_MS + 1];
+    uint64_t limits[MU_LIMIT_NR];
     mode_t sock_mode;
     uid_t allow_uids[MU_MAX_ALLOW_UIDS];
     unsigned nr_allow_uids;
@@ -337,6 +337,11 @@ struct mu_dma_log;      /* logging page size and ranges */
 struct mu_dirty;        /* one region's dirty pages */
 void mu_dma_log_free(struct mu_dma_log *log);
 uint64_t mu_dma_log_pgsize(const struct mu_dma_log *log);
+/* Bytes a bitmap for [start, last] takes, and the size of an existing one
+ * (0 for NULL): the DMA table holds them to MU_LIMIT_DIRTY_BITMAP_BYTES. */
+uint64_t mu_dirty_size(const struct mu_dma_log *log, uint64_t start,
+                       uint64_t last);
+size_t mu_dirty_bytes(const struct mu_dirty *d);
 struct mu_dirty *mu_dirty_new(const struct mu_dma_log *log, uint64_t start,
                               uint64_t last);
 void mu_dirty_free(struct mu_dirty *d);

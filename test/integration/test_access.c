@@ -524,8 +524,9 @@ static void test_allow_list_other_user(void **state)
 static const char *const limit_names[] = {
     "MSG_SIZE", "MSG_FDS", "DATA_XFER", "DMA_REGIONS", "DMA_MAPPED_BYTES",
     "DMA_IDLE_MS", "DMA_PENDING", "SEND_TIMEOUT_MS", "RECV_TIMEOUT_MS",
+    "DIRTY_BITMAP_BYTES",
 };
-#define NR_LIMITS (MU_LIMIT_RECV_TIMEOUT_MS + 1)
+#define NR_LIMITS MU_LIMIT_NR
 
 /*
  * Values no limit can take, for reasons outside the implementation: 0 is
@@ -555,6 +556,9 @@ static void test_limits_out_of_range(void **state)
         { MU_LIMIT_SEND_TIMEOUT_MS, UINT64_MAX },
         { MU_LIMIT_RECV_TIMEOUT_MS, 0 }, { MU_LIMIT_RECV_TIMEOUT_MS, 1ull << 31 },
         { MU_LIMIT_RECV_TIMEOUT_MS, UINT64_MAX },
+        { MU_LIMIT_DIRTY_BITMAP_BYTES, 0 },
+        { MU_LIMIT_DIRTY_BITMAP_BYTES, 4095 },
+        { MU_LIMIT_DIRTY_BITMAP_BYTES, UINT64_MAX },
     };
     static const struct {
         enum mu_limit l;
@@ -566,6 +570,7 @@ static void test_limits_out_of_range(void **state)
         { MU_LIMIT_DMA_MAPPED_BYTES, UINT64_MAX }, { MU_LIMIT_DMA_IDLE_MS, 0 },
         { MU_LIMIT_DMA_IDLE_MS, 1000 }, { MU_LIMIT_DMA_PENDING, 1 },
         { MU_LIMIT_SEND_TIMEOUT_MS, 1 }, { MU_LIMIT_RECV_TIMEOUT_MS, 60000 },
+        { MU_LIMIT_DIRTY_BITMAP_BYTES, 4096 },
     };
     uint64_t before;
 

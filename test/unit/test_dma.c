@@ -1106,6 +1106,44 @@ static void test_dirty_logging(void **state)
     close(fd);
 }
 
+/*
+ * Dirty bitmaps are sized by the regions the client maps, and an fd-less
+ * region can span most of the address space, so they are held to
+ * MU_LIMIT_DIRTY_BITMAP_BYTES: starting to log, or mapping while logging,
+ * past it fails with ENOMEM and changes nothing.  (The server fuzzer found
+ * the unbounded version allocating gigabytes.)
+ */
+static void test_dirty_budget(void **state)
+{
+    const uint64_t at = 1ull << 32, gib = 1ull << 30, tib = 1ull << 40;
+    uint64_t bits;
+
+    (void)state;
+    /* 64 KiB of bitmap covers a little under 2 GiB at 4 KiB pages. */
+    assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_DIRTY_BITMAP_BYTES,
+                                      64 << 10), 0);
+    assert_int_equal(map(at, tib, RW, -1), 0);
+    assert_int_equal(log_start(PG, 0, NULL), -ENOMEM);
+    assert_int_equal(report(at, 64 * PG, PG, &bits), -EINVAL);  /* not logging */
+    assert_int_equal(stats().regions, 1);
+    assert_int_equal(unmap(at, tib), 0);
+
+    assert_int_equal(log_start(PG, 0, NULL), 0);
+    assert_int_equal(map(at, tib, RW, -1), -ENOMEM);
+    assert_int_equal(stats().regions, 0);
+    assert_int_equal(map(at, gib, RW, -1), 0);                 /* 32 KiB */
+    assert_int_equal(map(at + gib, gib, RW, -1), -ENOMEM);     /* 64 KiB + */
+    assert_int_equal(unmap(at, gib), 0);
+    assert_int_equal(map(at + gib, gib, RW, -1), 0);   /* freed, reusable */
+    assert_int_equal(mu_dma_mark_dirty(ctx, at + gib, PG), 0);
+    assert_int_equal(report(at + gib, 64 * PG, PG, &bits), 0);
+    assert_int_equal(bits, 1);
+    assert_int_equal(feature(VFU_FEATURE_SET | VFU_FEATURE_DMA_LOGGING_STOP,
+                             NULL, 0, 8, NULL), 0);
+    assert_int_equal(map(at + 2 * gib, tib, RW, -1), 0);  /* no log, no bitmap */
+    assert_int_equal(unmap_flags(0, 0, VFU_DMA_UNMAP_FLAG_ALL), 0);
+}
+
 static void test_logging_bad(void **state)
 {
     struct vfu_dma_logging_control c = { PG, 1, 0 };
@@ -1191,6 +1229,7 @@ int main(void)
         T(test_rw_remote),
         T(test_dirty_logging),
         T(test_logging_bad),
+        T(test_dirty_budget),
 #undef T
     };
 

@@ -1,0 +1,70 @@
+/*
+ * fuzz_server.h - between fuzz_server.c (client sessions, the op language,
+ * the invariants) and fuzz_server_dev.c (the test device it serves).
+ */
+#ifndef MUSER_FUZZ_SERVER_H
+#define MUSER_FUZZ_SERVER_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "fuzz.h"
+#include "private.h"
+
+/* A broken invariant: abort, so libFuzzer keeps the input. */
+#define check(cond)                                                     \
+    do {                                                                \
+        if (!(cond)) {                                                  \
+            fprintf(stderr, "%s:%d: invariant violated: %s\n",          \
+                    __FILE__, __LINE__, #cond);                         \
+            abort();                                                    \
+        }                                                               \
+    } while (0)
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define FS_MAX_LIVE 16
+#define FS_TIMEOUT_MS 10        /* the context's send and receive timeouts */
+
+/* ---- fuzz_server_dev.c: the device ---- */
+
+extern mu_ctx_t *g_ctx;
+extern char g_path[128];        /* the listening socket */
+extern bool fs_verbose;         /* FUZZ_VERBOSE=1: narrate (for seeds) */
+extern bool fs_reset_fails;     /* the reset callback fails (per input) */
+
+/* DMA regions the device was given and not yet told to forget. */
+struct fs_live {
+    uint64_t iova, size;
+    bool has_fd, used;
+};
+extern struct fs_live fs_live[FS_MAX_LIVE];
+
+/* Callback counts; maps == unmaps whenever no client is attached. */
+extern struct fs_cnt {
+    unsigned long maps, unmaps, overlaps, resets, ioevents, irq_states;
+} fs_cnt;
+
+/* Create and realize the context with the test device (once). */
+void fs_device_setup(void);
+/* The overlap callback, installed per input: alternates the policies. */
+enum mu_overlap_policy fs_overlap_cb(mu_ctx_t *ctx,
+                                     const struct mu_dma_info *in,
+                                     mu_dma_region_t *const *old, size_t n);
+/* A live region, searching from slot sel; NULL when none. */
+const struct fs_live *fs_pick_region(unsigned sel, bool want_fdless);
+/* mu_dma_get()'s promise: sg[0..n) covers [iova, iova + len) in order. */
+void fs_check_sg(const mu_sg_t *sg, int n, uint64_t iova, size_t len,
+                 unsigned max);
+/* Read (or write) through a translation, so a bad mapping faults here. */
+void fs_touch(mu_sg_t *sg, int n, bool write);
+
+/* ---- fuzz_server.c: the session ---- */
+
+/*
+ * Ops that may wait for a timeout share a time budget per input:
+ * fs_slow_begin() says whether any is left, fs_slow_end() charges it.
+ */
+bool fs_slow_begin(uint64_t *t0);
+void fs_slow_end(uint64_t t0);
+
+#endif /* MUSER_FUZZ_SERVER_H */

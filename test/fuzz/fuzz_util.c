@@ -1,0 +1,162 @@
+/*
+ * fuzz_util.c - helpers shared by the harnesses (see fuzz.h).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fuzz.h"
+
+uint8_t fz_u8(struct fz_in *in)
+{
+    uint8_t v;
+
+    if (in->n == 0) {
+        in->end = true;
+        return 0;
+    }
+    v = in->p[0];
+    in->p++;
+    in->n--;
+    return v;
+}
+
+uint16_t fz_u16(struct fz_in *in)
+{
+    uint16_t lo = fz_u8(in);
+
+    return (uint16_t)(lo | fz_u8(in) << 8);
+}
+
+size_t fz_bytes(struct fz_in *in, const uint8_t **p, size_t len)
+{
+    if (len > in->n) {
+        len = in->n;
+        in->end = true;
+    }
+    *p = in->p;
+    in->p += len;
+    in->n -= len;
+    return len;
+}
+
+int fz_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1;       /* the DIR's own fd */
+}
+
+bool fz_is_eventfd(int fd)
+{
+    static const char want[] = "anon_inode:[eventfd]";
+    char path[40], link[sizeof(want) + 1];
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, link, sizeof(link));
+    return n == (ssize_t)sizeof(want) - 1 && memcmp(link, want, (size_t)n) == 0;
+}
+
+static int memfd(size_t size, bool sealable)
+{
+    int fd = memfd_create("fuzz", MFD_CLOEXEC |
+                                  (sealable ? MFD_ALLOW_SEALING : 0));
+
+    if (fd < 0)
+        return -1;
+    if (ftruncate(fd, (off_t)size) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int fz_make_fd(uint8_t spec)
+{
+    unsigned n = spec >> 3;
+    int fd = -1, p[2];
+    char path[40];
+
+    switch (spec & 7) {
+    case FZ_FD_MEMFD:
+        return memfd((size_t)n * 4096, false);
+    case FZ_FD_MEMFD_SEALED:
+        fd = memfd((size_t)n * 4096, true);
+        if (fd >= 0)
+            fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK);
+        return fd;
+    case FZ_FD_MEMFD_RO:
+        /* A read-only open of the same file: DMA_MAP for writing must
+         * refuse it. */
+        p[0] = memfd((size_t)n * 4096, false);
+        if (p[0] < 0)
+            return -1;
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", p[0]);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        close(p[0]);
+        return fd;
+    case FZ_FD_EVENTFD:
+        return eventfd(0, EFD_CLOEXEC | ((n & 1) ? EFD_NONBLOCK : 0));
+    case FZ_FD_PIPE:
+        if (pipe2(p, O_CLOEXEC) < 0)
+            return -1;
+        close(p[!(n & 1)]);
+        return p[n & 1];
+    case FZ_FD_SOCKET:
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0)
+            return -1;
+        close(p[1]);
+        return p[0];
+    case FZ_FD_DEVNULL:
+        return open("/dev/null", O_RDWR | O_CLOEXEC);
+    default:
+        return memfd((size_t)n * 4096 + 100, false);
+    }
+}
+
+long fz_send(int sock, const void *buf, size_t len, const int *fds,
+             unsigned nfds)
+{
+    union {
+        char buf[CMSG_SPACE(8 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = { (void *)buf, len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    ssize_t n;
+
+    if (nfds > 8)
+        return -EINVAL;
+    if (nfds > 0) {
+        struct cmsghdr *cm;
+
+        memset(ctl.buf, 0, sizeof(ctl.buf));
+        mh.msg_control = ctl.buf;
+        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+    }
+    do {
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EAGAIN ? 0 : -errno;
+    return (long)n;
+}
