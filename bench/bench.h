@@ -10,6 +10,7 @@
 #ifndef MUSER_BENCH_H
 #define MUSER_BENCH_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,18 @@ double bench_median(double *v, size_t n);
 /* One result line. */
 void bench_report(const char *bench, const char *metric, double value,
                   const char *unit, double baseline, const char *target);
+
+/*
+ * CPU placement.  A wake-up on another CPU costs far more than a switch on
+ * the same one (tens of microseconds on these VMs), and the scheduler does
+ * not place a baseline's threads and muser's alike, so benchmarks pin both
+ * the same way.  bench_cpus gives the first and last CPU we may use (equal
+ * on a one-CPU machine, -1 when unknown); bench_pin pins the calling thread
+ * and saves its mask for bench_unpin.  False when pinning is not possible.
+ */
+void bench_cpus(int *first, int *last);
+bool bench_pin(int cpu, cpu_set_t *saved);
+void bench_unpin(const cpu_set_t *saved);
 
 /* A scratch directory for sockets; removed at exit. */
 const char *bench_tmpdir(void);

@@ -568,17 +568,10 @@ static int map_rep(struct server *s, int memfd, double *m, double *b)
  * wake-up is a local context switch, for the raw peer and the context
  * thread alike.  Threads inherit the mask from their creator.
  */
+/* Pin the calling thread (and the threads it creates) where it is now. */
 static bool pin_here(cpu_set_t *saved)
 {
-    cpu_set_t one;
-    int cpu = sched_getcpu();
-
-    if (cpu < 0 || pthread_getaffinity_np(pthread_self(), sizeof(*saved),
-                                          saved) != 0)
-        return false;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    return pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0;
+    return bench_pin(sched_getcpu(), saved);
 }
 
 static int bench_map_unmap(void)
@@ -596,7 +589,7 @@ static int bench_map_unmap(void)
     rc = server_start(&s, "map", 16, 0);
     if (rc < 0) {
         if (pinned)
-            pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved);
+            bench_unpin(&saved);
         close(memfd);
         return rc;
     }
@@ -607,7 +600,7 @@ static int bench_map_unmap(void)
                      "us", bench_median(b, (size_t)reps) / 1000, "<= 1.3");
     server_stop(&s);
     if (pinned)
-        pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved);
+        bench_unpin(&saved);
     close(memfd);
     return rc;
 }

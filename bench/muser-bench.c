@@ -1,8 +1,9 @@
 /*
  * muser-bench - measurements of muser against baselines taken in the same
- * run.  Usage: muser-bench [--json] [--reps N] rtt|irq|dma|soak|all
+ * run.  Usage: muser-bench [--json] [--reps N] BENCH|all (see usage())
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,39 @@ void bench_report(const char *bench, const char *metric, double value,
     fflush(stdout);
 }
 
+void bench_cpus(int *first, int *last)
+{
+    cpu_set_t set;
+
+    *first = *last = -1;
+    if (sched_getaffinity(0, sizeof(set), &set) < 0)
+        return;
+    for (int i = 0; i < CPU_SETSIZE; i++) {
+        if (CPU_ISSET(i, &set)) {
+            if (*first < 0)
+                *first = i;
+            *last = i;
+        }
+    }
+}
+
+bool bench_pin(int cpu, cpu_set_t *saved)
+{
+    cpu_set_t one;
+
+    if (cpu < 0 || pthread_getaffinity_np(pthread_self(), sizeof(*saved),
+                                          saved) != 0)
+        return false;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0;
+}
+
+void bench_unpin(const cpu_set_t *saved)
+{
+    pthread_setaffinity_np(pthread_self(), sizeof(*saved), saved);
+}
+
 static char tmpdir[64];
 
 static void remove_tmpdir(void)
@@ -116,7 +150,10 @@ extern const char *bench_nvme_bin;      /* nvme.c */
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: muser-bench [--json] [--reps N] rtt|irq|dma|soak|all\n"
+    fprintf(f, "usage: muser-bench [--json] [--reps N] ");
+    for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
+        fprintf(f, "%s|", benches[i].name);
+    fprintf(f, "all\n"
                "  Each metric is the median of N repetitions (default 5); the\n"
                "  baseline is measured in the same repetitions.\n");
 #ifdef HAVE_NVME_BENCH

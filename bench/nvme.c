@@ -702,18 +702,9 @@ static int one_rep(struct all *a, struct dev *devs, struct copy_base *cb,
 
 static void pick_cpus(void)
 {
-    cpu_set_t set;
-    int first = -1, last = -1;
+    int first, last;
 
-    if (sched_getaffinity(0, sizeof(set), &set) < 0)
-        return;
-    for (int i = 0; i < CPU_SETSIZE; i++) {
-        if (CPU_ISSET(i, &set)) {
-            if (first < 0)
-                first = i;
-            last = i;
-        }
-    }
+    bench_cpus(&first, &last);
     if (first >= 0 && last != first) {
         cpu_host = first;
         cpu_dev = last;
@@ -742,13 +733,7 @@ int bench_nvme(void)
     }
     pick_cpus();
     if (cpu_host >= 0) {
-        cpu_set_t set;
-
-        CPU_ZERO(&set);
-        CPU_SET(cpu_host, &set);
-        if (sched_getaffinity(0, sizeof(old_cpus), &old_cpus) == 0 &&
-            sched_setaffinity(0, sizeof(set), &set) == 0)
-            pinned = true;
+        pinned = bench_pin(cpu_host, &old_cpus);
         fprintf(stderr, "nvme: host side on CPU %d, devices on CPU %d\n",
                 cpu_host, cpu_dev);
     } else {
@@ -775,7 +760,7 @@ int bench_nvme(void)
     if (rc == 0)
         report(&a, reps);
     if (pinned)
-        sched_setaffinity(0, sizeof(old_cpus), &old_cpus);
+        bench_unpin(&old_cpus);
     copy_base_fini(&cb);
     all_free(&a);
     if (l != NULL)

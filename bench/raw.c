@@ -88,12 +88,7 @@ int bench_raw_rtt(unsigned warmup, unsigned iters, size_t req_bytes,
         free(lat);
         return -rc;
     }
-    if (cpu_client >= 0 &&
-        pthread_getaffinity_np(pthread_self(), sizeof(old), &old) == 0) {
-        CPU_ZERO(&set);
-        CPU_SET(cpu_client, &set);
-        pinned = pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
-    }
+    pinned = bench_pin(cpu_client, &old);
     for (unsigned i = 0; i < warmup + iters; i++) {
         uint64_t t0 = bench_now_ns();
 
@@ -104,7 +99,7 @@ int bench_raw_rtt(unsigned warmup, unsigned iters, size_t req_bytes,
             lat[done++] = bench_now_ns() - t0;
     }
     if (pinned)
-        pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
+        bench_unpin(&old);
     shutdown(sv[0], SHUT_RDWR);
     pthread_join(th, NULL);
     close(sv[0]);

@@ -28,9 +28,18 @@ static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
     return (ssize_t)count;
 }
 
+struct server {
+    mu_ctx_t *ctx;
+    int cpu;
+};
+
 static void *run_ctx(void *arg)
 {
-    mu_ctx_run(arg);
+    struct server *s = arg;
+    cpu_set_t saved;
+
+    bench_pin(s->cpu, &saved);
+    mu_ctx_run(s->ctx);
     return NULL;
 }
 
@@ -61,6 +70,16 @@ int bench_rtt(void)
     mu_ctx_t *ctx;
     muc_t *c;
     int rc, reps = bench_reps > 64 ? 64 : bench_reps;
+    int cpu_client, cpu_server;
+    struct server srv;
+    cpu_set_t saved;
+    bool pinned;
+
+    /* Client and server on different CPUs, as a VMM and a device process
+     * would be, and the raw pair placed exactly the same way. */
+    bench_cpus(&cpu_client, &cpu_server);
+    if (cpu_client == cpu_server)
+        cpu_client = cpu_server = -1;
 
     snprintf(path, sizeof(path), "%s/rtt.sock", bench_tmpdir());
     rc = mu_ctx_create(&ctx, path, MU_DEV_PCI, NULL);
@@ -72,13 +91,16 @@ int bench_rtt(void)
         mu_ctx_destroy(ctx);
         return rc;
     }
-    pthread_create(&th, NULL, run_ctx, ctx);
+    srv.ctx = ctx;
+    srv.cpu = cpu_server;
+    pthread_create(&th, NULL, run_ctx, &srv);
+    pinned = bench_pin(cpu_client, &saved);
     rc = muc_connect(&c, path, NULL);
     if (rc < 0)
         goto out;
     for (int r = 0; r < reps && rc == 0; r++) {
         rc = bench_raw_rtt(WARMUP, ITERS, RAW_REQ_BYTES, RAW_REPLY_BYTES,
-                           -1, -1, &rp50[r], &rp99[r]);
+                           cpu_client, cpu_server, &rp50[r], &rp99[r]);
         if (rc == 0)
             rc = muser_rep(c, &mp50[r], &mp99[r]);
     }
@@ -93,6 +115,8 @@ int bench_rtt(void)
                      "us", b99 / 1000, NULL);
     }
 out:
+    if (pinned)
+        bench_unpin(&saved);
     mu_ctx_stop(ctx);
     pthread_join(th, NULL);
     mu_ctx_destroy(ctx);
