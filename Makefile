@@ -1,11 +1,12 @@
 # muser - the two commands a fresh Debian 12 machine needs:
 #   make demo   build, start the sample devices, drive them with the client
-#   make test   every test: unit + integration, again under ASan/UBSan and
-#               valgrind, plus a short fuzzing run
+#   make test   every test: unit + integration, again under ASan/UBSan,
+#               ThreadSanitizer and valgrind, plus a short fuzzing run
 # Both install missing Debian packages first (apt-get, as root or via sudo).
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 SHORT_FUZZ_SECONDS ?= 20
@@ -15,7 +16,7 @@ PKGS := gcc make meson ninja-build pkg-config libjson-c-dev libcmocka-dev \
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 MESON_TEST := meson test --print-errorlogs --num-processes 2
 
-.PHONY: all deps build test test-unit test-asan test-valgrind test-fuzz \
+.PHONY: all deps build test test-unit test-asan test-tsan test-valgrind test-fuzz \
         demo bench fuzz install clean
 
 all: build
@@ -47,6 +48,18 @@ test-asan: deps $(ASAN_BUILD)/build.ninja
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(MESON_TEST) -C $(ASAN_BUILD) --suite unit --suite integration
 
+# Data races: the DMA and interrupt paths are used from device threads
+# while the context thread serves the client.
+$(TSAN_BUILD)/build.ninja:
+	CC=gcc meson setup $(TSAN_BUILD) -Dsanitizers=thread -Dbench=false \
+	  -Dbuildtype=debug -Db_lundef=false
+
+test-tsan: deps $(TSAN_BUILD)/build.ninja
+	ninja -C $(TSAN_BUILD)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  $(MESON_TEST) -C $(TSAN_BUILD) --suite unit --suite integration \
+	  --timeout-multiplier 3
+
 # The integration tests again, each test program and every device it starts
 # under valgrind: any error or leak fails the run.
 test-valgrind: build
@@ -68,7 +81,7 @@ fuzz: fuzz-build
 test-fuzz: fuzz-build
 	test/fuzz/run.sh $(FUZZ_BUILD) $(SHORT_FUZZ_SECONDS)
 
-test: test-unit test-asan test-valgrind test-fuzz
+test: test-unit test-asan test-tsan test-valgrind test-fuzz
 	@echo "make test: all suites passed"
 
 demo: build
@@ -81,4 +94,4 @@ install: build
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

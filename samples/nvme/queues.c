@@ -282,8 +282,11 @@ static bool fetch(struct nvme_ctrl *c, struct nvme_sq *sq,
     size_t off = (size_t)sq->head * NVME_SQE_SIZE;
     const void *p = qmem_ptr(&sq->mem, off, sizeof(*cmd));
 
-    /* The tail was read before: see the entries written before it. */
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    /*
+     * No fence needed to see the entries the host wrote before its tail:
+     * a polled tail is read with an acquire load (poller.c), and a trapped
+     * one arrives in a message, after the system calls that carried it.
+     */
     if (p != NULL) {
         memcpy(cmd, p, sizeof(*cmd));
         return true;
