@@ -111,12 +111,12 @@ void mu_ctx_destroy(mu_ctx_t *ctx)
 {
     if (ctx == NULL)
         return;
-    if (ctx->conn_fd >= 0)
-        mu_ctx_detach(ctx, "context destroyed");
-    /* Regions are gone with the client already; this catches the unusual
-     * case of a destroy from inside a callback sequence. */
+    /* The regions first, so their unmap callbacks say why they go (the
+     * detach below would report a disconnect). */
     if (ctx->dma != NULL)
         mu_dma_remove_all(ctx, MU_UNMAP_DESTROY);
+    if (ctx->conn_fd >= 0)
+        mu_ctx_detach(ctx, "context destroyed");
     if (ctx->realized)
         ctx->tran->fini(ctx);
     close_fd(&ctx->epfd);
