@@ -28,6 +28,14 @@ double bench_median(double *v, size_t n);
 /* One result line. */
 void bench_report(const char *bench, const char *metric, double value,
                   const char *unit, double baseline, const char *target);
+/*
+ * Two: <bench>_p50 and <bench>_p99 in us, each the median over n
+ * repetitions of muser's per-repetition percentile in ns (m50, m99)
+ * against the baseline's (b50, b99).  target is p50's; p99 has none.
+ */
+void bench_report_latency(const char *bench, double *m50, double *m99,
+                          double *b50, double *b99, size_t n,
+                          const char *target);
 
 /*
  * CPU placement.  A wake-up on another CPU costs far more than a switch on

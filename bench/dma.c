@@ -35,6 +35,8 @@
 #include "bench.h"
 #include "muser.h"
 #include "muser-client.h"
+#include "raw.h"
+#include "server.h"
 
 #define MAX_REPS 64
 #define SLICES 10
@@ -43,18 +45,11 @@
 
 /* ---------------- an in-process server ---------------- */
 
+/* server.h's, and a client connected to it. */
 struct server {
-    char path[128];
-    mu_ctx_t *ctx;
-    pthread_t th;
+    struct bench_server srv;
     muc_t *c;
 };
-
-static void *run_ctx(void *arg)
-{
-    mu_ctx_run(arg);
-    return NULL;
-}
 
 static void quiet_log(mu_ctx_t *ctx, enum mu_log_level level, const char *msg)
 {
@@ -66,39 +61,26 @@ static void quiet_log(mu_ctx_t *ctx, enum mu_log_level level, const char *msg)
 static int server_start(struct server *s, const char *name, uint64_t regions,
                         uint64_t budget)
 {
+    mu_ctx_t *ctx;
     int rc;
 
-    snprintf(s->path, sizeof(s->path), "%s/%s.sock", bench_tmpdir(), name);
-    rc = mu_ctx_create(&s->ctx, s->path, MU_DEV_PCI, NULL);
+    rc = bench_server_create(&s->srv, name);
     if (rc < 0)
         return rc;
-    mu_ctx_set_log(s->ctx, quiet_log, MU_LOG_ERR);
-    if ((rc = mu_ctx_set_limit(s->ctx, MU_LIMIT_DMA_REGIONS, regions)) < 0 ||
-        (rc = mu_ctx_set_limit(s->ctx, MU_LIMIT_DMA_MAPPED_BYTES,
-                               budget)) < 0 ||
-        (rc = mu_ctx_realize(s->ctx)) < 0) {
-        mu_ctx_destroy(s->ctx);
-        return rc;
-    }
-    if (pthread_create(&s->th, NULL, run_ctx, s->ctx) != 0) {
-        mu_ctx_destroy(s->ctx);
-        return -EAGAIN;
-    }
-    rc = muc_connect(&s->c, s->path, NULL);
-    if (rc < 0) {
-        mu_ctx_stop(s->ctx);
-        pthread_join(s->th, NULL);
-        mu_ctx_destroy(s->ctx);
-    }
+    ctx = s->srv.ctx;
+    mu_ctx_set_log(ctx, quiet_log, MU_LOG_ERR);
+    if ((rc = mu_ctx_set_limit(ctx, MU_LIMIT_DMA_REGIONS, regions)) < 0 ||
+        (rc = mu_ctx_set_limit(ctx, MU_LIMIT_DMA_MAPPED_BYTES, budget)) < 0 ||
+        (rc = bench_server_start(&s->srv)) < 0 ||
+        (rc = muc_connect(&s->c, s->srv.path, NULL)) < 0)
+        bench_server_stop(&s->srv);
     return rc;
 }
 
 static void server_stop(struct server *s)
 {
     muc_close(s->c);
-    mu_ctx_stop(s->ctx);
-    pthread_join(s->th, NULL);
-    mu_ctx_destroy(s->ctx);
+    bench_server_stop(&s->srv);
 }
 
 static int memfd_sized(uint64_t size)
@@ -257,7 +239,7 @@ static int lookup_grow(struct lookup_state *st, size_t n)
             return rc;
     }
     for (size_t i = st->mapped; i < n; i++) {
-        rc = mu_dma_get(st->s->ctx, lookup_iova(i), 8, MU_DMA_READ, sg, 1);
+        rc = mu_dma_get(st->s->srv.ctx, lookup_iova(i), 8, MU_DMA_READ, sg, 1);
         if (rc < 0) {
             fprintf(stderr, "dma: faulting in region %zu: %s\n", i,
                     strerror(-rc));
@@ -267,7 +249,7 @@ static int lookup_grow(struct lookup_state *st, size_t n)
             .start = lookup_iova(i), .last = lookup_iova(i) + PG - 1,
             .host = sg[0].addr,
         };
-        mu_dma_put(st->s->ctx, sg, 1);
+        mu_dma_put(st->s->srv.ctx, sg, 1);
     }
     st->mapped = st->lin.n = n;
     for (size_t k = 0; k < LOOKUP_ITERS; k++) {
@@ -322,7 +304,7 @@ static int lookup_rep(struct lookup_state *st, size_t lin_iters, double *m,
         rc = time_linear_lookup(&st->lin, st->addrs + i * lin_slice,
                                 lin_slice, &lin_ns);
         if (rc == 0)
-            rc = time_muser_lookup(st->s->ctx, st->addrs + i * mu_slice,
+            rc = time_muser_lookup(st->s->srv.ctx, st->addrs + i * mu_slice,
                                    mu_slice, &mu_ns);
     }
     *m = (double)mu_ns / (double)(mu_slice * SLICES);
@@ -411,21 +393,6 @@ out_free:
 #define UNMAP_REQ 40        /* header + struct vfu_dma_unmap */
 #define UNMAP_REPLY 40      /* header + the entry echoed */
 
-static int full_io(int fd, void *buf, size_t len, bool wr)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        ssize_t n = wr ? write(fd, (char *)buf + done, len - done)
-                       : read(fd, (char *)buf + done, len - done);
-
-        if (n <= 0)
-            return -1;
-        done += (size_t)n;
-    }
-    return 0;
-}
-
 static int send_with_fd(int sock, const void *buf, size_t len, int fd)
 {
     union {
@@ -468,7 +435,7 @@ static int recv_with_fd(int sock, void *buf, size_t len, int *fd)
     if (c != NULL && c->cmsg_type == SCM_RIGHTS)
         memcpy(fd, CMSG_DATA(c), sizeof(int));
     if ((size_t)n < len)
-        return full_io(sock, (char *)buf + n, len - (size_t)n, false);
+        return bench_full_io(sock, (char *)buf + n, len - (size_t)n, false);
     return 0;
 }
 
@@ -484,9 +451,9 @@ static void *raw_map_server(void *arg)
             break;
         if (fd >= 0)
             close(fd);
-        if (full_io(sock, reply, MAP_REPLY, true) < 0 ||
-            full_io(sock, req, UNMAP_REQ, false) < 0 ||
-            full_io(sock, reply, UNMAP_REPLY, true) < 0)
+        if (bench_full_io(sock, reply, MAP_REPLY, true) < 0 ||
+            bench_full_io(sock, req, UNMAP_REQ, false) < 0 ||
+            bench_full_io(sock, reply, UNMAP_REPLY, true) < 0)
             break;
     }
     return NULL;
@@ -501,9 +468,9 @@ static int raw_map_slice(int sock, int memfd, uint64_t *lat, int iters)
         uint64_t t0 = bench_now_ns();
 
         if (send_with_fd(sock, req, MAP_REQ, memfd) < 0 ||
-            full_io(sock, reply, MAP_REPLY, false) < 0 ||
-            full_io(sock, req, UNMAP_REQ, true) < 0 ||
-            full_io(sock, reply, UNMAP_REPLY, false) < 0)
+            bench_full_io(sock, reply, MAP_REPLY, false) < 0 ||
+            bench_full_io(sock, req, UNMAP_REQ, true) < 0 ||
+            bench_full_io(sock, reply, UNMAP_REPLY, false) < 0)
             return -EIO;
         lat[i] = bench_now_ns() - t0;
     }
@@ -636,11 +603,11 @@ static int muser_fault_slice(struct server *s, const uint64_t iova[2],
 
     for (int i = 0; i < iters; i++) {
         uint64_t t0 = bench_now_ns();
-        int rc = mu_dma_get(s->ctx, iova[i & 1], 8, MU_DMA_READ, sg, 1);
+        int rc = mu_dma_get(s->srv.ctx, iova[i & 1], 8, MU_DMA_READ, sg, 1);
 
         if (rc != 1)
             return rc < 0 ? rc : -EIO;
-        mu_dma_put(s->ctx, sg, 1);
+        mu_dma_put(s->srv.ctx, sg, 1);
         lat[i] = bench_now_ns() - t0;
     }
     return 0;
@@ -655,7 +622,7 @@ static int fault_rep(struct server *s, int memfd, const uint64_t iova[2],
     struct mu_dma_stats before, after;
     int rc;
 
-    mu_dma_get_stats(s->ctx, &before);
+    mu_dma_get_stats(s->srv.ctx, &before);
     rc = raw_fault_slice(memfd, blat, FAULT_WARMUP);
     if (rc == 0)
         rc = muser_fault_slice(s, iova, mlat, FAULT_WARMUP);
@@ -666,7 +633,7 @@ static int fault_rep(struct server *s, int memfd, const uint64_t iova[2],
     }
     if (rc < 0)
         return rc;
-    mu_dma_get_stats(s->ctx, &after);
+    mu_dma_get_stats(s->srv.ctx, &after);
     /* Make sure every translation did map one region and evict the other
      * (the very first of the run found nothing to evict). */
     if (after.faults - before.faults != FAULT_WARMUP + FAULT_ITERS ||

@@ -20,14 +20,13 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdio.h>
-#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "bench.h"
 #include "muser.h"
 #include "muser-client.h"
+#include "server.h"
 
 #define ITERS 20000
 #define WARMUP 1000
@@ -42,22 +41,6 @@ struct pingpong {
     bool stop;          /* the client gave up: do not raise again */
     int err;
 };
-
-static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
-                           uint64_t offset, bool is_write)
-{
-    (void)ctx;
-    (void)offset;
-    if (!is_write)
-        memset(buf, 0, count);
-    return (ssize_t)count;
-}
-
-static void *run_ctx(void *arg)
-{
-    mu_ctx_run(arg);
-    return NULL;
-}
 
 static void *device_thread(void *arg)
 {
@@ -172,27 +155,21 @@ int bench_irq(void)
 {
     double rp50[64], rp99[64], mp50[64], mp99[64];
     int rc, efd = -1, reps = bench_reps > 64 ? 64 : bench_reps;
-    char path[128];
-    pthread_t th;
-    mu_ctx_t *ctx;
+    struct bench_server srv;
     muc_t *c = NULL;
 
-    snprintf(path, sizeof(path), "%s/irq.sock", bench_tmpdir());
-    rc = mu_ctx_create(&ctx, path, MU_DEV_PCI, NULL);
+    rc = bench_server_create(&srv, "irq");
     if (rc < 0)
         return rc;
-    if ((rc = mu_region_setup(ctx, MU_PCI_BAR0, 4096,
-                              MU_REGION_RW | MU_REGION_MEM, bar0_access)) < 0 ||
-        (rc = mu_pci_add_msix(ctx, 1, 0, 0, 0, 2048)) < 0 ||
-        (rc = mu_ctx_realize(ctx)) < 0) {
-        mu_ctx_destroy(ctx);
+    if ((rc = mu_region_setup(srv.ctx, MU_PCI_BAR0, 4096,
+                              MU_REGION_RW | MU_REGION_MEM,
+                              bench_bar_zero)) < 0 ||
+        (rc = mu_pci_add_msix(srv.ctx, 1, 0, 0, 0, 2048)) < 0 ||
+        (rc = bench_server_start(&srv)) < 0) {
+        bench_server_stop(&srv);
         return rc;
     }
-    if (pthread_create(&th, NULL, run_ctx, ctx) != 0) {
-        mu_ctx_destroy(ctx);
-        return -EAGAIN;
-    }
-    rc = muc_connect(&c, path, NULL);
+    rc = muc_connect(&c, srv.path, NULL);
     if (rc < 0)
         goto out;
     efd = eventfd(0, EFD_CLOEXEC);
@@ -204,24 +181,16 @@ int bench_irq(void)
     for (int r = 0; r < reps && rc == 0; r++) {
         rc = raw_rep(&rp50[r], &rp99[r]);
         if (rc == 0)
-            rc = pingpong_rep(ctx, efd, &mp50[r], &mp99[r]);
+            rc = pingpong_rep(srv.ctx, efd, &mp50[r], &mp99[r]);
     }
-    if (rc == 0) {
-        double b50 = bench_median(rp50, (size_t)reps);
-        double b99 = bench_median(rp99, (size_t)reps);
-
-        bench_report("irq", "irq_p50", bench_median(mp50, (size_t)reps) / 1000,
-                     "us", b50 / 1000, "<= 1.2");
-        bench_report("irq", "irq_p99", bench_median(mp99, (size_t)reps) / 1000,
-                     "us", b99 / 1000, NULL);
-    }
+    if (rc == 0)
+        bench_report_latency("irq", mp50, mp99, rp50, rp99, (size_t)reps,
+                             "<= 1.2");
 out:
     if (c != NULL)
         muc_close(c);
     if (efd >= 0)
         close(efd);
-    mu_ctx_stop(ctx);
-    pthread_join(th, NULL);
-    mu_ctx_destroy(ctx);
+    bench_server_stop(&srv);
     return rc;
 }

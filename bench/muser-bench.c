@@ -72,6 +72,21 @@ void bench_report(const char *bench, const char *metric, double value,
     fflush(stdout);
 }
 
+void bench_report_latency(const char *bench, double *m50, double *m99,
+                          double *b50, double *b99, size_t n,
+                          const char *target)
+{
+    double base50 = bench_median(b50, n), base99 = bench_median(b99, n);
+    char metric[64];
+
+    snprintf(metric, sizeof(metric), "%s_p50", bench);
+    bench_report(bench, metric, bench_median(m50, n) / 1000, "us",
+                 base50 / 1000, target);
+    snprintf(metric, sizeof(metric), "%s_p99", bench);
+    bench_report(bench, metric, bench_median(m99, n) / 1000, "us",
+                 base99 / 1000, NULL);
+}
+
 void bench_cpus(int *first, int *last)
 {
     cpu_set_t set;

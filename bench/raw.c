@@ -23,28 +23,13 @@ struct raw_peer {
     size_t req, reply;
 };
 
-static int full_io(int fd, void *buf, size_t len, bool wr)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        ssize_t n = wr ? write(fd, (char *)buf + done, len - done)
-                       : read(fd, (char *)buf + done, len - done);
-
-        if (n <= 0)
-            return -1;
-        done += (size_t)n;
-    }
-    return 0;
-}
-
 static void *raw_server(void *arg)
 {
     const struct raw_peer *p = arg;
     char req[RAW_MAX_BYTES], reply[RAW_MAX_BYTES] = { 0 };
 
-    while (full_io(p->fd, req, p->req, false) == 0)
-        if (full_io(p->fd, reply, p->reply, true) < 0)
+    while (bench_full_io(p->fd, req, p->req, false) == 0)
+        if (bench_full_io(p->fd, reply, p->reply, true) < 0)
             break;
     return NULL;
 }
@@ -92,8 +77,8 @@ int bench_raw_rtt(unsigned warmup, unsigned iters, size_t req_bytes,
     for (unsigned i = 0; i < warmup + iters; i++) {
         uint64_t t0 = bench_now_ns();
 
-        if (full_io(sv[0], req, req_bytes, true) < 0 ||
-            full_io(sv[0], reply, reply_bytes, false) < 0)
+        if (bench_full_io(sv[0], req, req_bytes, true) < 0 ||
+            bench_full_io(sv[0], reply, reply_bytes, false) < 0)
             break;
         if (i >= warmup)
             lat[done++] = bench_now_ns() - t0;

@@ -6,6 +6,27 @@
 #ifndef MUSER_BENCH_RAW_H
 #define MUSER_BENCH_RAW_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* Read or write (wr) all of len bytes; 0, or -1 on error or EOF. */
+static inline int bench_full_io(int fd, void *buf, size_t len, bool wr)
+{
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n = wr ? write(fd, (char *)buf + done, len - done)
+                       : read(fd, (char *)buf + done, len - done);
+
+        if (n <= 0)
+            return -1;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
 /* Request and reply sizes of a 4-byte REGION_READ on the wire. */
 #define RAW_REQ_BYTES 32
 #define RAW_REPLY_BYTES 36

@@ -5,8 +5,6 @@
  * in the same repetitions, so machine noise hits them alike.
  */
 #include <errno.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +13,7 @@
 #include "muser.h"
 #include "muser-client.h"
 #include "raw.h"
+#include "server.h"
 
 #define ITERS 20000
 #define WARMUP 2000
@@ -26,21 +25,6 @@ static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
     if (!is_write)
         memset(buf, (int)offset, count);
     return (ssize_t)count;
-}
-
-struct server {
-    mu_ctx_t *ctx;
-    int cpu;
-};
-
-static void *run_ctx(void *arg)
-{
-    struct server *s = arg;
-    cpu_set_t saved;
-
-    bench_pin(s->cpu, &saved);
-    mu_ctx_run(s->ctx);
-    return NULL;
 }
 
 static int muser_rep(muc_t *c, double *p50, double *p99)
@@ -65,13 +49,10 @@ static int muser_rep(muc_t *c, double *p50, double *p99)
 int bench_rtt(void)
 {
     double rp50[64], rp99[64], mp50[64], mp99[64];
-    char path[128];
-    pthread_t th;
-    mu_ctx_t *ctx;
     muc_t *c;
     int rc, reps = bench_reps > 64 ? 64 : bench_reps;
     int cpu_client, cpu_server;
-    struct server srv;
+    struct bench_server srv;
     cpu_set_t saved;
     bool pinned;
 
@@ -81,21 +62,19 @@ int bench_rtt(void)
     if (cpu_client == cpu_server)
         cpu_client = cpu_server = -1;
 
-    snprintf(path, sizeof(path), "%s/rtt.sock", bench_tmpdir());
-    rc = mu_ctx_create(&ctx, path, MU_DEV_PCI, NULL);
+    rc = bench_server_create(&srv, "rtt");
     if (rc < 0)
         return rc;
-    if ((rc = mu_region_setup(ctx, MU_PCI_BAR0, 4096,
+    /* The context thread pins itself to cpu_server. */
+    srv.cpu = cpu_server;
+    if ((rc = mu_region_setup(srv.ctx, MU_PCI_BAR0, 4096,
                               MU_REGION_RW | MU_REGION_MEM, bar0_access)) < 0 ||
-        (rc = mu_ctx_realize(ctx)) < 0) {
-        mu_ctx_destroy(ctx);
+        (rc = bench_server_start(&srv)) < 0) {
+        bench_server_stop(&srv);
         return rc;
     }
-    srv.ctx = ctx;
-    srv.cpu = cpu_server;
-    pthread_create(&th, NULL, run_ctx, &srv);
     pinned = bench_pin(cpu_client, &saved);
-    rc = muc_connect(&c, path, NULL);
+    rc = muc_connect(&c, srv.path, NULL);
     if (rc < 0)
         goto out;
     for (int r = 0; r < reps && rc == 0; r++) {
@@ -105,20 +84,12 @@ int bench_rtt(void)
             rc = muser_rep(c, &mp50[r], &mp99[r]);
     }
     muc_close(c);
-    if (rc == 0) {
-        double b50 = bench_median(rp50, (size_t)reps);
-        double b99 = bench_median(rp99, (size_t)reps);
-
-        bench_report("rtt", "rtt_p50", bench_median(mp50, (size_t)reps) / 1000,
-                     "us", b50 / 1000, "<= 1.2");
-        bench_report("rtt", "rtt_p99", bench_median(mp99, (size_t)reps) / 1000,
-                     "us", b99 / 1000, NULL);
-    }
+    if (rc == 0)
+        bench_report_latency("rtt", mp50, mp99, rp50, rp99, (size_t)reps,
+                             "<= 1.2");
 out:
     if (pinned)
         bench_unpin(&saved);
-    mu_ctx_stop(ctx);
-    pthread_join(th, NULL);
-    mu_ctx_destroy(ctx);
+    bench_server_stop(&srv);
     return rc;
 }

@@ -19,7 +19,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -28,6 +27,7 @@
 #include "bench.h"
 #include "muser.h"
 #include "muser-client.h"
+#include "server.h"
 
 #define CYCLES 10000
 #define WARMUP 1000
@@ -75,22 +75,6 @@ static long rss_kib(void)
     }
     fclose(f);
     return found == 2 ? sum : -1;
-}
-
-static void *run_ctx(void *arg)
-{
-    mu_ctx_run(arg);
-    return NULL;
-}
-
-static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
-                           uint64_t offset, bool is_write)
-{
-    (void)ctx;
-    (void)offset;
-    if (!is_write)
-        memset(buf, 0, count);
-    return (ssize_t)count;
 }
 
 static int cycle(const char *path, int memfd)
@@ -155,21 +139,19 @@ int bench_soak(void)
     bool raw_running = false;
     long rss_warm, rss_end;
     struct raw_srv rs = { .lfd = -1 };
-    char path[128];
-    pthread_t th, rth;
-    mu_ctx_t *ctx;
+    struct bench_server srv;
+    pthread_t rth;
 
-    snprintf(path, sizeof(path), "%s/soak.sock", bench_tmpdir());
-    rc = mu_ctx_create(&ctx, path, MU_DEV_PCI, NULL);
+    rc = bench_server_create(&srv, "soak");
     if (rc < 0)
         return rc;
-    if ((rc = mu_region_setup(ctx, MU_PCI_BAR0, 4096,
-                              MU_REGION_RW | MU_REGION_MEM, bar0_access)) < 0 ||
-        (rc = mu_ctx_realize(ctx)) < 0) {
-        mu_ctx_destroy(ctx);
+    if ((rc = mu_region_setup(srv.ctx, MU_PCI_BAR0, 4096,
+                              MU_REGION_RW | MU_REGION_MEM,
+                              bench_bar_zero)) < 0 ||
+        (rc = bench_server_start(&srv)) < 0) {
+        bench_server_stop(&srv);
         return rc;
     }
-    pthread_create(&th, NULL, run_ctx, ctx);
 
     memfd = memfd_create("soak", MFD_CLOEXEC);
     if (memfd < 0 || ftruncate(memfd, MAP_SIZE) < 0) {
@@ -192,7 +174,7 @@ int bench_soak(void)
     /* Both paths warm: the measured phase must touch nothing new (code,
      * stacks, socket buffers) that would look like growth. */
     for (int i = 0; i < WARMUP && rc == 0; i++) {
-        rc = cycle(path, memfd);
+        rc = cycle(srv.path, memfd);
         if (rc == 0)
             rc = raw_connect(&sa);
     }
@@ -210,7 +192,7 @@ int bench_soak(void)
         raw[r] = (double)(bench_now_ns() - t0) / per / 1000;
         t0 = bench_now_ns();
         for (int i = 0; i < per && rc == 0; i++)
-            rc = cycle(path, memfd);
+            rc = cycle(srv.path, memfd);
         mus[r] = (double)(bench_now_ns() - t0) / per / 1000;
     }
     if (rc < 0)
@@ -239,8 +221,6 @@ out:
         close(rs.lfd);
     if (memfd >= 0)
         close(memfd);
-    mu_ctx_stop(ctx);
-    pthread_join(th, NULL);
-    mu_ctx_destroy(ctx);
+    bench_server_stop(&srv);
     return rc;
 }

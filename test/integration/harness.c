@@ -1,12 +1,19 @@
 /*
  * harness.c - see harness.h.
  */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -14,6 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "private.h"
 
 int slow_factor(void)
 {
@@ -142,4 +150,235 @@ int count_open_fds(void)
     }
     closedir(d);
     return n - 1;   /* the directory's own fd */
+}
+
+int client_connect(muc_t **c, const char *path)
+{
+    struct muc_opts o = { .timeout_ms = 5000 * slow_factor() };
+
+    return muc_connect(c, path, &o);
+}
+
+int memfd_sized(const char *name, size_t size, unsigned int flags)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC | flags);
+
+    if (fd >= 0 && ftruncate(fd, (off_t)size) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void sleep_us(unsigned int us)
+{
+    struct timespec ts = { us / 1000000, (long)(us % 1000000) * 1000 };
+
+    nanosleep(&ts, NULL);
+}
+
+bool wait_until(bool (*cond)(void *arg), void *arg, int tries,
+                unsigned int nap)
+{
+    for (int i = 0; i < tries * slow_factor(); i++) {
+        if (cond(arg))
+            return true;
+        sleep_us(nap);
+    }
+    return cond(arg);
+}
+
+int wait_open_fds(int want, int tries, unsigned int nap)
+{
+    for (int i = 0; i < tries * slow_factor() && count_open_fds() != want; i++)
+        sleep_us(nap);
+    return count_open_fds();
+}
+
+/* ---------------- in-process servers ---------------- */
+
+int inproc_create_at(struct inproc *s, const char *dir, const char *name,
+                     enum mu_dev_type type, void *opaque)
+{
+    memset(s, 0, sizeof(*s));
+    snprintf(s->sock, sizeof(s->sock), "%s/%s", dir, name);
+    return mu_ctx_create(&s->ctx, s->sock, type, opaque);
+}
+
+int inproc_create(struct inproc *s, const char *name, enum mu_dev_type type,
+                  void *opaque)
+{
+    char dir[sizeof(s->dir)];
+    int rc = tmpdir_make(dir, sizeof(dir));
+
+    if (rc < 0)
+        return rc;
+    rc = inproc_create_at(s, dir, name, type, opaque);
+    memcpy(s->dir, dir, sizeof(dir));
+    if (rc < 0)
+        inproc_stop(s);
+    return rc;
+}
+
+static void *inproc_run(void *arg)
+{
+    int rc = mu_ctx_run(arg);
+
+    if (rc != 0)
+        fprintf(stderr, "mu_ctx_run: %s\n", strerror(-rc));
+    return NULL;
+}
+
+int inproc_start(struct inproc *s)
+{
+    int rc = mu_ctx_realize(s->ctx);
+
+    if (rc < 0) {
+        fprintf(stderr, "realize: %s\n", strerror(-rc));
+        return rc;
+    }
+    rc = pthread_create(&s->thread, NULL, inproc_run, s->ctx);
+    if (rc != 0) {
+        fprintf(stderr, "pthread_create: %s\n", strerror(rc));
+        return -rc;
+    }
+    s->running = true;
+    return 0;
+}
+
+void inproc_stop(struct inproc *s)
+{
+    if (s->running) {
+        mu_ctx_stop(s->ctx);
+        pthread_join(s->thread, NULL);
+        s->running = false;
+    }
+    if (s->ctx != NULL) {
+        mu_ctx_destroy(s->ctx);
+        s->ctx = NULL;
+    }
+    if (s->dir[0] != '\0') {
+        tmpdir_remove(s->dir);
+        s->dir[0] = '\0';
+    }
+}
+
+bool inproc_client_attached(struct inproc *s)
+{
+    bool on;
+
+    /* conn_fd is written under send_lock (attach and detach). */
+    pthread_mutex_lock(&s->ctx->send_lock);
+    on = s->ctx->conn_fd >= 0;
+    pthread_mutex_unlock(&s->ctx->send_lock);
+    return on;
+}
+
+static bool detached(void *arg)
+{
+    return !inproc_client_attached(arg);
+}
+
+bool inproc_wait_detached(struct inproc *s, int tries, unsigned int nap)
+{
+    wait_until(detached, s, tries, nap);
+    return !inproc_client_attached(s);
+}
+
+static bool not_ready(void *arg)
+{
+    return !mu_ctx_client_ready(((struct inproc *)arg)->ctx);
+}
+
+bool inproc_wait_not_ready(struct inproc *s, int tries, unsigned int nap)
+{
+    wait_until(not_ready, s, tries, nap);
+    return !mu_ctx_client_ready(s->ctx);
+}
+
+struct settle_ref {
+    struct inproc *s;
+    int fds;
+    const unsigned *maps, *unmaps;
+};
+
+static unsigned ld(const unsigned *p)
+{
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+}
+
+static bool settled(void *arg)
+{
+    const struct settle_ref *r = arg;
+
+    return !inproc_client_attached(r->s) && count_open_fds() == r->fds &&
+           ld(r->maps) == ld(r->unmaps);
+}
+
+void inproc_settle(struct inproc *s, int fds, const unsigned *maps,
+                   const unsigned *unmaps, int tries, unsigned int nap)
+{
+    struct settle_ref r = { s, fds, maps, unmaps };
+
+    wait_until(settled, &r, tries, nap);
+    assert_false(inproc_client_attached(s));
+    assert_int_equal(count_open_fds(), fds);
+    assert_int_equal(ld(maps), ld(unmaps));
+}
+
+/* ---------------- log capture ---------------- */
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_ring[LOG_RING_MAX][192];
+static unsigned log_lines = LOG_RING_MAX;
+static unsigned log_next;
+
+void log_ring_init(unsigned int lines)
+{
+    pthread_mutex_lock(&log_lock);
+    log_lines = lines > 0 && lines < LOG_RING_MAX ? lines : LOG_RING_MAX;
+    pthread_mutex_unlock(&log_lock);
+    log_clear();
+}
+
+void log_capture_line(const char *msg)
+{
+    pthread_mutex_lock(&log_lock);
+    snprintf(log_ring[log_next % log_lines], sizeof(log_ring[0]), "%s", msg);
+    log_next++;
+    pthread_mutex_unlock(&log_lock);
+}
+
+void log_capture(mu_ctx_t *ctx, enum mu_log_level level, const char *msg)
+{
+    (void)ctx;
+    (void)level;
+    log_capture_line(msg);
+}
+
+bool log_has(const char *needle)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&log_lock);
+    for (unsigned i = 0; i < log_lines && !found; i++)
+        found = strstr(log_ring[i], needle) != NULL;
+    pthread_mutex_unlock(&log_lock);
+    return found;
+}
+
+void log_clear(void)
+{
+    pthread_mutex_lock(&log_lock);
+    memset(log_ring, 0, sizeof(log_ring));
+    log_next = 0;
+    pthread_mutex_unlock(&log_lock);
+}
+
+void expect_log(const char *needle)
+{
+    for (int i = 0; i < 1000 * slow_factor() && !log_has(needle); i++)
+        usleep(2000);
+    if (!log_has(needle))
+        fail_msg("no log line with \"%s\"", needle);
 }

@@ -1,13 +1,23 @@
 /*
  * harness.h - helpers shared by the integration tests: start a device
  * program on a private socket (under valgrind when MU_VALGRIND=1, so its
- * leaks fail the test), stop it and collect its exit status, count open fds.
+ * leaks fail the test), stop it and collect its exit status, count open fds;
+ * run an in-process device (a thread in mu_ctx_run), capture what it logs,
+ * and wait, bounded, for what its thread does on its own time.
+ *
+ * The functions that assert (inproc_settle, expect_log) use cmocka: call
+ * them from a test only.
  */
 #ifndef MUSER_TEST_HARNESS_H
 #define MUSER_TEST_HARNESS_H
 
+#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
+
+#include "muser.h"
+#include "muser-client.h"
 
 struct dev_proc {
     pid_t pid;
@@ -37,5 +47,84 @@ void tmpdir_remove(const char *dir);
 
 /* Milliseconds to scale waits by when running under valgrind. */
 int slow_factor(void);
+
+/* muc_connect with the tests' usual timeout, 5 s (times slow_factor()). */
+int client_connect(muc_t **c, const char *path);
+
+/* A memfd (MFD_CLOEXEC | flags) of 'size' bytes; -1 on failure. */
+int memfd_sized(const char *name, size_t size, unsigned int flags);
+
+/*
+ * Bounded waits.  wait_until polls cond(arg) up to tries * slow_factor()
+ * times, nap_us apart: true as soon as it holds, else its value at the
+ * end.  wait_open_fds waits the same way for 'want' open fds and returns
+ * the count after the wait.
+ */
+bool wait_until(bool (*cond)(void *arg), void *arg, int tries,
+                unsigned int nap_us);
+int wait_open_fds(int want, int tries, unsigned int nap_us);
+
+/* ---------------- in-process servers ---------------- */
+
+/*
+ * A device served by a thread of the test: inproc_create makes the context
+ * on a socket, the caller configures s->ctx, inproc_start realizes it and
+ * starts the thread (mu_ctx_run, errors printed), inproc_stop undoes all of
+ * it.  s->sock stays valid after the stop.
+ */
+struct inproc {
+    char dir[64];       /* the private directory, "" when the caller's */
+    char sock[108];
+    mu_ctx_t *ctx;
+    pthread_t thread;
+    bool running;
+};
+
+/* On a socket 'name' in a fresh private directory.  0 or -errno. */
+int inproc_create(struct inproc *s, const char *name, enum mu_dev_type type,
+                  void *opaque);
+/* On a socket 'name' in the caller's directory 'dir' (not removed). */
+int inproc_create_at(struct inproc *s, const char *dir, const char *name,
+                     enum mu_dev_type type, void *opaque);
+/* mu_ctx_realize and the thread; 0 or -errno, the error printed. */
+int inproc_start(struct inproc *s);
+/* Stop and join the thread (if started), destroy the context (if any),
+ * remove the private directory (if any).  Safe to call again. */
+void inproc_stop(struct inproc *s);
+
+/* A client's connection is attached (the server's conn_fd; read under
+ * the lock that guards it). */
+bool inproc_client_attached(struct inproc *s);
+/* Wait until no connection is attached; whether none is, after the wait. */
+bool inproc_wait_detached(struct inproc *s, int tries, unsigned int nap_us);
+/* Wait until mu_ctx_client_ready() is false; whether it is, after. */
+bool inproc_wait_not_ready(struct inproc *s, int tries, unsigned int nap_us);
+
+/*
+ * The client is gone (or about to be): the server lets go of it on its own
+ * thread, so wait (bounded as wait_until) until it is detached, 'fds' fds
+ * are open in the process and *maps == *unmaps (the test's DMA callback
+ * counters), then assert each: it must keep nothing of the client.
+ */
+void inproc_settle(struct inproc *s, int fds, const unsigned *maps,
+                   const unsigned *unmaps, int tries, unsigned int nap_us);
+
+/* ---------------- log capture ---------------- */
+
+/*
+ * A ring of the last lines a server logged.  log_capture is a log callback
+ * that stores them; a test's own callback may call log_capture_line.
+ * log_ring_init clears the ring and sets how many lines it keeps (at most
+ * LOG_RING_MAX, which is also the default).
+ */
+#define LOG_RING_MAX 512
+void log_ring_init(unsigned int lines);
+void log_capture(mu_ctx_t *ctx, enum mu_log_level level, const char *msg);
+void log_capture_line(const char *msg);
+bool log_has(const char *needle);
+void log_clear(void);
+/* Log lines are written just after what the client sees: wait (bounded,
+ * 1000 * slow_factor() naps of 2 ms) for one holding 'needle', or fail. */
+void expect_log(const char *needle);
 
 #endif

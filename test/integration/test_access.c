@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,55 +43,12 @@
 
 /* ---------------- servers ---------------- */
 
+/* Every server's socket is in this one directory, so that two of them can
+ * compete for a path. */
 static char dir[64];
 
-struct srv {
-    char path[128];
-    mu_ctx_t *ctx;
-    pthread_t th;
-    bool running;
-};
-
+/* The last 64 log lines of all servers (log_capture, the harness's ring). */
 #define LOG_LINES 64
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char log_ring[LOG_LINES][192];
-static unsigned log_next;
-
-static void log_cb(mu_ctx_t *ctx, enum mu_log_level level, const char *msg)
-{
-    (void)ctx;
-    (void)level;
-    pthread_mutex_lock(&log_lock);
-    snprintf(log_ring[log_next++ % LOG_LINES], sizeof(log_ring[0]), "%s", msg);
-    pthread_mutex_unlock(&log_lock);
-}
-
-static bool log_has(const char *needle)
-{
-    bool found = false;
-
-    pthread_mutex_lock(&log_lock);
-    for (unsigned i = 0; i < LOG_LINES && !found; i++)
-        found = strstr(log_ring[i], needle) != NULL;
-    pthread_mutex_unlock(&log_lock);
-    return found;
-}
-
-static void log_clear(void)
-{
-    pthread_mutex_lock(&log_lock);
-    memset(log_ring, 0, sizeof(log_ring));
-    log_next = 0;
-    pthread_mutex_unlock(&log_lock);
-}
-
-static void expect_log(const char *needle)
-{
-    for (int i = 0; i < 1000 * slow_factor() && !log_has(needle); i++)
-        usleep(2000);
-    if (!log_has(needle))
-        fail_msg("no log line with \"%s\"", needle);
-}
 
 static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
                            uint64_t offset, bool is_write)
@@ -104,50 +60,28 @@ static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
     return (ssize_t)count;
 }
 
-static void srv_create(struct srv *s, const char *name)
+static void srv_create(struct inproc *s, const char *name)
 {
-    memset(s, 0, sizeof(*s));
-    snprintf(s->path, sizeof(s->path), "%s/%s", dir, name);
-    assert_int_equal(mu_ctx_create(&s->ctx, s->path, MU_DEV_PCI, NULL), 0);
-    mu_ctx_set_log(s->ctx, log_cb, MU_LOG_INFO);
+    assert_int_equal(inproc_create_at(s, dir, name, MU_DEV_PCI, NULL), 0);
+    mu_ctx_set_log(s->ctx, log_capture, MU_LOG_INFO);
     assert_int_equal(mu_region_setup(s->ctx, MU_PCI_BAR0, 0x1000,
                                      MU_REGION_RW | MU_REGION_MEM,
                                      bar0_access), 0);
     assert_int_equal(mu_irq_setup(s->ctx, MU_IRQ_INTX, 1), 0);
 }
 
-static void *run_ctx(void *arg)
+/* Realize (which must succeed) and run. */
+static void srv_run(struct inproc *s)
 {
-    int rc = mu_ctx_run(arg);
-
-    if (rc != 0)
-        fprintf(stderr, "mu_ctx_run: %s\n", strerror(-rc));
-    return NULL;
+    assert_int_equal(inproc_start(s), 0);
 }
 
-static void srv_run(struct srv *s)
-{
-    assert_int_equal(mu_ctx_realize(s->ctx), 0);
-    assert_int_equal(pthread_create(&s->th, NULL, run_ctx, s->ctx), 0);
-    s->running = true;
-}
-
-static void srv_destroy(struct srv *s)
-{
-    if (s->running) {
-        mu_ctx_stop(s->ctx);
-        pthread_join(s->th, NULL);
-        s->running = false;
-    }
-    mu_ctx_destroy(s->ctx);
-    s->ctx = NULL;
-}
-
-static struct srv srv_a, srv_b;
+static struct inproc srv_a, srv_b;
 
 static int group_setup(void **state)
 {
     (void)state;
+    log_ring_init(LOG_LINES);
     return tmpdir_make(dir, sizeof(dir));
 }
 
@@ -168,18 +102,10 @@ static int test_setup(void **state)
 static int test_teardown(void **state)
 {
     (void)state;
-    if (srv_a.ctx != NULL)
-        srv_destroy(&srv_a);
-    if (srv_b.ctx != NULL)
-        srv_destroy(&srv_b);
+    /* Whatever a failed test left: inproc_stop does nothing twice. */
+    inproc_stop(&srv_a);
+    inproc_stop(&srv_b);
     return 0;
-}
-
-static int connect_opts(const char *path, muc_t **c)
-{
-    struct muc_opts o = { .timeout_ms = 5000 * slow_factor() };
-
-    return muc_connect(c, path, &o);
 }
 
 /* A client is served: it negotiates and gets answers. */
@@ -189,7 +115,7 @@ static void expect_served(const char *path)
     uint8_t b = 0;
     muc_t *c = NULL;
 
-    assert_int_equal(connect_opts(path, &c), 0);
+    assert_int_equal(client_connect(&c, path), 0);
     assert_int_equal(muc_device_info(c, &di), 0);
     assert_int_equal(muc_region_read(c, MU_PCI_BAR0, 0x42, &b, 1), 0);
     assert_int_equal(b, 0x42);
@@ -220,11 +146,11 @@ static void test_socket_mode_default(void **state)
         old = umask(umasks[i]);
         srv_run(&srv_a);
         umask(old);
-        assert_int_equal(file_mode(srv_a.path), 0600);
-        expect_served(srv_a.path);
-        srv_destroy(&srv_a);
+        assert_int_equal(file_mode(srv_a.sock), 0600);
+        expect_served(srv_a.sock);
+        inproc_stop(&srv_a);
         /* Gone with the context. */
-        assert_int_equal(access(srv_a.path, F_OK), -1);
+        assert_int_equal(access(srv_a.sock, F_OK), -1);
     }
 }
 
@@ -240,9 +166,9 @@ static void test_socket_mode_set(void **state)
         old = umask(umasks[i]);
         srv_run(&srv_a);
         umask(old);
-        assert_int_equal(file_mode(srv_a.path), 0660);
-        expect_served(srv_a.path);
-        srv_destroy(&srv_a);
+        assert_int_equal(file_mode(srv_a.sock), 0660);
+        expect_served(srv_a.sock);
+        inproc_stop(&srv_a);
     }
 
     srv_create(&srv_a, "mode.sock");
@@ -251,10 +177,10 @@ static void test_socket_mode_set(void **state)
     assert_int_equal(mu_ctx_set_socket_mode(srv_a.ctx, 04600), -EINVAL);
     assert_int_equal(mu_ctx_set_socket_mode(srv_a.ctx, 010600), -EINVAL);
     srv_run(&srv_a);
-    assert_int_equal(file_mode(srv_a.path), 0600);
+    assert_int_equal(file_mode(srv_a.sock), 0600);
     assert_int_equal(mu_ctx_set_socket_mode(srv_a.ctx, 0666), -EBUSY);
-    assert_int_equal(file_mode(srv_a.path), 0600);
-    srv_destroy(&srv_a);
+    assert_int_equal(file_mode(srv_a.sock), 0600);
+    inproc_stop(&srv_a);
 }
 
 static void write_file(const char *path, const char *text)
@@ -324,18 +250,18 @@ static void test_realize_keeps_other_files(void **state)
 
     (void)state;
     srv_create(&srv_a, "precious");
-    write_file(srv_a.path, "precious data\n");
+    write_file(srv_a.sock, "precious data\n");
     assert_int_equal(mu_ctx_realize(srv_a.ctx), -EEXIST);
     expect_log("exists and is not a socket");
-    expect_file(srv_a.path, "precious data\n");
-    srv_destroy(&srv_a);
-    expect_file(srv_a.path, "precious data\n");
-    unlink(srv_a.path);
+    expect_file(srv_a.sock, "precious data\n");
+    inproc_stop(&srv_a);
+    expect_file(srv_a.sock, "precious data\n");
+    unlink(srv_a.sock);
 
     srv_create(&srv_a, "adir");
-    assert_int_equal(mkdir(srv_a.path, 0700), 0);
+    assert_int_equal(mkdir(srv_a.sock, 0700), 0);
     assert_int_equal(mu_ctx_realize(srv_a.ctx), -EEXIST);
-    srv_destroy(&srv_a);
+    inproc_stop(&srv_a);
     snprintf(path, sizeof(path), "%s/adir", dir);
     assert_int_equal(rmdir(path), 0);
 
@@ -345,15 +271,15 @@ static void test_realize_keeps_other_files(void **state)
     write_file(target, "target\n");
     make_stale_socket(sock);
     srv_create(&srv_a, "link");
-    assert_int_equal(symlink(target, srv_a.path), 0);
+    assert_int_equal(symlink(target, srv_a.sock), 0);
     assert_int_equal(mu_ctx_realize(srv_a.ctx), -EEXIST);
     expect_file(target, "target\n");
-    assert_int_equal(unlink(srv_a.path), 0);
-    assert_int_equal(symlink(sock, srv_a.path), 0);
+    assert_int_equal(unlink(srv_a.sock), 0);
+    assert_int_equal(symlink(sock, srv_a.sock), 0);
     assert_int_equal(mu_ctx_realize(srv_a.ctx), -EEXIST);
-    srv_destroy(&srv_a);
+    inproc_stop(&srv_a);
     assert_int_equal(access(sock, F_OK), 0);
-    unlink(srv_a.path);
+    unlink(srv_a.sock);
     unlink(target);
     unlink(sock);
 }
@@ -371,36 +297,36 @@ static void test_realize_socket_files(void **state)
 
     (void)state;
     srv_create(&srv_a, "stale.sock");
-    make_stale_socket(srv_a.path);
+    make_stale_socket(srv_a.sock);
     srv_run(&srv_a);
-    assert_int_equal(file_mode(srv_a.path), 0600);
-    expect_served(srv_a.path);
+    assert_int_equal(file_mode(srv_a.sock), 0600);
+    expect_served(srv_a.sock);
 
     srv_create(&srv_b, "stale.sock");
     assert_int_equal(mu_ctx_realize(srv_b.ctx), -EADDRINUSE);
-    srv_destroy(&srv_b);
-    expect_served(srv_a.path);
-    srv_destroy(&srv_a);
-    assert_int_equal(access(srv_a.path, F_OK), -1);
+    inproc_stop(&srv_b);
+    expect_served(srv_a.sock);
+    inproc_stop(&srv_a);
+    assert_int_equal(access(srv_a.sock, F_OK), -1);
 
     /* Not a muser server at all: the same. */
     srv_create(&srv_a, "live.sock");
-    other = make_live_socket(srv_a.path);
+    other = make_live_socket(srv_a.sock);
     assert_int_equal(mu_ctx_realize(srv_a.ctx), -EADDRINUSE);
-    srv_destroy(&srv_a);
-    assert_int_equal(access(srv_a.path, F_OK), 0);
+    inproc_stop(&srv_a);
+    assert_int_equal(access(srv_a.sock, F_OK), 0);
     close(other);
-    unlink(srv_a.path);
+    unlink(srv_a.sock);
 
     /* Our file replaced behind our back by another listener. */
     srv_create(&srv_a, "moved.sock");
     srv_run(&srv_a);
-    assert_int_equal(unlink(srv_a.path), 0);
-    other = make_live_socket(srv_a.path);
-    srv_destroy(&srv_a);
-    assert_int_equal(access(srv_a.path, F_OK), 0);
+    assert_int_equal(unlink(srv_a.sock), 0);
+    other = make_live_socket(srv_a.sock);
+    inproc_stop(&srv_a);
+    assert_int_equal(access(srv_a.sock, F_OK), 0);
     close(other);
-    unlink(srv_a.path);
+    unlink(srv_a.sock);
 }
 
 /* ---------------- allow-list ---------------- */
@@ -412,10 +338,10 @@ static void test_allow_list_self(void **state)
     assert_int_equal(mu_ctx_allow_uid(srv_a.ctx, getuid() + 1), 0);
     assert_int_equal(mu_ctx_allow_uid(srv_a.ctx, getuid()), 0);
     srv_run(&srv_a);
-    expect_served(srv_a.path);
-    expect_served(srv_a.path);
+    expect_served(srv_a.sock);
+    expect_served(srv_a.sock);
     assert_int_equal(mu_ctx_allow_uid(srv_a.ctx, 1234), -EBUSY);
-    srv_destroy(&srv_a);
+    inproc_stop(&srv_a);
 }
 
 /*
@@ -434,7 +360,7 @@ static void test_allow_list_refuses(void **state)
     assert_int_equal(mu_ctx_allow_uid(srv_a.ctx, getuid() + 2), 0);
     srv_run(&srv_a);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(connect_opts(srv_a.path, &c), -EPROTO);
+        assert_int_equal(client_connect(&c, srv_a.sock), -EPROTO);
         assert_null(c);
     }
     snprintf(line, sizeof(line), " uid %u: uid not in the allow-list",
@@ -442,14 +368,14 @@ static void test_allow_list_refuses(void **state)
     expect_log(line);
     assert_false(log_has("negotiated"));
     assert_false(mu_ctx_client_ready(srv_a.ctx));
-    srv_destroy(&srv_a);
+    inproc_stop(&srv_a);
 
     /* 64 entries, no more. */
     srv_create(&srv_a, "full.sock");
     for (unsigned i = 0; i < 64; i++)
         assert_int_equal(mu_ctx_allow_uid(srv_a.ctx, 1000 + i), 0);
     assert_int_equal(mu_ctx_allow_uid(srv_a.ctx, getuid()), -ENOSPC);
-    srv_destroy(&srv_a);
+    inproc_stop(&srv_a);
 }
 
 /*
@@ -469,7 +395,7 @@ static int connect_as(const char *path, uid_t uid)
 
         if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
             _exit(200);
-        rc = connect_opts(path, &c);
+        rc = client_connect(&c, path);
         if (rc == 0)
             rc = muc_device_info(c, &di);
         muc_close(c);
@@ -496,26 +422,26 @@ static void test_allow_list_other_user(void **state)
     assert_int_equal(mu_ctx_set_socket_mode(srv_a.ctx, 0666), 0);
     assert_int_equal(mu_ctx_allow_uid(srv_a.ctx, 0), 0);
     srv_run(&srv_a);
-    assert_int_equal(connect_as(srv_a.path, NOBODY), EPROTO);
+    assert_int_equal(connect_as(srv_a.sock, NOBODY), EPROTO);
     snprintf(line, sizeof(line), " uid %u: uid not in the allow-list", NOBODY);
     expect_log(line);
-    expect_served(srv_a.path);      /* root is on the list */
-    srv_destroy(&srv_a);
+    expect_served(srv_a.sock);      /* root is on the list */
+    inproc_stop(&srv_a);
 
     srv_create(&srv_a, "nobody-too.sock");
     assert_int_equal(mu_ctx_set_socket_mode(srv_a.ctx, 0666), 0);
     assert_int_equal(mu_ctx_allow_uid(srv_a.ctx, 0), 0);
     assert_int_equal(mu_ctx_allow_uid(srv_a.ctx, NOBODY), 0);
     srv_run(&srv_a);
-    assert_int_equal(connect_as(srv_a.path, NOBODY), 0);
-    srv_destroy(&srv_a);
+    assert_int_equal(connect_as(srv_a.sock, NOBODY), 0);
+    inproc_stop(&srv_a);
 
     /* No list: the default 0600 file is what keeps others out. */
     srv_create(&srv_a, "default-mode.sock");
     srv_run(&srv_a);
-    assert_int_equal(connect_as(srv_a.path, NOBODY), EACCES);
-    expect_served(srv_a.path);
-    srv_destroy(&srv_a);
+    assert_int_equal(connect_as(srv_a.sock, NOBODY), EACCES);
+    expect_served(srv_a.sock);
+    inproc_stop(&srv_a);
     assert_int_equal(chmod(dir, 0700), 0);
 }
 
@@ -598,11 +524,11 @@ static void test_limits_out_of_range(void **state)
     assert_int_equal(mu_ctx_set_limit(srv_a.ctx, MU_LIMIT_DATA_XFER, 8192), 0);
     assert_int_equal(mu_ctx_set_limit(srv_a.ctx, MU_LIMIT_MSG_SIZE, 8192), 0);
     assert_int_equal(mu_ctx_realize(srv_a.ctx), -EINVAL);
-    assert_int_equal(access(srv_a.path, F_OK), -1);
+    assert_int_equal(access(srv_a.sock, F_OK), -1);
     assert_int_equal(mu_ctx_set_limit(srv_a.ctx, MU_LIMIT_MSG_SIZE,
                                       8192 + 32), 0);
     assert_int_equal(mu_ctx_realize(srv_a.ctx), 0);
-    srv_destroy(&srv_a);
+    inproc_stop(&srv_a);
 }
 
 /* Limits are frozen at realize, but for the two DMA eviction limits. */
@@ -625,8 +551,8 @@ static void test_limits_after_realize(void **state)
     assert_int_equal(mu_ctx_set_socket_mode(srv_a.ctx, 0600), -EBUSY);
     assert_int_equal(mu_ctx_allow_uid(srv_a.ctx, getuid()), -EBUSY);
     assert_int_equal(mu_ctx_realize(srv_a.ctx), -EBUSY);
-    expect_served(srv_a.path);
-    srv_destroy(&srv_a);
+    expect_served(srv_a.sock);
+    inproc_stop(&srv_a);
 }
 
 /*
@@ -649,13 +575,13 @@ static void test_limits_advertised(void **state)
     (void)state;
     srv_create(&srv_a, "defaults.sock");
     srv_run(&srv_a);
-    assert_int_equal(connect_opts(srv_a.path, &c), 0);
+    assert_int_equal(client_connect(&c, srv_a.sock), 0);
     caps = muc_server_caps(c);
     assert_int_equal(caps->max_msg_fds, 8);
     assert_int_equal(caps->max_data_xfer_size, 1u << 20);
     assert_int_equal(caps->max_dma_maps, 65535);
     muc_close(c);
-    srv_destroy(&srv_a);
+    inproc_stop(&srv_a);
 
     srv_create(&srv_a, "advertised.sock");
     assert_int_equal(mu_ctx_set_limit(srv_a.ctx, MU_LIMIT_MSG_FDS, 3), 0);
@@ -664,7 +590,7 @@ static void test_limits_advertised(void **state)
     assert_int_equal(mu_irq_setup(srv_a.ctx, MU_IRQ_ERR, 1), 0);
     assert_int_equal(mu_pci_add_msix(srv_a.ctx, 8, 0, 0x800, 0, 0xc00) > 0, 1);
     srv_run(&srv_a);
-    assert_int_equal(connect_opts(srv_a.path, &c), 0);
+    assert_int_equal(client_connect(&c, srv_a.sock), 0);
     caps = muc_server_caps(c);
     assert_int_equal(caps->max_msg_fds, 3);
     assert_int_equal(caps->max_data_xfer_size, 1024);
@@ -695,8 +621,8 @@ static void test_limits_advertised(void **state)
     for (int i = 0; i < 4; i++)
         close(efd[i]);
     muc_close(c);
-    expect_served(srv_a.path);
-    srv_destroy(&srv_a);
+    expect_served(srv_a.sock);
+    inproc_stop(&srv_a);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)

@@ -63,11 +63,8 @@ struct dev_cfg {
     uint64_t recv_timeout_ms;   /* MU_LIMIT_RECV_TIMEOUT_MS, 0: default */
 };
 
+static struct inproc srv;      /* the device, one per test */
 static struct {
-    char dir[64];
-    char sock[128];
-    mu_ctx_t *ctx;
-    pthread_t thread;
     muc_t *c;                   /* the test's client, if connected */
 } dev;
 
@@ -197,22 +194,6 @@ static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
     return rc < 0 ? rc : (ssize_t)count;
 }
 
-static void *run_ctx(void *arg)
-{
-    int rc = mu_ctx_run(arg);
-
-    if (rc != 0)
-        fprintf(stderr, "mu_ctx_run: %s\n", strerror(-rc));
-    return NULL;
-}
-
-static int connect_client(muc_t **c)
-{
-    struct muc_opts o = { .timeout_ms = 5000 * slow_factor() };
-
-    return muc_connect(c, dev.sock, &o);
-}
-
 static int dev_setup(void **state)
 {
     static const struct dev_cfg defaults;
@@ -231,12 +212,9 @@ static int dev_setup(void **state)
     unmap_hook = NULL;
     memset(&dev, 0, sizeof(dev));
 
-    if (tmpdir_make(dev.dir, sizeof(dev.dir)) < 0)
+    if (inproc_create(&srv, "dma.sock", MU_DEV_PCI, NULL) < 0)
         return -1;
-    snprintf(dev.sock, sizeof(dev.sock), "%s/dma.sock", dev.dir);
-    if (mu_ctx_create(&ctx, dev.sock, MU_DEV_PCI, NULL) < 0)
-        return -1;
-    dev.ctx = ctx;
+    ctx = srv.ctx;
     mu_ctx_set_log(ctx, log_cb, MU_LOG_INFO);
     mu_dma_set_callbacks(ctx, map_cb, unmap_cb);
     if (cfg->replace)
@@ -253,14 +231,13 @@ static int dev_setup(void **state)
                                 cfg->max_regions)) < 0) ||
         (cfg->recv_timeout_ms != 0 &&
          (rc = mu_ctx_set_limit(ctx, MU_LIMIT_RECV_TIMEOUT_MS,
-                                cfg->recv_timeout_ms)) < 0) ||
-        (rc = mu_ctx_realize(ctx)) < 0) {
+                                cfg->recv_timeout_ms)) < 0)) {
         fprintf(stderr, "device setup: %s\n", strerror(-rc));
         return -1;
     }
-    if (pthread_create(&dev.thread, NULL, run_ctx, ctx) != 0)
+    if (inproc_start(&srv) < 0)
         return -1;
-    if (!cfg->no_client && (rc = connect_client(&dev.c)) < 0) {
+    if (!cfg->no_client && (rc = client_connect(&dev.c, srv.sock)) < 0) {
         fprintf(stderr, "connect: %s\n", strerror(-rc));
         return -1;
     }
@@ -280,10 +257,7 @@ static int dev_teardown(void **state)
     if (dev.c != NULL)
         muc_close(dev.c);
     dev.c = NULL;
-    mu_ctx_stop(dev.ctx);
-    pthread_join(dev.thread, NULL);
-    mu_ctx_destroy(dev.ctx);
-    tmpdir_remove(dev.dir);
+    inproc_stop(&srv);
     maps = atomic_load(&nr_maps);
     unmaps = atomic_load(&nr_unmaps);
     for (unsigned i = 0; i < NR_REASONS; i++)
@@ -353,7 +327,7 @@ static struct mu_dma_stats stats(void)
 {
     struct mu_dma_stats st;
 
-    mu_dma_get_stats(dev.ctx, &st);
+    mu_dma_get_stats(srv.ctx, &st);
     return st;
 }
 
@@ -418,7 +392,7 @@ static struct unmap_ev unmap_log_at(unsigned i)
 static int dev_byte(uint64_t iova)
 {
     uint8_t b;
-    int rc = mu_dma_read(dev.ctx, iova, &b, 1);
+    int rc = mu_dma_read(srv.ctx, iova, &b, 1);
 
     return rc < 0 ? rc : b;
 }
@@ -430,17 +404,6 @@ static void assert_serves(void)
 
     assert_int_equal(muc_device_info(dev.c, &info), 0);
     assert_int_equal(info.num_regions, 9);
-}
-
-/* Bounded polls: under valgrind everything is ~20 times slower. */
-static bool wait_until(bool (*cond)(void *), void *arg)
-{
-    for (int i = 0; i < 2500 * slow_factor(); i++) {
-        if (cond(arg))
-            return true;
-        sleep_ms(2);
-    }
-    return cond(arg);
 }
 
 struct thread_job {
@@ -466,13 +429,13 @@ static void *sg_thread(void *arg)
     struct sg_job *j = arg;
     mu_sg_t sg[4];
 
-    j->nr = mu_dma_get(dev.ctx, j->iova, j->len, MU_DMA_READ | MU_DMA_WRITE,
+    j->nr = mu_dma_get(srv.ctx, j->iova, j->len, MU_DMA_READ | MU_DMA_WRITE,
                        sg, 4);
     if (j->nr == 1) {
         j->matched = sg[0].len == j->len &&
                      memcmp(sg[0].addr, j->expect, j->len) == 0;
         fill(sg[0].addr, j->len, j->seed);
-        mu_dma_put(dev.ctx, sg, 1);
+        mu_dma_put(srv.ctx, sg, 1);
     }
     atomic_store(&j->t.done, true);
     return NULL;
@@ -513,25 +476,25 @@ static void test_fd_rw(void **state)
 
     /* Test thread: copies both ways, unaligned. */
     fill(want, 0x1801, 99);
-    assert_int_equal(mu_dma_write(dev.ctx, iova + 0x3003, want, 0x1801), 0);
+    assert_int_equal(mu_dma_write(srv.ctx, iova + 0x3003, want, 0x1801), 0);
     assert_memory_equal(m.p + off + 0x3003, want, 0x1801);
     fill(m.p + off + 0xf000, 0x1000, 5);
-    assert_int_equal(mu_dma_read(dev.ctx, iova + 0xf000, buf, 0x1000), 0);
+    assert_int_equal(mu_dma_read(srv.ctx, iova + 0xf000, buf, 0x1000), 0);
     assert_memory_equal(buf, m.p + off + 0xf000, 0x1000);
     /* The last byte of the region, and one past it. */
     assert_int_equal(dev_byte(iova + size - 1), m.p[off + size - 1]);
     assert_int_equal(dev_byte(iova + size), -ENOENT);
-    assert_int_equal(mu_dma_read(dev.ctx, iova + size - 1, buf, 2), -ENOENT);
-    assert_int_equal(mu_dma_get(dev.ctx, iova, 0, MU_DMA_READ, sg, 2),
+    assert_int_equal(mu_dma_read(srv.ctx, iova + size - 1, buf, 2), -ENOENT);
+    assert_int_equal(mu_dma_get(srv.ctx, iova, 0, MU_DMA_READ, sg, 2),
                      -EINVAL);
 
     /* A read-only region refuses device writes. */
     assert_int_equal(muc_dma_map(dev.c, 0x200000, 0x4000, ro.fd, 0,
                                  MUC_DMA_READ), 0);
-    assert_int_equal(mu_dma_get(dev.ctx, 0x200000, 8, MU_DMA_WRITE, sg, 2),
+    assert_int_equal(mu_dma_get(srv.ctx, 0x200000, 8, MU_DMA_WRITE, sg, 2),
                      -EACCES);
-    assert_int_equal(mu_dma_write(dev.ctx, 0x200000, want, 8), -EACCES);
-    assert_int_equal(mu_dma_read(dev.ctx, 0x200000, buf, 0x4000), 0);
+    assert_int_equal(mu_dma_write(srv.ctx, 0x200000, want, 8), -EACCES);
+    assert_int_equal(mu_dma_read(srv.ctx, 0x200000, buf, 0x4000), 0);
     assert_memory_equal(buf, ro.p, 0x4000);
 
     assert_int_equal(muc_dma_unmap(dev.c, iova, size), 0);
@@ -558,7 +521,7 @@ static void test_cross_regions(void **state)
     assert_int_equal(muc_dma_map(dev.c, b, 0x4000, mb.fd, 0, RW), 0);
 
     /* One entry per region; too few entries is -ENOSPC. */
-    nr = mu_dma_get(dev.ctx, b - 0x100, 0x300, MU_DMA_READ, sg, 2);
+    nr = mu_dma_get(srv.ctx, b - 0x100, 0x300, MU_DMA_READ, sg, 2);
     assert_int_equal(nr, 2);
     assert_int_equal(sg[0].len, 0x100);
     assert_int_equal(sg[1].len, 0x200);
@@ -566,24 +529,24 @@ static void test_cross_regions(void **state)
     assert_int_equal(sg[1].iova, b);
     assert_memory_equal(sg[0].addr, ma.p + 0x3f00, 0x100);
     assert_memory_equal(sg[1].addr, mb.p, 0x200);
-    mu_dma_put(dev.ctx, sg, 2);
-    assert_int_equal(mu_dma_get(dev.ctx, b - 0x100, 0x300, MU_DMA_READ,
+    mu_dma_put(srv.ctx, sg, 2);
+    assert_int_equal(mu_dma_get(srv.ctx, b - 0x100, 0x300, MU_DMA_READ,
                                 sg, 1), -ENOSPC);
 
     /* Copies across the boundary land in both files. */
     fill(want, sizeof(want), 123);
-    assert_int_equal(mu_dma_write(dev.ctx, b - 0x1000, want, 0x2000), 0);
+    assert_int_equal(mu_dma_write(srv.ctx, b - 0x1000, want, 0x2000), 0);
     assert_memory_equal(ma.p + 0x3000, want, 0x1000);
     assert_memory_equal(mb.p, want + 0x1000, 0x1000);
     fill(ma.p + 0x3800, 0x800, 3);
     fill(mb.p, 0x800, 4);
-    assert_int_equal(mu_dma_read(dev.ctx, b - 0x800, buf, 0x1000), 0);
+    assert_int_equal(mu_dma_read(srv.ctx, b - 0x800, buf, 0x1000), 0);
     assert_memory_equal(buf, ma.p + 0x3800, 0x800);
     assert_memory_equal(buf + 0x800, mb.p, 0x800);
 
     /* Running off the end into a hole fails as a whole. */
-    assert_int_equal(mu_dma_read(dev.ctx, b + 0x3800, buf, 0x1000), -ENOENT);
-    assert_int_equal(mu_dma_get(dev.ctx, a - 1, 2, MU_DMA_READ, sg, 2),
+    assert_int_equal(mu_dma_read(srv.ctx, b + 0x3800, buf, 0x1000), -ENOENT);
+    assert_int_equal(mu_dma_get(srv.ctx, a - 1, 2, MU_DMA_READ, sg, 2),
                      -ENOENT);
 
     /* One DMA_UNMAP may take both, since it cuts neither. */
@@ -609,8 +572,8 @@ static void *rw_thread(void *arg)
 {
     struct rw_job *j = arg;
 
-    j->rc = j->write ? mu_dma_write(dev.ctx, j->iova, j->buf, j->len)
-                     : mu_dma_read(dev.ctx, j->iova, j->buf, j->len);
+    j->rc = j->write ? mu_dma_write(srv.ctx, j->iova, j->buf, j->len)
+                     : mu_dma_read(srv.ctx, j->iova, j->buf, j->len);
     atomic_store(&j->t.done, true);
     return NULL;
 }
@@ -651,7 +614,7 @@ static void test_fdless_device_thread(void **state)
     assert_int_equal(muc_dma_map_mem(dev.c, iova, size, guest, RW), 0);
     assert_false(map_info().has_fd);
     /* Nothing to mmap: translation says so, the copy helpers cope. */
-    assert_int_equal(mu_dma_get(dev.ctx, iova, 8, MU_DMA_READ, sg, 1),
+    assert_int_equal(mu_dma_get(srv.ctx, iova, 8, MU_DMA_READ, sg, 1),
                      -EFAULT);
 
     served = muc_dma_requests_served(dev.c);
@@ -671,7 +634,7 @@ static void test_fdless_device_thread(void **state)
     memset(ro_guest, 0x5a, sizeof(ro_guest));
     assert_int_equal(muc_dma_map_mem(dev.c, 0x50000000, sizeof(ro_guest),
                                      ro_guest, MUC_DMA_READ), 0);
-    assert_int_equal(mu_dma_write(dev.ctx, 0x50000000, buf, 4), -EACCES);
+    assert_int_equal(mu_dma_write(srv.ctx, 0x50000000, buf, 4), -EACCES);
     j = (struct rw_job){ .iova = 0x50000000 + 0xff0, .len = 0x10,
                          .buf = buf };
     assert_int_equal(rw_served(&j), 0);
@@ -795,7 +758,7 @@ static void test_overlap_reject(void **state)
 
     (void)state;
     /* The socket transport delivers unmaps, so the default is REJECT. */
-    assert_int_equal(mu_dma_get_overlap_policy(dev.ctx), MU_OVERLAP_REJECT);
+    assert_int_equal(mu_dma_get_overlap_policy(srv.ctx), MU_OVERLAP_REJECT);
     memset(base.p, 'A', base.size);
     memset(inc.p, 'B', inc.size);
     assert_int_equal(muc_dma_map(dev.c, BASE, base.size, base.fd, 0, RW), 0);
@@ -857,7 +820,7 @@ static void test_overlap_replace(void **state)
     unsigned n;
 
     (void)state;
-    assert_int_equal(mu_dma_get_overlap_policy(dev.ctx), MU_OVERLAP_REPLACE);
+    assert_int_equal(mu_dma_get_overlap_policy(srv.ctx), MU_OVERLAP_REPLACE);
     memset(base.p, 'A', base.size);
     memset(inc.p, 'B', inc.size);
 
@@ -1144,8 +1107,8 @@ static void test_bad_maps(void **state)
     {
         uint8_t two[2];
 
-        assert_int_equal(mu_dma_read(dev.ctx, UINT64_MAX, two, 2), -EINVAL);
-        assert_int_equal(mu_dma_read(dev.ctx, UINT64_MAX - 1, two, 2), 0);
+        assert_int_equal(mu_dma_read(srv.ctx, UINT64_MAX, two, 2), -EINVAL);
+        assert_int_equal(mu_dma_read(srv.ctx, UINT64_MAX - 1, two, 2), 0);
         assert_memory_equal(two, m.p + PG - 2, 2);
     }
     assert_int_equal(muc_dma_unmap(dev.c, top, PG), 0);
@@ -1155,10 +1118,7 @@ static void test_bad_maps(void **state)
     assert_serves();
 
     /* The server kept none of the fds it refused or released. */
-    for (int i = 0; i < 1000 * slow_factor() && count_open_fds() != base_fds;
-         i++)
-        sleep_ms(2);
-    assert_int_equal(count_open_fds(), base_fds);
+    assert_int_equal(wait_open_fds(base_fds, 1000, 2000), base_fds);
     close(pfd[0]);
     close(pfd[1]);
     close(sv[0]);
@@ -1217,7 +1177,7 @@ static void test_disconnect(void **state)
 
     (void)state;
     assert_true(base_fds > 0);
-    assert_int_equal(connect_client(&dev.c), 0);
+    assert_int_equal(client_connect(&dev.c, srv.sock), 0);
     for (int i = 0; i < 5; i++) {
         m[i] = mem_new(0x4000, (uint8_t)i);
         assert_int_equal(muc_dma_map(dev.c, 0x100000 * (uint64_t)(i + 1),
@@ -1236,18 +1196,18 @@ static void test_disconnect(void **state)
 
     muc_close(dev.c);
     dev.c = NULL;
-    if (!wait_until(disconnect_done, &base_fds))
+    if (!wait_until(disconnect_done, &base_fds, 2500, 2000))
         fail_msg("after disconnect: %u/6 unmap callbacks, %d fds (want %d)",
                  reason(MU_UNMAP_DISCONNECT), count_open_fds(), base_fds);
     assert_int_equal(atomic_load(&nr_unmaps), 6);
     assert_int_equal(stats().regions, 0);
     assert_int_equal(stats().mapped_bytes, 0);
     assert_int_equal(guest_mappings(), 0);
-    assert_int_equal(mu_dma_get(dev.ctx, 0x100000, 1, MU_DMA_READ, sg, 1),
+    assert_int_equal(mu_dma_get(srv.ctx, 0x100000, 1, MU_DMA_READ, sg, 1),
                      -ENOENT);
 
     /* The next client is served from a clean table. */
-    assert_int_equal(connect_client(&dev.c), 0);
+    assert_int_equal(client_connect(&dev.c, srv.sock), 0);
     assert_int_equal(muc_dma_map_mem(dev.c, 0x100000, sizeof(guest), guest,
                                      RW), 0);
     assert_int_equal(muc_dma_unmap(dev.c, 0x100000, sizeof(guest)), 0);
@@ -1310,7 +1270,7 @@ static void *holder(void *arg)
     uint64_t until;
 
     (void)arg;
-    hold.get_rc = mu_dma_get(dev.ctx, HOLD_IOVA, HOLD_SIZE, MU_DMA_READ, sg,
+    hold.get_rc = mu_dma_get(srv.ctx, HOLD_IOVA, HOLD_SIZE, MU_DMA_READ, sg,
                              1);
     if (hold.get_rc != 1) {
         hold_set_stage(3);
@@ -1318,14 +1278,14 @@ static void *holder(void *arg)
     }
     hold_set_stage(1);
     if (!hold_wait_stage(2)) {
-        mu_dma_put(dev.ctx, sg, 1);
+        mu_dma_put(srv.ctx, sg, 1);
         return NULL;
     }
     /* The region is out of the table: nobody can take a new reference. */
-    hold.get_again_rc = mu_dma_get(dev.ctx, HOLD_IOVA, 8, MU_DMA_READ,
+    hold.get_again_rc = mu_dma_get(srv.ctx, HOLD_IOVA, 8, MU_DMA_READ,
                                    again, 1);
     if (hold.get_again_rc > 0)
-        mu_dma_put(dev.ctx, again, (unsigned)hold.get_again_rc);
+        mu_dma_put(srv.ctx, again, (unsigned)hold.get_again_rc);
     /* ...but ours still reads the guest's memory until we put it. */
     until = hold.t_cb + HOLD_MS * 1000000ull;
     do {
@@ -1335,7 +1295,7 @@ static void *holder(void *arg)
         sleep_ms(5);
     } while (now_ns() < until);
     hold.t_put = now_ns();
-    mu_dma_put(dev.ctx, sg, 1);
+    mu_dma_put(srv.ctx, sg, 1);
     return NULL;
 }
 
@@ -1397,25 +1357,25 @@ static void *dirty_writer(void *arg)
 
     memset(buf, 0xee, sizeof(buf));
     /* Pages 1 and 2, through a mapping taken for writing. */
-    nr = mu_dma_get(dev.ctx, j->a + 0x1800, 0x1000, MU_DMA_WRITE, sg, 2);
+    nr = mu_dma_get(srv.ctx, j->a + 0x1800, 0x1000, MU_DMA_WRITE, sg, 2);
     j->rc[0] = nr;
     if (nr > 0) {
         memset(sg[0].addr, 0xdd, sg[0].len);
-        mu_dma_put(dev.ctx, sg, (unsigned)nr);
+        mu_dma_put(srv.ctx, sg, (unsigned)nr);
     }
     /* Page 5, copied. */
-    j->rc[1] = mu_dma_write(dev.ctx, j->a + 5 * PG + 10, buf, 100);
+    j->rc[1] = mu_dma_write(srv.ctx, j->a + 5 * PG + 10, buf, 100);
     /* Page 7 is only read: not dirty. */
-    nr = mu_dma_get(dev.ctx, j->a + 7 * PG, 0x100, MU_DMA_READ, sg, 2);
+    nr = mu_dma_get(srv.ctx, j->a + 7 * PG, 0x100, MU_DMA_READ, sg, 2);
     j->rc[2] = nr;
     if (nr > 0)
-        mu_dma_put(dev.ctx, sg, (unsigned)nr);
+        mu_dma_put(srv.ctx, sg, (unsigned)nr);
     /* Page 9, written by other means and declared. */
-    j->rc[3] = mu_dma_mark_dirty(dev.ctx, j->a + 9 * PG + 0xfff, 1);
+    j->rc[3] = mu_dma_mark_dirty(srv.ctx, j->a + 9 * PG + 0xfff, 1);
     /* Pages 15 and 16 (the fd-less region's first), in one copy. */
-    j->rc[4] = mu_dma_write(dev.ctx, j->b - 0x80, buf, 0x100);
+    j->rc[4] = mu_dma_write(srv.ctx, j->b - 0x80, buf, 0x100);
     /* Page 19, the fd-less region's fourth. */
-    j->rc[5] = mu_dma_write(dev.ctx, j->b + 3 * PG, buf, 8);
+    j->rc[5] = mu_dma_write(srv.ctx, j->b + 3 * PG, buf, 8);
     atomic_store(&j->t.done, true);
     return NULL;
 }
@@ -1543,7 +1503,7 @@ static void test_lazy_and_budget(void **state)
         assert_int_equal(dev_byte(0x100000 + (uint64_t)i * PG),
                          m.p[(uint64_t)i * PG]);
     assert_counts(1, 0);
-    assert_int_equal(mu_dma_write(dev.ctx, 0x200000 + 0x10, &v, 1), 0);
+    assert_int_equal(mu_dma_write(srv.ctx, 0x200000 + 0x10, &v, 1), 0);
     assert_int_equal(m.p[LZ_SIZE + 0x10], 0x3c);
     assert_counts(2, 0);
     assert_int_equal(stats().mapped_bytes, 2 * LZ_SIZE);
@@ -1564,7 +1524,7 @@ static void test_lazy_and_budget(void **state)
     /* A region in use is never evicted, however old: hold 2 (faulting it
      * in evicts 0), then touch the others in an order where each touch
      * faults and evicts the one before. */
-    assert_int_equal(mu_dma_get(dev.ctx, 0x300000, LZ_SIZE, MU_DMA_READ,
+    assert_int_equal(mu_dma_get(srv.ctx, 0x300000, LZ_SIZE, MU_DMA_READ,
                                 held, 1), 1);
     assert_counts(5, 3);
     touch(&m, 3);
@@ -1575,11 +1535,11 @@ static void test_lazy_and_budget(void **state)
     m.p[2 * LZ_SIZE + 0x1234] = 0x77;   /* the client writes; still shared */
     assert_int_equal(((uint8_t *)held[0].addr)[0x1234], 0x77);
     assert_memory_equal(held[0].addr, m.p + 2 * LZ_SIZE, LZ_SIZE);
-    mu_dma_put(dev.ctx, held, 1);
+    mu_dma_put(srv.ctx, held, 1);
 
     /* Held while idle and mapped: at the head of the LRU, it is skipped
      * and the next one goes. */
-    assert_int_equal(mu_dma_get(dev.ctx, 0x200000, LZ_SIZE, MU_DMA_READ,
+    assert_int_equal(mu_dma_get(srv.ctx, 0x200000, LZ_SIZE, MU_DMA_READ,
                                 held, 1), 1);
     assert_counts(8, 6);
     touch(&m, 3);
@@ -1589,7 +1549,7 @@ static void test_lazy_and_budget(void **state)
     touch(&m, 2);                           /* evicted for 3 */
     assert_counts(10, 8);
     assert_memory_equal(held[0].addr, m.p + LZ_SIZE, LZ_SIZE);
-    mu_dma_put(dev.ctx, held, 1);
+    mu_dma_put(srv.ctx, held, 1);
     assert_int_equal(stats().mapped_bytes, 2 * LZ_SIZE);
 
     assert_int_equal(muc_dma_unmap_all(dev.c), 0);
@@ -1613,15 +1573,15 @@ static void test_idle_eviction(void **state)
     (void)state;
     assert_int_equal(muc_dma_map(dev.c, 0x100000, LZ_SIZE, m.fd, 0, RW), 0);
     /* Held, it stays mapped well past the idle limit... */
-    assert_int_equal(mu_dma_get(dev.ctx, 0x100000, 8, MU_DMA_READ, sg, 1), 1);
+    assert_int_equal(mu_dma_get(srv.ctx, 0x100000, 8, MU_DMA_READ, sg, 1), 1);
     assert_int_equal(stats().mapped_bytes, LZ_SIZE);
     sleep_ms(200);
     assert_int_equal(stats().evictions, 0);
     assert_int_equal(stats().mapped_bytes, LZ_SIZE);
     assert_memory_equal(sg[0].addr, m.p, 8);
-    mu_dma_put(dev.ctx, sg, 1);
+    mu_dma_put(srv.ctx, sg, 1);
     /* ...and once idle the housekeeping timer drops it. */
-    assert_true(wait_until(idle_evicted, NULL));
+    assert_true(wait_until(idle_evicted, NULL, 2500, 2000));
     assert_int_equal(dev_byte(0x100000 + 2), m.p[2]);
     assert_int_equal(stats().faults, 2);
     mem_free(&m);
@@ -1654,7 +1614,7 @@ static void test_idle_limit_set_later(void **state)
     if (stats().evictions != 0 && now_ns() - t_used < 200000000ull)
         fail_msg("evicted after %.0f ms idle, under the 200 ms limit",
                  (double)(now_ns() - t_used) / 1e6);
-    assert_true(wait_until(idle_evicted, NULL));
+    assert_true(wait_until(idle_evicted, NULL, 2500, 2000));
     assert_int_equal(dev_byte(0x100000 + 2), m.p[2]);
     assert_int_equal(stats().faults, 2);
     mem_free(&m);
@@ -1716,10 +1676,10 @@ static void test_enomem_evicts_idle(void **state)
     assert_int_equal(setrlimit(RLIMIT_AS, &rl), 0);
     /* Nothing here may allocate much, and no assertion until it is over. */
     for (uint64_t i = 0; i < 8; i++) {
-        rc[i] = mu_dma_get(dev.ctx, ((i + 1) << 32) + 8, 8, MU_DMA_READ, sg,
+        rc[i] = mu_dma_get(srv.ctx, ((i + 1) << 32) + 8, 8, MU_DMA_READ, sg,
                            1);
         if (rc[i] == 1)
-            mu_dma_put(dev.ctx, sg, 1);
+            mu_dma_put(srv.ctx, sg, 1);
     }
     setrlimit(RLIMIT_AS, &old);
     for (int i = 0; i < 8; i++) {

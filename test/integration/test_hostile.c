@@ -114,11 +114,8 @@ const char *__ubsan_default_options(void)
 
 /* ---------------- the device ---------------- */
 
+static struct inproc srv;      /* the device */
 static struct {
-    char dir[64];
-    char sock[128];
-    mu_ctx_t *ctx;
-    pthread_t thread;
     int bar2_fd;
 } dev;
 
@@ -184,14 +181,10 @@ static void unmap_cb(mu_ctx_t *ctx, mu_dma_region_t *r,
 }
 
 /*
- * The last log lines.  Floods log a line per bogus message, so this is a
- * ring; the lines the tests look for (why a client was dropped) come last.
+ * The last log lines (the harness's ring, LOG_RING_MAX of them).  Floods
+ * log a line per bogus message, so this is a ring; the lines the tests
+ * look for (why a client was dropped) come last.
  */
-#define LOG_LINES 512
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char log_ring[LOG_LINES][192];
-static unsigned log_next;
-
 static void log_cb(mu_ctx_t *ctx, enum mu_log_level level, const char *msg)
 {
     (void)ctx;
@@ -205,58 +198,13 @@ static void log_cb(mu_ctx_t *ctx, enum mu_log_level level, const char *msg)
      */
     if (strstr(msg, "unexpected reply") != NULL)
         usleep(50);
-    pthread_mutex_lock(&log_lock);
-    snprintf(log_ring[log_next % LOG_LINES], sizeof(log_ring[0]), "%s", msg);
-    log_next++;
-    pthread_mutex_unlock(&log_lock);
+    log_capture_line(msg);
 }
 
-static bool log_has(const char *needle)
+/* All of this test's memfds may be sealed. */
+static int memfd_sealable(const char *name, size_t size)
 {
-    bool found = false;
-
-    pthread_mutex_lock(&log_lock);
-    for (unsigned i = 0; i < LOG_LINES && !found; i++)
-        found = strstr(log_ring[i], needle) != NULL;
-    pthread_mutex_unlock(&log_lock);
-    return found;
-}
-
-static void log_clear(void)
-{
-    pthread_mutex_lock(&log_lock);
-    memset(log_ring, 0, sizeof(log_ring));
-    log_next = 0;
-    pthread_mutex_unlock(&log_lock);
-}
-
-/* Log lines are written just after the drop the client sees: wait. */
-static void expect_log(const char *needle)
-{
-    for (int i = 0; i < 1000 * slow_factor() && !log_has(needle); i++)
-        usleep(2000);
-    if (!log_has(needle))
-        fail_msg("no log line with \"%s\"", needle);
-}
-
-static void *run_ctx(void *arg)
-{
-    int rc = mu_ctx_run(arg);
-
-    if (rc != 0)
-        fprintf(stderr, "mu_ctx_run: %s\n", strerror(-rc));
-    return NULL;
-}
-
-static int memfd_sized(const char *name, size_t size)
-{
-    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-
-    if (fd >= 0 && ftruncate(fd, (off_t)size) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    return memfd_sized(name, size, MFD_ALLOW_SEALING);
 }
 
 static int group_setup(void **state)
@@ -270,13 +218,12 @@ static int group_setup(void **state)
 
     (void)state;
     tmo = 300 * slow_factor();
-    if (tmpdir_make(dev.dir, sizeof(dev.dir)) < 0)
+    log_ring_init(LOG_RING_MAX);
+    dev.bar2_fd = memfd_sealable("bar2", BAR2_SIZE);
+    if (dev.bar2_fd < 0 ||
+        inproc_create(&srv, "hostile.sock", MU_DEV_PCI, NULL) < 0)
         return -1;
-    snprintf(dev.sock, sizeof(dev.sock), "%s/hostile.sock", dev.dir);
-    dev.bar2_fd = memfd_sized("bar2", BAR2_SIZE);
-    if (dev.bar2_fd < 0 || mu_ctx_create(&ctx, dev.sock, MU_DEV_PCI, NULL) < 0)
-        return -1;
-    dev.ctx = ctx;
+    ctx = srv.ctx;
     mu_ctx_set_log(ctx, log_cb, MU_LOG_INFO);
     if ((rc = mu_pci_set_ids(ctx, &ids)) < 0 ||
         (rc = mu_region_setup(ctx, MU_PCI_BAR0, BAR0_SIZE,
@@ -298,23 +245,14 @@ static int group_setup(void **state)
         return -1;
     }
     mu_dma_set_callbacks(ctx, map_cb, unmap_cb);
-    if ((rc = mu_ctx_realize(ctx)) < 0) {
-        fprintf(stderr, "realize: %s\n", strerror(-rc));
-        return -1;
-    }
-    if (pthread_create(&dev.thread, NULL, run_ctx, ctx) != 0)
-        return -1;
-    return 0;
+    return inproc_start(&srv) < 0 ? -1 : 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    mu_ctx_stop(dev.ctx);
-    pthread_join(dev.thread, NULL);
-    mu_ctx_destroy(dev.ctx);
+    inproc_stop(&srv);
     close(dev.bar2_fd);
-    tmpdir_remove(dev.dir);
     return 0;
 }
 
@@ -332,62 +270,32 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void nap(void)
-{
-    usleep(2000);
-}
-
 /* Map callbacks during this test. */
 static unsigned new_maps(void)
 {
     return ld(&maps) - maps0;
 }
 
-static bool client_attached(void)
-{
-    bool on;
-
-    /* conn_fd is written under send_lock (attach and detach). */
-    pthread_mutex_lock(&dev.ctx->send_lock);
-    on = dev.ctx->conn_fd >= 0;
-    pthread_mutex_unlock(&dev.ctx->send_lock);
-    return on;
-}
-
-static bool settled(void)
-{
-    return !client_attached() && count_open_fds() == base_fds &&
-           ld(&maps) == ld(&unmaps);
-}
-
 /*
- * The client is gone (or about to be): the server lets go of it on its own
- * thread, so wait, then insist that it kept nothing of it.
+ * The client is gone (or about to be): wait (5000 naps of 2 ms), then
+ * insist that the server kept nothing of it.
  */
 static void settle(void)
 {
-    for (int i = 0; i < 5000 * slow_factor() && !settled(); i++)
-        nap();
-    assert_false(client_attached());
-    assert_int_equal(count_open_fds(), base_fds);
-    assert_int_equal(ld(&maps), ld(&unmaps));
+    inproc_settle(&srv, base_fds, &maps, &unmaps, 5000, 2000);
 }
 
 /* Wait for the fd count to come back to n (the server closes received fds
  * after it has sent the reply). */
 static void wait_fds(int n)
 {
-    for (int i = 0; i < 2500 * slow_factor() && count_open_fds() != n; i++)
-        nap();
-    assert_int_equal(count_open_fds(), n);
+    assert_int_equal(wait_open_fds(n, 2500, 2000), n);
 }
 
 static int test_setup(void **state)
 {
     (void)state;
-    for (int i = 0; i < 5000 * slow_factor() && client_attached(); i++)
-        nap();
-    if (client_attached())
+    if (!inproc_wait_detached(&srv, 5000, 2000))
         return -1;
     base_fds = count_open_fds();
     maps0 = ld(&maps);
@@ -407,10 +315,9 @@ static int test_teardown(void **state)
 
 static muc_t *connect_client(void)
 {
-    struct muc_opts o = { .timeout_ms = 5000 * slow_factor() };
     muc_t *c = NULL;
 
-    assert_int_equal(muc_connect(&c, dev.sock, &o), 0);
+    assert_int_equal(client_connect(&c, srv.sock), 0);
     return c;
 }
 
@@ -600,25 +507,25 @@ static void assert_serves(void)
     close(ri.fd);
 
     /* DMA through a mapping of the client's memfd. */
-    mfd = memfd_sized("dma", 2 * PG);
+    mfd = memfd_sealable("dma", 2 * PG);
     assert_true(mfd >= 0);
     fill_pattern(pat, sizeof(pat), 3);
     assert_int_equal(pwrite(mfd, pat, sizeof(pat), PG), sizeof(pat));
     assert_int_equal(muc_dma_map(gc, IOVA_OK, 2 * PG, mfd, 0,
                                  MUC_DMA_READ | MUC_DMA_WRITE), 0);
     close(mfd);
-    assert_int_equal(mu_dma_get(dev.ctx, IOVA_OK + PG, sizeof(pat),
+    assert_int_equal(mu_dma_get(srv.ctx, IOVA_OK + PG, sizeof(pat),
                                 MU_DMA_READ, sg, 1), 1);
     assert_memory_equal(sg[0].addr, pat, sizeof(pat));
-    mu_dma_put(dev.ctx, sg, 1);
+    mu_dma_put(srv.ctx, sg, 1);
 
     /* Interrupts. */
     efd[0] = efd_new();
     efd[1] = efd_new();
     assert_int_equal(muc_irq_set_eventfds(gc, VFU_IRQ_INTX, 0, 1, &efd[0]), 0);
     assert_int_equal(muc_irq_set_eventfds(gc, VFU_IRQ_MSIX, 3, 1, &efd[1]), 0);
-    assert_int_equal(mu_irq_trigger(dev.ctx, MU_IRQ_INTX, 0), 0);
-    assert_int_equal(mu_irq_trigger(dev.ctx, MU_IRQ_MSIX, 3), 0);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_INTX, 0), 0);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, 3), 0);
     assert_int_equal(muc_eventfd_wait(efd[0], 2000 * slow_factor()), 1);
     assert_int_equal(muc_eventfd_wait(efd[1], 2000 * slow_factor()), 1);
 
@@ -647,7 +554,7 @@ static void *dma_job_fn(void *arg)
     if (j->start != NULL)
         pthread_barrier_wait(j->start);
     t0 = now_ms();
-    j->rc = mu_dma_read(dev.ctx, j->iova, j->buf, j->len);
+    j->rc = mu_dma_read(srv.ctx, j->iova, j->buf, j->len);
     j->ms = now_ms() - t0;
     __atomic_store_n(&j->done, 1, __ATOMIC_SEQ_CST);
     return NULL;
@@ -830,7 +737,7 @@ static void test_size_mismatch(void **state)
     assert_int_equal(ld(&bar0_calls), calls);
 
     /* DMA_MAP: 32 bytes and argsz 32, an fd or not. */
-    mfd = memfd_sized("dma", PG);
+    mfd = memfd_sealable("dma", PG);
     memcpy(buf, &m, sizeof(m));
     assert_int_equal(request(hc, VFU_CMD_DMA_MAP, buf, sizeof(m) + 8, &mfd, 1), -EINVAL);
     assert_int_equal(request(hc, VFU_CMD_DMA_MAP, buf, sizeof(m) - 8, &mfd, 1), -EINVAL);
@@ -917,7 +824,7 @@ static void test_reply_flag_on_request(void **state)
     busy = count_open_fds();
 
     /* A DMA_MAP posing as a reply, with its fd. */
-    mfd = memfd_sized("dma", PG);
+    mfd = memfd_sealable("dma", PG);
     send_cmd(hc, RID, VFU_CMD_DMA_MAP, VFU_F_TYPE_REPLY, &m, sizeof(m), &mfd, 1);
     close(mfd);
     expect_error(hc, RID, VFU_CMD_DMA_MAP, EINVAL);
@@ -1191,7 +1098,7 @@ static void test_fds_on_fdless_commands(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         for (unsigned n = 1; n <= 2; n++) {
             fds[0] = efd_new();
-            fds[1] = memfd_sized("x", PG);
+            fds[1] = memfd_sealable("x", PG);
             assert_int_equal(request(hc, cases[i].cmd, cases[i].p,
                                      cases[i].len, fds, n), -EINVAL);
             close_fds(fds, 2);
@@ -1203,7 +1110,7 @@ static void test_fds_on_fdless_commands(void **state)
     close_client(&hc);
     settle();
 
-    assert_int_equal(muc_connect_raw(&hc, dev.sock), 0);
+    assert_int_equal(muc_connect_raw(&hc, srv.sock), 0);
     fds[0] = efd_new();
     send_cmd(hc, 1, VFU_CMD_VERSION, 0, &v, sizeof(v), fds, 1);
     close(fds[0]);
@@ -1218,7 +1125,7 @@ static void test_fds_on_fdless_commands(void **state)
 /* A directory: fstat works on it, mmap does not. */
 static int dir_fd(void)
 {
-    int fd = open(dev.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = open(srv.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
     assert_true(fd >= 0);
     return fd;
@@ -1264,23 +1171,23 @@ static void test_fds_not_what_they_claim(void **state)
         assert_int_equal(dma_map_raw(hc, IOVA_MEM, PG, 0, dma_ro, bad[i]), -EINVAL);
     }
     /* A regular file, but not writable through this fd. */
-    mfd = memfd_sized("dma", PG);
+    mfd = memfd_sealable("dma", PG);
     snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
     ro = open(path, O_RDONLY | O_CLOEXEC);
     assert_true(ro >= 0);
     assert_int_equal(dma_map_raw(hc, IOVA_MEM, PG, 0, DMA_RW, ro), -EINVAL);
     /* Sealed against writes: a writable shared mapping cannot exist. */
-    sealed = memfd_sized("sealed", PG);
+    sealed = memfd_sealable("sealed", PG);
     assert_int_equal(fcntl(sealed, F_ADD_SEALS, F_SEAL_WRITE), 0);
     assert_int_equal(dma_map_raw(hc, IOVA_MEM, PG, 0, DMA_RW, sealed), -EINVAL);
     assert_int_equal(new_maps(), 0);
     /* Read-only maps of those are fine, and really readable. */
     assert_int_equal(dma_map_raw(hc, IOVA_MEM, PG, 0, dma_ro, ro), 0);
-    assert_int_equal(mu_dma_read(dev.ctx, IOVA_MEM, buf, sizeof(buf)), 0);
+    assert_int_equal(mu_dma_read(srv.ctx, IOVA_MEM, buf, sizeof(buf)), 0);
     assert_int_equal(muc_dma_unmap(hc, IOVA_MEM, PG), 0);
     assert_int_equal(dma_map_raw(hc, IOVA_MEM, PG, 0, dma_ro, sealed), 0);
-    assert_int_equal(mu_dma_read(dev.ctx, IOVA_MEM, buf, sizeof(buf)), 0);
-    assert_int_equal(mu_dma_write(dev.ctx, IOVA_MEM, buf, 8), -EACCES);
+    assert_int_equal(mu_dma_read(srv.ctx, IOVA_MEM, buf, sizeof(buf)), 0);
+    assert_int_equal(mu_dma_write(srv.ctx, IOVA_MEM, buf, 8), -EACCES);
     assert_int_equal(muc_dma_unmap(hc, IOVA_MEM, PG), 0);
     assert_int_equal(new_maps(), 2);
     assert_int_equal(unmap_why[MU_UNMAP_CLIENT], 2);
@@ -1307,7 +1214,7 @@ static void test_fds_not_what_they_claim(void **state)
         assert_int_equal(request(hc, VFU_CMD_DEVICE_SET_IRQS, buf, len,
                                  &bad[i], 1), -EINVAL);
     }
-    assert_int_equal(mu_irq_trigger(dev.ctx, MU_IRQ_MSIX, 0), 0);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, 0), 0);
     assert_int_equal(muc_eventfd_wait(efd, 2000 * slow_factor()), 1);
     close(efd);
 
@@ -1317,8 +1224,8 @@ static void test_fds_not_what_they_claim(void **state)
     assert_true(efd >= 0);
     assert_int_equal(write(efd, &big, sizeof(big)), sizeof(big));
     assert_int_equal(muc_irq_set_eventfds(hc, VFU_IRQ_MSIX, 1, 1, &efd), 0);
-    assert_int_equal(mu_irq_trigger(dev.ctx, MU_IRQ_MSIX, 1), 0);
-    assert_int_equal(mu_irq_trigger(dev.ctx, MU_IRQ_MSIX, 1), 0);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, 1), 0);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, 1), 0);
     close(efd);
 
     close_fds(bad, (unsigned)nbad);
@@ -1357,19 +1264,19 @@ static void test_dma_map_fd_too_small(void **state)
     (void)state;
     hc = connect_client();
     busy = count_open_fds();
-    mfd = memfd_sized("small", PG);
+    mfd = memfd_sealable("small", PG);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         assert_int_equal(dma_map_raw(hc, IOVA_MEM, cases[i].size, cases[i].off,
                                      DMA_RW, mfd), -EINVAL);
     assert_int_equal(new_maps(), 0);
     close(mfd);
 
-    mfd = memfd_sized("shrinks", 2 * PG);
+    mfd = memfd_sealable("shrinks", 2 * PG);
     assert_int_equal(dma_map_raw(hc, IOVA_MEM, 2 * PG, 0, DMA_RW, mfd), 0);
     assert_int_equal(ftruncate(mfd, PG), 0);
-    assert_int_equal(mu_dma_get(dev.ctx, IOVA_MEM, 16, MU_DMA_READ, sg, 1),
+    assert_int_equal(mu_dma_get(srv.ctx, IOVA_MEM, 16, MU_DMA_READ, sg, 1),
                      -EFAULT);
-    assert_int_equal(mu_dma_read(dev.ctx, IOVA_MEM + PG, buf, sizeof(buf)),
+    assert_int_equal(mu_dma_read(srv.ctx, IOVA_MEM + PG, buf, sizeof(buf)),
                      -EFAULT);
     close(mfd);
     wait_fds(busy + 1);     /* the server still holds the mapped file */
@@ -1530,8 +1437,8 @@ static void test_set_irqs_mismatch(void **state)
                              sizeof(struct vfu_irq_set) + 1, NULL, 0), -EINVAL);
 
     /* Vector 0 kept its eventfd and is not masked. */
-    assert_false(mu_irq_masked(dev.ctx, MU_IRQ_MSIX, 0));
-    assert_int_equal(mu_irq_trigger(dev.ctx, MU_IRQ_MSIX, 0), 0);
+    assert_false(mu_irq_masked(srv.ctx, MU_IRQ_MSIX, 0));
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, 0), 0);
     assert_int_equal(muc_eventfd_wait(keep, 2000 * slow_factor()), 1);
     assert_int_equal(muc_device_info(hc, &info), 0);
     close_client(&hc);
@@ -1787,21 +1694,21 @@ static void test_dma_map_limit(void **state)
                                          -1), 0);
             continue;
         }
-        mfd = memfd_sized("dma", PG);
+        mfd = memfd_sealable("dma", PG);
         assert_int_equal(dma_map_raw(hc, IOVA_MEM + i * PG, PG, 0, DMA_RW,
                                      mfd), 0);
         close(mfd);
     }
     assert_int_equal(dma_map_raw(hc, IOVA_MEM + DMA_REGIONS * PG, PG, 0,
                                  DMA_RW, -1), -ENOSPC);
-    mfd = memfd_sized("dma", PG);
+    mfd = memfd_sealable("dma", PG);
     assert_int_equal(dma_map_raw(hc, IOVA_MEM + DMA_REGIONS * PG, PG, 0,
                                  DMA_RW, mfd), -ENOSPC);
     close(mfd);
     /* Overlap is checked first: the spec's EEXIST. */
     assert_int_equal(dma_map_raw(hc, IOVA_MEM, PG, 0, DMA_RW, -1), -EEXIST);
     wait_fds(busy + (int)DMA_REGIONS / 2);
-    mu_dma_get_stats(dev.ctx, &st);
+    mu_dma_get_stats(srv.ctx, &st);
     assert_int_equal(st.regions, DMA_REGIONS);
 
     assert_int_equal(muc_dma_unmap(hc, IOVA_MEM + PG, PG), 0);

@@ -72,11 +72,8 @@
 #define MASK_BOOL (VFU_IRQ_SET_DATA_BOOL | VFU_IRQ_SET_ACTION_MASK)
 #define UNMASK_EFD (VFU_IRQ_SET_DATA_EVENTFD | VFU_IRQ_SET_ACTION_UNMASK)
 
+static struct inproc srv;      /* the device */
 static struct {
-    char dir[64];
-    char sock[128];
-    mu_ctx_t *ctx;
-    pthread_t thread;
     int msi_off, msix_off, pcie_off;
 } dev;
 
@@ -110,15 +107,6 @@ static int reset_cb(mu_ctx_t *ctx, enum mu_reset_type type)
     return 0;
 }
 
-static void *run_ctx(void *arg)
-{
-    int rc = mu_ctx_run(arg);
-
-    if (rc != 0)
-        fprintf(stderr, "mu_ctx_run: %s\n", strerror(-rc));
-    return NULL;
-}
-
 static int group_setup(void **state)
 {
     struct mu_pci_ids ids = {
@@ -129,12 +117,9 @@ static int group_setup(void **state)
     int rc;
 
     (void)state;
-    if (tmpdir_make(dev.dir, sizeof(dev.dir)) < 0)
+    if (inproc_create(&srv, "irq.sock", MU_DEV_PCIE, NULL) < 0)
         return -1;
-    snprintf(dev.sock, sizeof(dev.sock), "%s/irq.sock", dev.dir);
-    if (mu_ctx_create(&ctx, dev.sock, MU_DEV_PCIE, NULL) < 0)
-        return -1;
-    dev.ctx = ctx;
+    ctx = srv.ctx;
     if ((rc = mu_pci_set_ids(ctx, &ids)) < 0 ||
         (rc = mu_region_setup(ctx, MU_PCI_BAR0, BAR0_SIZE,
                               MU_REGION_RW | MU_REGION_MEM, bar0_access)) < 0 ||
@@ -148,22 +133,13 @@ static int group_setup(void **state)
     }
     mu_irq_set_state_cb(ctx, state_cb);
     mu_ctx_set_reset_cb(ctx, reset_cb);
-    if ((rc = mu_ctx_realize(ctx)) < 0) {
-        fprintf(stderr, "realize: %s\n", strerror(-rc));
-        return -1;
-    }
-    if (pthread_create(&dev.thread, NULL, run_ctx, ctx) != 0)
-        return -1;
-    return 0;
+    return inproc_start(&srv) < 0 ? -1 : 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    mu_ctx_stop(dev.ctx);
-    pthread_join(dev.thread, NULL);
-    mu_ctx_destroy(dev.ctx);
-    tmpdir_remove(dev.dir);
+    inproc_stop(&srv);
     return 0;
 }
 
@@ -189,10 +165,9 @@ static muc_t *live;     /* the test's client, closed by test_teardown */
  */
 static muc_t *client(void)
 {
-    struct muc_opts o = { .timeout_ms = wait_ms(5000) };
     muc_t *c = NULL;
 
-    assert_int_equal(muc_connect(&c, dev.sock, &o), 0);
+    assert_int_equal(client_connect(&c, srv.sock), 0);
     live = c;
     assert_int_equal(muc_reset(c), 0);
     return c;
@@ -209,9 +184,7 @@ static void client_close(muc_t *c)
     assert_int_equal(muc_reset(c), 0);
     muc_close(c);
     live = NULL;
-    for (int i = 0; i < 1000 * slow_factor() && mu_ctx_client_ready(dev.ctx); i++)
-        nap();
-    assert_false(mu_ctx_client_ready(dev.ctx));
+    assert_true(inproc_wait_not_ready(&srv, 1000, 2000));
 }
 
 /* A failed test leaves its client connected; later tests need the
@@ -222,9 +195,7 @@ static int test_teardown(void **state)
     if (live != NULL) {
         muc_close(live);
         live = NULL;
-        for (int i = 0; i < 1000 * slow_factor() &&
-                        mu_ctx_client_ready(dev.ctx); i++)
-            nap();
+        inproc_wait_not_ready(&srv, 1000, 2000);
     }
     return 0;
 }
@@ -264,14 +235,14 @@ static void expect_silent(int fd)
 
 static void expect_masked(enum mu_irq_type t, uint32_t v, bool masked)
 {
-    assert_int_equal(mu_irq_masked(dev.ctx, t, v), masked);
+    assert_int_equal(mu_irq_masked(srv.ctx, t, v), masked);
 }
 
 /* For what the server thread does on its own time (mask/unmask eventfds). */
 static void wait_masked(enum mu_irq_type t, uint32_t v, bool masked)
 {
     for (int i = 0; i < 1000 * slow_factor(); i++) {
-        if (mu_irq_masked(dev.ctx, t, v) == masked)
+        if (mu_irq_masked(srv.ctx, t, v) == masked)
             return;
         nap();
     }
@@ -280,7 +251,7 @@ static void wait_masked(enum mu_irq_type t, uint32_t v, bool masked)
 
 static int trig(enum mu_irq_type t, uint32_t v)
 {
-    return mu_irq_trigger(dev.ctx, t, v);
+    return mu_irq_trigger(srv.ctx, t, v);
 }
 
 static void signal_efd(int fd)
@@ -306,9 +277,7 @@ static void msix_vctrl(muc_t *c, uint32_t v, uint32_t val)
 
 static void wait_fd_count(int want)
 {
-    for (int i = 0; i < 1000 * slow_factor() && count_open_fds() != want; i++)
-        nap();
-    assert_int_equal(count_open_fds(), want);
+    assert_int_equal(wait_open_fds(want, 1000, 2000), want);
 }
 
 /* ---------------- tests ---------------- */
@@ -966,7 +935,6 @@ static void test_reset_closes_eventfds(void **state)
 
 static void test_disconnect_closes_eventfds(void **state)
 {
-    struct muc_opts o = { .timeout_ms = wait_ms(5000) };
     int fds[NALL], base, ours;
     muc_t *c = NULL;
 
@@ -975,7 +943,7 @@ static void test_disconnect_closes_eventfds(void **state)
     base = count_open_fds();
     efds_new(fds, NALL);
     ours = base + NALL;
-    assert_int_equal(muc_connect(&c, dev.sock, &o), 0);
+    assert_int_equal(client_connect(&c, srv.sock), 0);
     live = c;
     /* Both ends of the connection now live in this process. */
     wait_fd_count(ours + 2);
@@ -987,7 +955,7 @@ static void test_disconnect_closes_eventfds(void **state)
     /* The server notices on its own thread; nothing of the client's may
      * stay with it once it has. */
     wait_fd_count(ours);
-    assert_false(mu_ctx_client_ready(dev.ctx));
+    assert_false(mu_ctx_client_ready(srv.ctx));
     expect_all_gone(fds);
     efds_close(fds, NALL);
     assert_int_equal(count_open_fds(), base);
@@ -1011,7 +979,6 @@ static void test_disconnect_closes_eventfds(void **state)
  */
 static void test_disconnect_resets_msi_enable(void **state)
 {
-    struct muc_opts o = { .timeout_ms = wait_ms(5000) };
     uint16_t msix_ctrl, msi_ctrl;
     uint32_t vctrl;
     int efd;
@@ -1029,7 +996,7 @@ static void test_disconnect_resets_msi_enable(void **state)
     live = NULL;
 
     /* The next client, as QEMU would, does not reset first. */
-    assert_int_equal(muc_connect(&c, dev.sock, &o), 0);
+    assert_int_equal(client_connect(&c, srv.sock), 0);
     live = c;
     assert_int_equal(muc_config_read16(c, dev.msix_off + MSIX_CTRL,
                                        &msix_ctrl), 0);

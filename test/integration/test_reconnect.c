@@ -64,12 +64,7 @@
 
 /* ---------------- the device ---------------- */
 
-static struct {
-    char dir[64];
-    char sock[128];
-    mu_ctx_t *ctx;
-    pthread_t thread;
-} dev;
+static struct inproc srv;      /* the device */
 
 static uint8_t regs[REGS_SIZE];         /* context thread only */
 static unsigned maps, unmaps, lost;
@@ -152,15 +147,6 @@ static void log_cb(mu_ctx_t *ctx, enum mu_log_level level, const char *msg)
         fprintf(stderr, "server: %s\n", msg);
 }
 
-static void *run_ctx(void *arg)
-{
-    int rc = mu_ctx_run(arg);
-
-    if (rc != 0)
-        fprintf(stderr, "mu_ctx_run: %s\n", strerror(-rc));
-    return NULL;
-}
-
 static int group_setup(void **state)
 {
     struct mu_pci_ids ids = {
@@ -171,12 +157,9 @@ static int group_setup(void **state)
     int rc;
 
     (void)state;
-    if (tmpdir_make(dev.dir, sizeof(dev.dir)) < 0)
+    if (inproc_create(&srv, "reconnect.sock", MU_DEV_PCI, NULL) < 0)
         return -1;
-    snprintf(dev.sock, sizeof(dev.sock), "%s/reconnect.sock", dev.dir);
-    if (mu_ctx_create(&ctx, dev.sock, MU_DEV_PCI, NULL) < 0)
-        return -1;
-    dev.ctx = ctx;
+    ctx = srv.ctx;
     mu_ctx_set_log(ctx, log_cb, MU_LOG_WARN);
     if ((rc = mu_pci_set_ids(ctx, &ids)) < 0 ||
         (rc = mu_region_setup(ctx, MU_PCI_BAR0, BAR0_SIZE,
@@ -189,22 +172,13 @@ static int group_setup(void **state)
     mu_dma_set_callbacks(ctx, map_cb, unmap_cb);
     mu_irq_set_state_cb(ctx, state_cb);
     mu_ctx_set_reset_cb(ctx, reset_cb);
-    if ((rc = mu_ctx_realize(ctx)) < 0) {
-        fprintf(stderr, "realize: %s\n", strerror(-rc));
-        return -1;
-    }
-    if (pthread_create(&dev.thread, NULL, run_ctx, ctx) != 0)
-        return -1;
-    return 0;
+    return inproc_start(&srv) < 0 ? -1 : 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    mu_ctx_stop(dev.ctx);
-    pthread_join(dev.thread, NULL);
-    mu_ctx_destroy(dev.ctx);
-    tmpdir_remove(dev.dir);
+    inproc_stop(&srv);
     return 0;
 }
 
@@ -215,50 +189,22 @@ static unsigned maps0, lost0;
 static muc_t *live;
 static pid_t child = -1;
 
-static void nap(void)
-{
-    usleep(1000);
-}
-
-static bool client_attached(void)
-{
-    bool on;
-
-    pthread_mutex_lock(&dev.ctx->send_lock);
-    on = dev.ctx->conn_fd >= 0;
-    pthread_mutex_unlock(&dev.ctx->send_lock);
-    return on;
-}
-
-static bool settled(void)
-{
-    return !client_attached() && count_open_fds() == base_fds &&
-           ld(&maps) == ld(&unmaps);
-}
-
-/* Wait for the server to let the client go; it must keep nothing of it. */
+/* Wait (10000 naps of 1 ms) for the server to let the client go; it must
+ * keep nothing of it. */
 static void settle(void)
 {
-    for (int i = 0; i < 10000 * slow_factor() && !settled(); i++)
-        nap();
-    assert_false(client_attached());
-    assert_int_equal(count_open_fds(), base_fds);
-    assert_int_equal(ld(&maps), ld(&unmaps));
+    inproc_settle(&srv, base_fds, &maps, &unmaps, 10000, 1000);
 }
 
 static void wait_fds(int n)
 {
-    for (int i = 0; i < 5000 * slow_factor() && count_open_fds() != n; i++)
-        nap();
-    assert_int_equal(count_open_fds(), n);
+    assert_int_equal(wait_open_fds(n, 5000, 1000), n);
 }
 
 static int test_setup(void **state)
 {
     (void)state;
-    for (int i = 0; i < 10000 * slow_factor() && client_attached(); i++)
-        nap();
-    if (client_attached())
+    if (!inproc_wait_detached(&srv, 10000, 1000))
         return -1;
     base_fds = count_open_fds();
     maps0 = ld(&maps);
@@ -280,23 +226,19 @@ static int test_teardown(void **state)
     return 0;
 }
 
-static int connect_opts(muc_t **c)
+/* A memfd of 'size' bytes, every one 'fill'. */
+static int memfd_filled(const char *name, size_t size, uint8_t fill)
 {
-    struct muc_opts o = { .timeout_ms = 5000 * slow_factor() };
-
-    return muc_connect(c, dev.sock, &o);
-}
-
-static int memfd_sized(const char *name, size_t size, uint8_t fill)
-{
-    int fd = memfd_create(name, MFD_CLOEXEC);
+    int fd = memfd_sized(name, size, 0);
     uint8_t *p;
 
-    if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+    if (fd < 0)
         return -1;
     p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED)
+    if (p == MAP_FAILED) {
+        close(fd);
         return -1;
+    }
     memset(p, fill, size);
     munmap(p, size);
     return fd;
@@ -314,7 +256,7 @@ static uint8_t fdless_mem[PG];
 
 static int client_setup(muc_t *c, uint32_t state)
 {
-    int a = memfd_sized("a", 2 * PG, 0xaa), b = memfd_sized("b", PG, 0xbb);
+    int a = memfd_filled("a", 2 * PG, 0xaa), b = memfd_filled("b", PG, 0xbb);
     int efd[5], rc;
 
     for (int i = 0; i < 5; i++)
@@ -355,7 +297,7 @@ static void expect_set_up(bool local_client)
 
     /* +1: the server's end of the connection. */
     wait_fds(base_fds + 1 + SETUP_SERVER_FDS + local_client);
-    mu_dma_get_stats(dev.ctx, &st);
+    mu_dma_get_stats(srv.ctx, &st);
     assert_int_equal(st.regions, 3);
     assert_int_equal(ld(&maps) - maps0, 3);
     assert_true(ldb(&irq_on[MU_IRQ_INTX]));
@@ -372,7 +314,7 @@ static void expect_released(void)
     for (unsigned r = 0; r <= MU_UNMAP_DESTROY; r++)
         if (r != MU_UNMAP_DISCONNECT)
             assert_int_equal(unmap_why[r], 0);
-    mu_dma_get_stats(dev.ctx, &st);
+    mu_dma_get_stats(srv.ctx, &st);
     assert_int_equal(st.regions, 0);
     assert_int_equal(st.mapped_bytes, 0);
     assert_false(ldb(&irq_on[MU_IRQ_INTX]));
@@ -393,12 +335,12 @@ static void expect_next_client(uint32_t state)
     mu_sg_t sg[1];
     int efd;
 
-    assert_int_equal(connect_opts(&live), 0);
+    assert_int_equal(client_connect(&live, srv.sock), 0);
     assert_int_equal(muc_device_info(live, &di), 0);
     assert_int_equal(muc_region_read(live, MU_PCI_BAR0, REG_STATE, &v, 4), 0);
     assert_int_equal(v, state);
-    assert_int_equal(mu_dma_get(dev.ctx, IOVA_A, 8, MU_DMA_READ, sg, 1), -ENOENT);
-    assert_int_equal(mu_irq_trigger(dev.ctx, MU_IRQ_MSIX, 0), -ENOENT);
+    assert_int_equal(mu_dma_get(srv.ctx, IOVA_A, 8, MU_DMA_READ, sg, 1), -ENOENT);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, 0), -ENOENT);
     /* The pending vector fires as soon as it has an eventfd again. */
     efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     assert_true(efd >= 0);
@@ -442,7 +384,7 @@ static void child_run(enum child_mode mode, int ready)
     int rc;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    rc = connect_opts(&c);
+    rc = client_connect(&c, srv.sock);
     if (rc == 0)
         rc = client_setup(c, 0xc0ffee);
     if (rc == 0 && mode == CHILD_HALF_MSG) {
@@ -452,7 +394,7 @@ static void child_run(enum child_mode mode, int ready)
         };
         uint8_t msg[VFU_HDR_SIZE + sizeof(m)];
         struct vfu_hdr h;
-        int fd = memfd_sized("half", PG, 0);
+        int fd = memfd_filled("half", PG, 0);
 
         vfu_hdr_init(&h, 0x4242, VFU_CMD_DMA_MAP, sizeof(msg), 0, 0);
         memcpy(msg, &h, sizeof(h));
@@ -502,13 +444,13 @@ static void test_clean_disconnect(void **state)
     mu_sg_t sg[1];
 
     (void)state;
-    assert_int_equal(connect_opts(&live), 0);
+    assert_int_equal(client_connect(&live, srv.sock), 0);
     assert_int_equal(client_setup(live, 0x1234), 0);
     expect_set_up(true);
     /* Mapped by the device, so the disconnect has a mapping to undo. */
-    assert_int_equal(mu_dma_get(dev.ctx, IOVA_A, 64, MU_DMA_READ, sg, 1), 1);
+    assert_int_equal(mu_dma_get(srv.ctx, IOVA_A, 64, MU_DMA_READ, sg, 1), 1);
     assert_int_equal(((uint8_t *)sg[0].addr)[0], 0xaa);
-    mu_dma_put(dev.ctx, sg, 1);
+    mu_dma_put(srv.ctx, sg, 1);
     muc_close(live);
     live = NULL;
     expect_released();
@@ -529,7 +471,7 @@ static void *holder_fn(void *arg)
     for (size_t i = 0; i < sg->len; i++)
         sum += p[i] == 0xaa;
     __atomic_store_n(&hold.put_before_free, sum == sg->len, __ATOMIC_SEQ_CST);
-    mu_dma_put(dev.ctx, sg, 1);
+    mu_dma_put(srv.ctx, sg, 1);
     __atomic_store_n(&hold.put_done, 1, __ATOMIC_SEQ_CST);
     return NULL;
 }
@@ -551,7 +493,7 @@ static void test_crash_disconnect(void **state)
     memset(&hold, 0, sizeof(hold));
     child_start(CHILD_HOLD);
     expect_set_up(false);
-    assert_int_equal(mu_dma_get(dev.ctx, IOVA_A + PG, PG, MU_DMA_READ, sg, 1), 1);
+    assert_int_equal(mu_dma_get(srv.ctx, IOVA_A + PG, PG, MU_DMA_READ, sg, 1), 1);
     assert_int_equal(pthread_create(&th, NULL, holder_fn, sg), 0);
     child_kill();
     pthread_join(th, NULL);
@@ -631,18 +573,18 @@ static void one_cycle(unsigned i)
     mu_sg_t sg[1];
     int mfd, efd;
 
-    assert_int_equal(connect_opts(&c), 0);
-    mfd = memfd_sized("cycle", 4 * PG, (uint8_t)i);
+    assert_int_equal(client_connect(&c, srv.sock), 0);
+    mfd = memfd_filled("cycle", 4 * PG, (uint8_t)i);
     efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     assert_true(mfd >= 0 && efd >= 0);
     assert_int_equal(muc_dma_map(c, IOVA_A, 4 * PG, mfd, 0,
                                  MUC_DMA_READ | MUC_DMA_WRITE), 0);
     assert_int_equal(muc_irq_set_eventfds(c, VFU_IRQ_MSIX, i % NMSIX, 1, &efd), 0);
     /* The device uses both, so the mmap and the eventfd are live. */
-    assert_int_equal(mu_dma_get(dev.ctx, IOVA_A, 16, MU_DMA_READ, sg, 1), 1);
+    assert_int_equal(mu_dma_get(srv.ctx, IOVA_A, 16, MU_DMA_READ, sg, 1), 1);
     assert_int_equal(((uint8_t *)sg[0].addr)[0], (uint8_t)i);
-    mu_dma_put(dev.ctx, sg, 1);
-    assert_int_equal(mu_irq_trigger(dev.ctx, MU_IRQ_MSIX, i % NMSIX), 0);
+    mu_dma_put(srv.ctx, sg, 1);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, i % NMSIX), 0);
     assert_int_equal(muc_eventfd_wait(efd, 2000 * slow_factor()), 1);
     muc_close(c);
     close(mfd);
@@ -693,7 +635,7 @@ static void *connect_fn(void *arg)
 {
     struct conn_job *j = arg;
 
-    j->rc = connect_opts(&j->c);
+    j->rc = client_connect(&j->c, srv.sock);
     return NULL;
 }
 

@@ -55,11 +55,8 @@
 
 #define RW_MMAP (MUC_REGION_READ | MUC_REGION_WRITE | MUC_REGION_MMAP)
 
+static struct inproc srv;      /* the device */
 static struct {
-    char dir[64];
-    char sock[128];
-    mu_ctx_t *ctx;
-    pthread_t thread;
     int memfd0, memfd2;
     uint8_t *map0;      /* the device's own view of BAR0 */
     uint8_t *map2;      /* ... and of BAR2 (the whole 16 KiB) */
@@ -161,26 +158,6 @@ static unsigned calls(void)
     return __atomic_load_n(&bar2_calls, __ATOMIC_SEQ_CST);
 }
 
-static void *run_ctx(void *arg)
-{
-    int rc = mu_ctx_run(arg);
-
-    if (rc != 0)
-        fprintf(stderr, "mu_ctx_run: %s\n", strerror(-rc));
-    return NULL;
-}
-
-static int memfd_sized(const char *name, size_t size)
-{
-    int fd = memfd_create(name, MFD_CLOEXEC);
-
-    if (fd >= 0 && ftruncate(fd, (off_t)size) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static int group_setup(void **state)
 {
     const struct mu_mmap_area sparse = { SPARSE_OFF, SPARSE_SIZE };
@@ -188,11 +165,8 @@ static int group_setup(void **state)
     int rc, efd;
 
     (void)state;
-    if (tmpdir_make(dev.dir, sizeof(dev.dir)) < 0)
-        return -1;
-    snprintf(dev.sock, sizeof(dev.sock), "%s/regions.sock", dev.dir);
-    dev.memfd0 = memfd_sized("bar0", BAR0_SIZE);
-    dev.memfd2 = memfd_sized("bar2", BAR2_FD_OFF + BAR2_SIZE);
+    dev.memfd0 = memfd_sized("bar0", BAR0_SIZE, 0);
+    dev.memfd2 = memfd_sized("bar2", BAR2_FD_OFF + BAR2_SIZE, 0);
     if (dev.memfd0 < 0 || dev.memfd2 < 0)
         return -1;
     dev.map0 = mmap(NULL, BAR0_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -202,9 +176,9 @@ static int group_setup(void **state)
     if (dev.map0 == MAP_FAILED || dev.map2 == MAP_FAILED)
         return -1;
 
-    if (mu_ctx_create(&ctx, dev.sock, MU_DEV_PCI, NULL) < 0)
+    if (inproc_create(&srv, "regions.sock", MU_DEV_PCI, NULL) < 0)
         return -1;
-    dev.ctx = ctx;
+    ctx = srv.ctx;
     /* The library owns an ioeventfd passed in; it creates the other.
      * This one is blocking, as eventfd(2) makes them by default. */
     efd = eventfd(0, EFD_CLOEXEC);
@@ -221,27 +195,21 @@ static int group_setup(void **state)
         (rc = mu_region_add_ioeventfd(ctx, MU_PCI_BAR2, IOEV_ANY_OFF, 0, false,
                                       0, efd, ioev_cb, 2)) < 0 ||
         (rc = mu_region_add_ioeventfd(ctx, MU_PCI_BAR0, IOEV_MM_OFF, 4, true,
-                                      IOEV_MM_DATA, -1, ioev_cb, 3)) < 0 ||
-        (rc = mu_ctx_realize(ctx)) < 0) {
+                                      IOEV_MM_DATA, -1, ioev_cb, 3)) < 0) {
         fprintf(stderr, "device setup: %s\n", strerror(-rc));
         return -1;
     }
-    if (pthread_create(&dev.thread, NULL, run_ctx, ctx) != 0)
-        return -1;
-    return 0;
+    return inproc_start(&srv) < 0 ? -1 : 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    mu_ctx_stop(dev.ctx);
-    pthread_join(dev.thread, NULL);
-    mu_ctx_destroy(dev.ctx);
+    inproc_stop(&srv);
     munmap(dev.map0, BAR0_SIZE);
     munmap(dev.map2, BAR2_SIZE);
     close(dev.memfd0);
     close(dev.memfd2);
-    tmpdir_remove(dev.dir);
     return 0;
 }
 
@@ -258,17 +226,14 @@ static void nap(void)
 
 static void wait_gone(void)
 {
-    for (int i = 0; i < 1000 * slow_factor() && mu_ctx_client_ready(dev.ctx); i++)
-        nap();
-    assert_false(mu_ctx_client_ready(dev.ctx));
+    assert_true(inproc_wait_not_ready(&srv, 1000, 2000));
 }
 
 static muc_t *client(void)
 {
-    struct muc_opts o = { .timeout_ms = 5000 * slow_factor() };
     muc_t *c = NULL;
 
-    assert_int_equal(muc_connect(&c, dev.sock, &o), 0);
+    assert_int_equal(client_connect(&c, srv.sock), 0);
     live = c;
     return c;
 }
@@ -289,18 +254,14 @@ static int test_teardown(void **state)
     if (live != NULL) {
         muc_close(live);
         live = NULL;
-        for (int i = 0; i < 1000 * slow_factor() &&
-                        mu_ctx_client_ready(dev.ctx); i++)
-            nap();
+        inproc_wait_not_ready(&srv, 1000, 2000);
     }
     return 0;
 }
 
 static void wait_fd_count(int want)
 {
-    for (int i = 0; i < 1000 * slow_factor() && count_open_fds() != want; i++)
-        nap();
-    assert_int_equal(count_open_fds(), want);
+    assert_int_equal(wait_open_fds(want, 1000, 2000), want);
 }
 
 /* The fd the server sent is the file the device backed the region with. */
@@ -705,7 +666,7 @@ static void test_ioeventfd_drained_by_client(void **state)
     int rc;
 
     (void)state;
-    assert_int_equal(muc_connect(&c, dev.sock, &o), 0);
+    assert_int_equal(muc_connect(&c, srv.sock, &o), 0);
     live = c;
     assert_int_equal(muc_region_io_fds(c, MU_PCI_BAR2, io, 2), 2);
     any = __atomic_load_n(&ioev_calls[2], __ATOMIC_SEQ_CST);
@@ -771,7 +732,6 @@ static void test_ioeventfd_kicked_by_socket_write(void **state)
 /* The server lends its own fds and keeps nothing of a client's. */
 static void test_no_fds_left(void **state)
 {
-    struct muc_opts o = { .timeout_ms = 5000 * slow_factor() };
     struct muc_region_info r0, r2;
     struct muc_ioeventfd io[2];
     muc_t *c = NULL;
@@ -779,7 +739,7 @@ static void test_no_fds_left(void **state)
 
     (void)state;
     base = count_open_fds();
-    assert_int_equal(muc_connect(&c, dev.sock, &o), 0);
+    assert_int_equal(client_connect(&c, srv.sock), 0);
     live = c;
     assert_int_equal(muc_region_info(c, MU_PCI_BAR0, &r0), 0);
     assert_int_equal(muc_region_info(c, MU_PCI_BAR2, &r2), 0);

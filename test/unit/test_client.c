@@ -18,7 +18,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -31,6 +30,7 @@
 #include <unistd.h>
 
 #include "muser-client.h"
+#include "unit_util.h"
 #include "wire.h"
 
 extern int muc__from_fd(muc_t **out, int fd, const struct muc_opts *opts,
@@ -46,24 +46,6 @@ struct fx {
 };
 
 /* ---- helpers ---- */
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-
-    assert_non_null(d);
-    while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n - 1;       /* the DIR's own fd */
-}
-
-static bool fd_open(int fd)
-{
-    return fcntl(fd, F_GETFD) >= 0;
-}
 
 static int setup_pair(void **state)
 {

@@ -12,7 +12,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -30,6 +29,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "unit_util.h"
 
 #define PG 4096ull
 #define RW (VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE)
@@ -42,18 +42,6 @@ static unsigned nr_maps, nr_unmaps, by_reason[MU_UNMAP_DESTROY + 1];
 static int map_result;                  /* what map_cb returns */
 static int nr_info_logs;
 static void (*unmap_hook)(mu_dma_region_t *r);
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-
-    assert_non_null(d);
-    while (readdir(d) != NULL)
-        n++;
-    closedir(d);
-    return n;
-}
 
 static void log_cb(mu_ctx_t *c, enum mu_log_level level, const char *msg)
 {
@@ -520,6 +508,33 @@ static void test_callbacks_balance(void **state)
     assert_string_equal(mu_unmap_reason_str(MU_UNMAP_OVERLAP), "overlap");
     assert_string_equal(mu_unmap_reason_str((enum mu_unmap_reason)99),
                         "unknown");
+}
+
+/*
+ * Destroying a context that still has a client: the regions go first and
+ * say so (MU_UNMAP_DESTROY), not as a disconnect, as muser.h promises; the
+ * client is dropped after.
+ */
+static void test_destroy_with_client(void **state)
+{
+    int fd = memfd(4 * PG), sv[2];
+    char b;
+
+    (void)state;
+    assert_int_equal(mu_ctx_realize(ctx), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(mu_ctx_attach_fd(ctx, sv[1]), 0);      /* ctx owns it */
+    assert_int_equal(map(0, PG, RW, fd), 0);
+    assert_int_equal(map(PG, PG, RW, -1), 0);
+    close(fd);
+    mu_ctx_destroy(ctx);
+    ctx = NULL;
+    assert_int_equal(by_reason[MU_UNMAP_DESTROY], 2);
+    assert_int_equal(by_reason[MU_UNMAP_DISCONNECT], 0);
+    assert_int_equal(read(sv[0], &b, 1), 0);                /* hung up */
+    close(sv[0]);
+    assert_int_equal(mu_ctx_create(&ctx, "/tmp/test_dma.sock", MU_DEV_PCI,
+                                   NULL), 0);      /* for teardown */
 }
 
 /* ---------------- translation ---------------- */
@@ -1219,6 +1234,7 @@ int main(void)
         T(test_overlap_cb),
         T(test_unmap_rules),
         T(test_callbacks_balance),
+        T(test_destroy_with_client),
         T(test_translate),
         T(test_lazy_and_budget),
         T(test_idle_eviction),

@@ -18,7 +18,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -30,6 +29,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "unit_util.h"
 
 #define NMSI 4u
 #define NMSIX 70u
@@ -124,23 +124,6 @@ static int teardown(void **state)
 }
 
 /* ---- helpers ---- */
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-
-    assert_non_null(d);
-    while (readdir(d) != NULL)
-        n++;
-    closedir(d);
-    return n;
-}
-
-static bool fd_open(int fd)
-{
-    return fcntl(fd, F_GETFD) >= 0;
-}
 
 /* Whether fd is in the context's epoll set (from /proc's fdinfo). */
 static bool epoll_has(mu_ctx_t *ctx, int fd)
