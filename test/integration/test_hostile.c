@@ -292,15 +292,28 @@ static void wait_fds(int n)
     assert_int_equal(wait_open_fds(n, 2500, 2000), n);
 }
 
+static bool balanced(void *arg)
+{
+    (void)arg;
+    return ld(&maps) == ld(&unmaps);
+}
+
 static int test_setup(void **state)
 {
     (void)state;
     if (!inproc_wait_detached(&srv, 5000, 2000))
         return -1;
+    /* Detached comes before the detach's unmap callbacks: wait for them
+     * too, or a late one would count in this test. */
+    if (!wait_until(balanced, NULL, 5000, 2000))
+        return -1;
     base_fds = count_open_fds();
     maps0 = ld(&maps);
     log_clear();
-    memset(unmap_why, 0, sizeof(unmap_why));
+    /* Atomically: the server thread counts with atomics, and TSan wants
+     * every access to agree. */
+    for (unsigned r = 0; r <= MU_UNMAP_DESTROY; r++)
+        __atomic_store_n(&unmap_why[r], 0, __ATOMIC_SEQ_CST);
     return 0;
 }
 

@@ -201,15 +201,28 @@ static void wait_fds(int n)
     assert_int_equal(wait_open_fds(n, 5000, 1000), n);
 }
 
+static bool balanced(void *arg)
+{
+    (void)arg;
+    return ld(&maps) == ld(&unmaps);
+}
+
 static int test_setup(void **state)
 {
     (void)state;
     if (!inproc_wait_detached(&srv, 10000, 1000))
         return -1;
+    /* Detached comes before the detach's unmap callbacks: wait for them
+     * too, or a late one would count in this test. */
+    if (!wait_until(balanced, NULL, 10000, 1000))
+        return -1;
     base_fds = count_open_fds();
     maps0 = ld(&maps);
     lost0 = ld(&lost);
-    memset(unmap_why, 0, sizeof(unmap_why));
+    /* Atomically: the server thread counts with atomics, and TSan wants
+     * every access to agree. */
+    for (unsigned r = 0; r <= MU_UNMAP_DESTROY; r++)
+        __atomic_store_n(&unmap_why[r], 0, __ATOMIC_SEQ_CST);
     return 0;
 }
 
@@ -490,7 +503,9 @@ static void test_crash_disconnect(void **state)
     mu_sg_t sg[1];
 
     (void)state;
-    memset(&hold, 0, sizeof(hold));
+    __atomic_store_n(&hold.quiesce, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&hold.put_done, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&hold.put_before_free, 0, __ATOMIC_SEQ_CST);
     child_start(CHILD_HOLD);
     expect_set_up(false);
     assert_int_equal(mu_dma_get(srv.ctx, IOVA_A + PG, PG, MU_DMA_READ, sg, 1), 1);

@@ -143,16 +143,24 @@ int nvd_submit(struct nvd *d, unsigned qid, struct nvme_sqe *cmd,
     return cid;
 }
 
-int nvd_submit_rw(struct nvd *d, unsigned qid, uint8_t opc, uint32_t nsid,
-                  uint64_t slba, uint32_t nlb, uint64_t iova, size_t len)
+/* A Read, Write or other LBA-range command: SLBA in CDW10-11, NLB
+ * (0's based) in CDW12. */
+static struct nvme_sqe rw_cmd(uint8_t opc, uint32_t nsid, uint64_t slba,
+                              uint32_t nlb)
 {
-    struct nvme_sqe cmd = {
+    return (struct nvme_sqe){
         .opc = opc,
         .nsid = nsid,
         .cdw10 = (uint32_t)slba,
         .cdw11 = (uint32_t)(slba >> 32),
         .cdw12 = nlb - 1,
     };
+}
+
+int nvd_submit_rw(struct nvd *d, unsigned qid, uint8_t opc, uint32_t nsid,
+                  uint64_t slba, uint32_t nlb, uint64_t iova, size_t len)
+{
+    struct nvme_sqe cmd = rw_cmd(opc, nsid, slba, nlb);
     struct nvd_buf b = { .iova = iova, .len = len };
 
     return nvd_submit(d, qid, &cmd, len ? &b : NULL);
@@ -320,13 +328,7 @@ int nvd_exec(struct nvd *d, unsigned qid, struct nvme_sqe *cmd,
 int nvd_rw(struct nvd *d, unsigned qid, uint8_t opc, uint32_t nsid,
            uint64_t slba, uint32_t nlb, uint64_t iova, size_t len)
 {
-    struct nvme_sqe cmd = {
-        .opc = opc,
-        .nsid = nsid,
-        .cdw10 = (uint32_t)slba,
-        .cdw11 = (uint32_t)(slba >> 32),
-        .cdw12 = nlb - 1,
-    };
+    struct nvme_sqe cmd = rw_cmd(opc, nsid, slba, nlb);
     struct nvd_buf b = { .iova = iova, .len = len };
 
     return nvd_exec(d, qid, &cmd, len ? &b : NULL, NULL);
