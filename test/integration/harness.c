@@ -307,12 +307,26 @@ static unsigned ld(const unsigned *p)
     return __atomic_load_n(p, __ATOMIC_SEQ_CST);
 }
 
+static bool quiet(void *arg)
+{
+    const struct settle_ref *r = arg;
+
+    return !inproc_client_attached(r->s) && ld(r->maps) == ld(r->unmaps);
+}
+
 static bool settled(void *arg)
 {
     const struct settle_ref *r = arg;
 
-    return !inproc_client_attached(r->s) && count_open_fds() == r->fds &&
-           ld(r->maps) == ld(r->unmaps);
+    return quiet(arg) && count_open_fds() == r->fds;
+}
+
+bool inproc_wait_quiet(struct inproc *s, const unsigned *maps,
+                       const unsigned *unmaps, int tries, unsigned int nap)
+{
+    struct settle_ref r = { s, 0, maps, unmaps };
+
+    return wait_until(quiet, &r, tries, nap);
 }
 
 void inproc_settle(struct inproc *s, int fds, const unsigned *maps,

@@ -109,6 +109,14 @@ bool inproc_wait_not_ready(struct inproc *s, int tries, unsigned int nap_us);
 void inproc_settle(struct inproc *s, int fds, const unsigned *maps,
                    const unsigned *unmaps, int tries, unsigned int nap_us);
 
+/*
+ * Wait (bounded as wait_until) until the client is detached and *maps ==
+ * *unmaps: "detached" comes before the detach's unmap callbacks, so a test
+ * that resets its counters must wait for both.  Whether both hold, after.
+ */
+bool inproc_wait_quiet(struct inproc *s, const unsigned *maps,
+                       const unsigned *unmaps, int tries, unsigned int nap_us);
+
 /* ---------------- log capture ---------------- */
 
 /*
