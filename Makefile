@@ -2,7 +2,10 @@
 #   make demo   build, start the sample devices, drive them with the client
 #   make test   every test: unit + integration, again under ASan/UBSan,
 #               ThreadSanitizer and valgrind, plus a short fuzzing run
-# Both install missing Debian packages first (apt-get, as root or via sudo).
+# Both install missing Debian packages first (make deps: apt-get, as root or
+# via sudo); `make` / `make build` only build, and never run apt-get.
+# The builds made here are developer builds: warnings are errors (--werror);
+# the project's defaults leave that to the packager.
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
@@ -31,15 +34,21 @@ deps:
 	    { $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; }; \
 	fi
 
-build: deps
-	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD)
+# The targets that need the packages pull deps in before any meson setup
+# (order-only, so it holds under make -j too); a plain `make` does not.
+DEPS_FIRST := $(if $(filter demo test test-% fuzz fuzz-build bench,$(MAKECMDGOALS)),deps)
+
+$(BUILD)/build.ninja: | $(DEPS_FIRST)
+	meson setup --werror $(BUILD)
+
+build: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-$(ASAN_BUILD)/build.ninja:
-	CC=gcc meson setup $(ASAN_BUILD) -Dsanitizers=address,undefined -Dbench=false \
+$(ASAN_BUILD)/build.ninja: | $(DEPS_FIRST)
+	CC=gcc meson setup --werror $(ASAN_BUILD) -Dsanitizers=address,undefined -Dbench=false \
 	  -Dbuildtype=debug -Db_lundef=false
 
-test-unit: build
+test-unit: deps build
 	$(MESON_TEST) -C $(BUILD) --suite unit --suite integration
 
 test-asan: deps $(ASAN_BUILD)/build.ninja
@@ -50,8 +59,8 @@ test-asan: deps $(ASAN_BUILD)/build.ninja
 
 # Data races: the DMA and interrupt paths are used from device threads
 # while the context thread serves the client.
-$(TSAN_BUILD)/build.ninja:
-	CC=gcc meson setup $(TSAN_BUILD) -Dsanitizers=thread -Dbench=false \
+$(TSAN_BUILD)/build.ninja: | $(DEPS_FIRST)
+	CC=gcc meson setup --werror $(TSAN_BUILD) -Dsanitizers=thread -Dbench=false \
 	  -Dbuildtype=debug -Db_lundef=false
 
 test-tsan: deps $(TSAN_BUILD)/build.ninja
@@ -62,14 +71,14 @@ test-tsan: deps $(TSAN_BUILD)/build.ninja
 
 # The integration tests again, each test program and every device it starts
 # under valgrind: any error or leak fails the run.
-test-valgrind: build
+test-valgrind: deps build
 	MU_VALGRIND=1 $(MESON_TEST) -C $(BUILD) --suite integration \
 	  --timeout-multiplier 4 \
 	  --wrapper 'valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --track-fds=no -q'
 
-$(FUZZ_BUILD)/build.ninja:
-	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dsamples=false -Dtests=false \
-	  -Dbench=false -Dwerror=true -Db_lundef=false
+$(FUZZ_BUILD)/build.ninja: | $(DEPS_FIRST)
+	CC=clang meson setup --werror $(FUZZ_BUILD) -Dfuzz=true -Dsamples=false \
+	  -Dtests=false -Dbench=false -Db_lundef=false
 
 fuzz-build: deps $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD)
@@ -84,7 +93,7 @@ test-fuzz: fuzz-build
 test: test-unit test-asan test-tsan test-valgrind test-fuzz
 	@echo "make test: all suites passed"
 
-demo: build
+demo: deps build
 	samples/demo.sh $(BUILD)
 
 bench: build

@@ -1,5 +1,5 @@
 /*
- * nvme - an emulated NVMe 1.4 controller on muser, for the stock Linux
+ * muser-nvme - an emulated NVMe 1.4 controller on muser, for the stock Linux
  * nvme driver (through a vfio-user VMM) and for muser's own client.
  *
  * PCI: class 010802h, 1234h:0A0Eh, a PCIe endpoint with PM and MSI-X
