@@ -45,36 +45,30 @@ build: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 $(ASAN_BUILD)/build.ninja: | $(DEPS_FIRST)
-	CC=gcc meson setup --werror $(ASAN_BUILD) -Dsanitizers=address,undefined -Dbench=false \
-	  -Dbuildtype=debug -Db_lundef=false
+	CC=gcc meson setup --werror $(ASAN_BUILD) -Db_sanitize=address,undefined \
+	  -Db_lundef=false -Dbench=false -Dbuildtype=debug
 
 test-unit: deps build
-	$(MESON_TEST) -C $(BUILD) --suite unit --suite integration
+	$(MESON_TEST) -C $(BUILD)
 
 test-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(MESON_TEST) -C $(ASAN_BUILD) --suite unit --suite integration
+	$(MESON_TEST) -C $(ASAN_BUILD) --setup=asan
 
 # Data races: the DMA and interrupt paths are used from device threads
 # while the context thread serves the client.
 $(TSAN_BUILD)/build.ninja: | $(DEPS_FIRST)
-	CC=gcc meson setup --werror $(TSAN_BUILD) -Dsanitizers=thread -Dbench=false \
-	  -Dbuildtype=debug -Db_lundef=false
+	CC=gcc meson setup --werror $(TSAN_BUILD) -Db_sanitize=thread \
+	  -Db_lundef=false -Dbench=false -Dbuildtype=debug
 
 test-tsan: deps $(TSAN_BUILD)/build.ninja
 	ninja -C $(TSAN_BUILD)
-	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  $(MESON_TEST) -C $(TSAN_BUILD) --suite unit --suite integration \
-	  --timeout-multiplier 3
+	$(MESON_TEST) -C $(TSAN_BUILD) --setup=tsan
 
 # The integration tests again, each test program and every device it starts
-# under valgrind: any error or leak fails the run.
+# under valgrind: any error or leak fails the run (test/meson.build).
 test-valgrind: deps build
-	MU_VALGRIND=1 $(MESON_TEST) -C $(BUILD) --suite integration \
-	  --timeout-multiplier 4 \
-	  --wrapper 'valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --track-fds=no -q'
+	$(MESON_TEST) -C $(BUILD) --setup=valgrind
 
 $(FUZZ_BUILD)/build.ninja: | $(DEPS_FIRST)
 	CC=clang meson setup --werror $(FUZZ_BUILD) -Dfuzz=true -Dsamples=false \
