@@ -1,7 +1,8 @@
 # muser - the two commands a fresh Debian 12 machine needs:
 #   make demo   build, start the sample devices, drive them with the client
-#   make test   every test: unit + integration, again under ASan/UBSan,
-#               ThreadSanitizer and valgrind, plus a short fuzzing run
+#   make test   every test: each option combination builds, unit +
+#               integration, again under ASan/UBSan, ThreadSanitizer and
+#               valgrind, plus a short fuzzing run
 # Both install missing Debian packages first (make deps: apt-get, as root or
 # via sudo); `make` / `make build` only build, and never run apt-get.
 # The builds made here are developer builds: warnings are errors (--werror);
@@ -11,6 +12,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
+CONFIGS_BUILD ?= build-configs
 FUZZ_SECONDS ?= 60
 SHORT_FUZZ_SECONDS ?= 20
 
@@ -19,8 +21,8 @@ PKGS := gcc make meson ninja-build pkg-config libjson-c-dev libcmocka-dev \
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 MESON_TEST := meson test --print-errorlogs --num-processes 2
 
-.PHONY: all deps build test test-unit test-asan test-tsan test-valgrind test-fuzz \
-        demo bench fuzz install clean
+.PHONY: all deps build test test-configs test-unit test-asan test-tsan \
+        test-valgrind test-fuzz fuzz-build demo bench fuzz install clean
 
 all: build
 
@@ -84,7 +86,13 @@ fuzz: fuzz-build
 test-fuzz: fuzz-build
 	test/fuzz/run.sh $(FUZZ_BUILD) $(SHORT_FUZZ_SECONDS)
 
-test: test-unit test-asan test-tsan test-valgrind test-fuzz
+# Every main combination of meson_options.txt configures and builds (and
+# installs what it should), each in a directory under $(CONFIGS_BUILD)/:
+# builds only, no tests.
+test-configs: deps
+	test/build-configs.sh $(CONFIGS_BUILD)
+
+test: test-configs test-unit test-asan test-tsan test-valgrind test-fuzz
 	@echo "make test: all suites passed"
 
 demo: deps build
@@ -97,4 +105,4 @@ install: build
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(CONFIGS_BUILD)
