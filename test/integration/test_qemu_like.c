@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -84,6 +85,7 @@ static int group_setup(void **state)
         (rc = msix_off = mu_pci_add_msix(ctx, NVEC, MU_PCI_BAR0, TBL_OFF,
                                          MU_PCI_BAR0, PBA_OFF)) < 0 ||
         (rc = mu_pci_add_pcie(ctx, MU_PCIE_ENDPOINT)) < 0 ||
+        (rc = mu_irq_setup(ctx, MU_IRQ_INTX, 1)) < 0 ||
         (rc = mu_ctx_set_limit(ctx, MU_LIMIT_MSG_FDS, BIG_FD_LIMIT)) < 0) {
         fprintf(stderr, "device setup: %s\n", strerror(-rc));
         return -1;
@@ -276,6 +278,105 @@ static void test_region_info_argsz_payload(void **state)
     client_done(c);
 }
 
+/* ---------------- the client's fds keep their flags ---------------- */
+
+static int blocking_efd(void)
+{
+    int fd = eventfd(0, EFD_CLOEXEC);
+
+    assert_true(fd >= 0);
+    assert_false(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    return fd;
+}
+
+static void expect_blocking(int fd)
+{
+    assert_false(fcntl(fd, F_GETFL) & O_NONBLOCK);
+}
+
+/* Wait (bounded) until the eventfd is readable, then read it with the
+ * client's own blocking read(): it must not fail with EAGAIN. */
+static uint64_t blocking_read(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    uint64_t v = 0;
+
+    assert_int_equal(poll(&p, 1, 2000 * slow_factor()), 1);
+    assert_int_equal(read(fd, &v, sizeof(v)), sizeof(v));
+    return v;
+}
+
+static bool intx_unmasked(void *arg)
+{
+    (void)arg;
+    return !mu_irq_masked(srv.ctx, MU_IRQ_INTX, 0);
+}
+
+/*
+ * The file flags of an eventfd are shared by every process holding it:
+ * the server must not make the client's eventfds non-blocking (a client
+ * blocking in read() of its own eventfd got EAGAIN).  Triggers, INTx
+ * unmask eventfds and a saturated blocking eventfd all still work.
+ */
+static void test_client_fd_flags(void **state)
+{
+    const uint32_t unmask_efd = VFU_IRQ_SET_DATA_EVENTFD |
+                                VFU_IRQ_SET_ACTION_UNMASK;
+    uint64_t big = 0xfffffffffffffffeull, one = 1;
+    int trig, intx, unmask, full;
+    muc_t *c = qemu_client();
+
+    (void)state;
+    trig = blocking_efd();
+    assert_int_equal(muc_irq_set_eventfds(c, VFU_IRQ_MSIX, 0, 1, &trig), 0);
+    expect_blocking(trig);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, 0), 0);
+    assert_int_equal(blocking_read(trig), 1);
+    expect_blocking(trig);
+
+    /* INTx with an unmask eventfd, both blocking. */
+    intx = blocking_efd();
+    unmask = blocking_efd();
+    assert_int_equal(muc_irq_set_eventfds(c, VFU_IRQ_INTX, 0, 1, &intx), 0);
+    assert_int_equal(muc_set_irqs(c, unmask_efd, VFU_IRQ_INTX, 0, 1, NULL,
+                                  &unmask, 1), 0);
+    expect_blocking(intx);
+    expect_blocking(unmask);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_INTX, 0), 0);
+    assert_int_equal(blocking_read(intx), 1);
+    assert_true(mu_irq_masked(srv.ctx, MU_IRQ_INTX, 0));   /* automask */
+    assert_int_equal(write(unmask, &one, sizeof(one)), sizeof(one));
+    assert_true(wait_until(intx_unmasked, NULL, 1000, 2000));
+    /* The server drained the unmask fd (a poll says empty), and the
+     * unmask delivered nothing new. */
+    {
+        struct pollfd p = { .fd = unmask, .events = POLLIN };
+
+        assert_int_equal(poll(&p, 1, 0), 0);
+    }
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_INTX, 0), 0);
+    assert_int_equal(blocking_read(intx), 1);
+    expect_blocking(unmask);
+
+    /* A blocking eventfd one short of saturation: the trigger must not
+     * sleep in write(), and counts as delivered. */
+    full = blocking_efd();
+    assert_int_equal(write(full, &big, sizeof(big)), sizeof(big));
+    assert_int_equal(muc_irq_set_eventfds(c, VFU_IRQ_MSIX, 1, 1, &full), 0);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, 1), 0);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, 1), 0);
+    expect_blocking(full);
+    assert_int_equal(blocking_read(full), big);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, 1), 0);
+    assert_int_equal(blocking_read(full), 1);
+
+    client_done(c);
+    close(trig);
+    close(intx);
+    close(unmask);
+    close(full);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +384,7 @@ int main(void)
         cmocka_unit_test_teardown(test_set_irqs_split, test_teardown),
         cmocka_unit_test_teardown(test_region_info_argsz_payload,
                                   test_teardown),
+        cmocka_unit_test_teardown(test_client_fd_flags, test_teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
