@@ -1224,7 +1224,7 @@ static void test_fds_not_what_they_claim(void **state)
     close(efd);
 
     /* A blocking eventfd one short of saturation: the device's trigger
-     * must not sleep in write() (the library makes it non-blocking). */
+     * must not sleep in write() (the library looks before it writes). */
     efd = eventfd(0, EFD_CLOEXEC);
     assert_true(efd >= 0);
     assert_int_equal(write(efd, &big, sizeof(big)), sizeof(big));
