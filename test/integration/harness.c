@@ -391,7 +391,7 @@ void log_clear(void)
 
 void expect_log(const char *needle)
 {
-    for (int i = 0; i < 1000 * slow_factor() && !log_has(needle); i++)
+    for (int i = 0; i < 5000 * slow_factor() && !log_has(needle); i++)
         usleep(2000);
     if (!log_has(needle))
         fail_msg("no log line with \"%s\"", needle);

@@ -132,7 +132,7 @@ void log_capture_line(const char *msg);
 bool log_has(const char *needle);
 void log_clear(void);
 /* Log lines are written just after what the client sees: wait (bounded,
- * 1000 * slow_factor() naps of 2 ms) for one holding 'needle', or fail. */
+ * 5000 * slow_factor() naps of 2 ms) for one holding 'needle', or fail. */
 void expect_log(const char *needle);
 
 #endif
