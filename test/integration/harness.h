@@ -45,8 +45,11 @@ int count_open_fds(void);
 int tmpdir_make(char *dir, size_t len);
 void tmpdir_remove(const char *dir);
 
-/* Milliseconds to scale waits by when running under valgrind. */
+/* What to scale waits (and shorten loops) by: > 1 under valgrind, in
+ * sanitizer builds and with MU_TEST_SLOW=N (see test/slow.h). */
 int slow_factor(void);
+/* This program runs under valgrind (it enforces limits of its own). */
+bool under_valgrind(void);
 
 /* muc_connect with the tests' usual timeout, 5 s (times slow_factor()). */
 int client_connect(muc_t **c, const char *path);
