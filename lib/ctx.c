@@ -319,6 +319,7 @@ static int attach_conn(mu_ctx_t *ctx, int fd)
     pthread_mutex_lock(&ctx->send_lock);
     ctx->conn_fd = fd;
     pthread_mutex_unlock(&ctx->send_lock);
+    ctx->io.clock = &ctx->clock;    /* partial messages' age */
     ctx->negotiated = false;
     ctx->accept_paused = false;
     vfu_caps_default(&ctx->peer);
@@ -450,7 +451,7 @@ static void on_timer(mu_ctx_t *ctx)
             return;
     }
     since = ctx->tran->partial_since(ctx);
-    if (since != 0 && mu_now_ns() - since >
+    if (since != 0 && mu_clock_ns(&ctx->clock) - since >
                           ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS] * 1000000ull) {
         mu_ctx_detach(ctx, "message not completed within the receive timeout");
         return;

@@ -332,7 +332,8 @@ void mu_backlog_drop(mu_ctx_t *ctx)
  */
 static int wait_inline(mu_ctx_t *ctx, struct mu_call *call, int timeout_ms)
 {
-    uint64_t deadline = mu_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    uint64_t deadline = mu_clock_ns(&ctx->clock) +
+                        (uint64_t)timeout_ms * 1000000ull;
     struct mu_msg m;
     int rc;
 
@@ -342,7 +343,7 @@ static int wait_inline(mu_ctx_t *ctx, struct mu_call *call, int timeout_ms)
          * client that keeps it full of replies to nothing would otherwise
          * hold the context thread here for as long as it likes.
          */
-        if (mu_now_ns() >= deadline)
+        if (mu_clock_ns(&ctx->clock) >= deadline)
             return -ETIMEDOUT;
         rc = ctx->tran->next(ctx, &m);
         if (rc == 1) {
@@ -372,7 +373,7 @@ static int wait_inline(mu_ctx_t *ctx, struct mu_call *call, int timeout_ms)
         }
         {
             struct pollfd p = { .fd = ctx->conn_fd, .events = POLLIN };
-            uint64_t now = mu_now_ns();
+            uint64_t now = mu_clock_ns(&ctx->clock);
 
             if (now >= deadline)
                 return -ETIMEDOUT;

@@ -158,13 +158,10 @@ static inline struct mu_dma_region *region_at(struct mu_dma *dma, uint64_t p)
     return to_region(n);
 }
 
-/* Idle ages need no precision, and this clock is a plain memory read. */
-static inline uint64_t coarse_ns(void)
+/* Idle ages need no precision: the context's clock, coarse. */
+static inline uint64_t coarse_ns(const mu_ctx_t *ctx)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return mu_clock_coarse_ns(&ctx->clock);
 }
 
 /* Limits may be changed by the context thread while others translate. */
@@ -628,7 +625,7 @@ static struct mu_dma_region *region_new(mu_ctx_t *ctx,
                    ((m->flags & VFU_DMA_FLAG_WRITE) ? MU_DMA_WRITE : 0);
     r->info.has_fd = has_fd;
     r->fd = -1;
-    r->last_use_ns = coarse_ns();
+    r->last_use_ns = coarse_ns(ctx);
     if (dma->log != NULL) {
         r->dirty = dirty_new(ctx, dma->log, r->node.start, r->node.last);
         if (r->dirty == NULL) {
@@ -877,7 +874,7 @@ int get_slow(mu_ctx_t *ctx, struct mu_dma_region *r, uint64_t iova,
     }
     /* Undo: the device never saw these entries, so nothing is dirty. */
     for (unsigned i = 0; i < nr; i++)
-        put_ref(dma, sg[i].region, coarse_ns());
+        put_ref(dma, sg[i].region, coarse_ns(ctx));
     return rc;
 }
 
@@ -920,11 +917,11 @@ void mu_dma_put(mu_ctx_t *ctx, mu_sg_t *sg, unsigned nr)
      * just been turned on.
      */
     uint64_t now = __atomic_load_n(&dma->aging, __ATOMIC_RELAXED) ?
-                   coarse_ns() : 0;
+                   coarse_ns(ctx) : 0;
 
     pthread_mutex_lock(&dma->lock);
     if (now == 0 && dma->aging)
-        now = coarse_ns();
+        now = coarse_ns(ctx);
     put_locked(dma, sg, nr, now);
     pthread_mutex_unlock(&dma->lock);
 }
@@ -959,7 +956,7 @@ void mu_dma_tick(mu_ctx_t *ctx)
 {
     struct mu_dma *dma = ctx->dma;
     uint64_t idle_ms = limit(ctx, MU_LIMIT_DMA_IDLE_MS);
-    uint64_t now = coarse_ns();
+    uint64_t now = coarse_ns(ctx);
 
     pthread_mutex_lock(&dma->lock);
     if (idle_ms == 0) {

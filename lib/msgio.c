@@ -31,14 +31,6 @@ struct msgio_fdchunk {
 
 #define MSGIO_INITIAL_BUF 65536u
 
-uint64_t mu_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void mu_msg_release(struct mu_msg *m)
 {
     for (unsigned i = 0; i < m->nfds; i++) {
@@ -222,7 +214,7 @@ static int fill(struct msgio *m, int flags)
         return -ENOTCONN;
 
     if (m->tail == m->head && m->started_ns == 0)
-        m->started_ns = mu_now_ns();
+        m->started_ns = mu_clock_ns(m->clock);
     m->tail += (size_t)n;
     return (int)n;
 }
@@ -304,7 +296,7 @@ int msgio_next(struct msgio *m, struct mu_msg *out)
         m->started_ns = 0;
     } else {
         /* The next message has (partly) arrived already. */
-        m->started_ns = mu_now_ns();
+        m->started_ns = mu_clock_ns(m->clock);
     }
     return 1;
 }

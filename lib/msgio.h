@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "clock.h"
 #include "wire.h"
 
 /* Linux refuses more than SCM_MAX_FD (253) fds in one sendmsg. */
@@ -51,6 +52,7 @@ struct msgio {
     int rcvtimeo_ms;        /* SO_RCVTIMEO in force (-2: not set yet) */
     uint64_t started_ns;    /* when the first byte of the current partial
                                message arrived; 0 when none is partial */
+    const struct mu_clock *clock;   /* started_ns's; NULL: the system's */
 };
 
 /* fd becomes owned by m (closed by msgio_fini).  Its O_NONBLOCK flag is left
@@ -95,8 +97,5 @@ int msgio_recv(struct msgio *m, struct mu_msg *out, int timeout_ms);
  */
 int msgio_send(struct msgio *m, const struct iovec *iov, int iovcnt,
                const int *fds, unsigned nfds, int timeout_ms);
-
-/* Monotonic clock in nanoseconds and milliseconds. */
-uint64_t mu_now_ns(void);
 
 #endif /* MUSER_MSGIO_H */

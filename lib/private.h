@@ -186,8 +186,9 @@ struct mu_ctx {
     mu_log_cb_t log_cb;
     enum mu_log_level log_level;
 
-    /* limits */
+    /* limits, and the clock their timeouts (and DMA ages) run on */
     uint64_t limits[MU_LIMIT_NR];
+    struct mu_clock clock;
     mode_t sock_mode;
     uid_t allow_uids[MU_MAX_ALLOW_UIDS];
     unsigned nr_allow_uids;

@@ -1565,25 +1565,45 @@ static bool idle_evicted(void *arg)
     return st.evictions == 1 && st.mapped_bytes == 0;
 }
 
+static bool idle_evicted2(void *arg)
+{
+    struct mu_dma_stats st = stats();
+
+    (void)arg;
+    return st.evictions == 2 && st.mapped_bytes == 0;
+}
+
+static bool one_evicted(void *arg)
+{
+    (void)arg;
+    return stats().evictions >= 1;
+}
+
 static void test_idle_eviction(void **state)
 {
-    struct mem m = mem_new(LZ_SIZE, 7);
+    struct mem m = mem_new(LZ_SIZE, 7), o = mem_new(LZ_SIZE, 9);
     mu_sg_t sg[1];
 
     (void)state;
     assert_int_equal(muc_dma_map(dev.c, 0x100000, LZ_SIZE, m.fd, 0, RW), 0);
-    /* Held, it stays mapped well past the idle limit... */
+    /* Held, it stays mapped past the idle limit... */
     assert_int_equal(mu_dma_get(srv.ctx, 0x100000, 8, MU_DMA_READ, sg, 1), 1);
     assert_int_equal(stats().mapped_bytes, LZ_SIZE);
-    sleep_ms(200);
-    assert_int_equal(stats().evictions, 0);
+    /* ...which the eviction of another region, used (and put) after it
+     * was taken, shows has passed for it too, at that very tick. */
+    assert_int_equal(muc_dma_map(dev.c, 0x400000, LZ_SIZE, o.fd, 0, RW), 0);
+    assert_int_equal(dev_byte(0x400000 + 1), o.p[1]);
+    assert_true(wait_until(one_evicted, NULL, 2500, 2000));
+    assert_int_equal(stats().evictions, 1);
     assert_int_equal(stats().mapped_bytes, LZ_SIZE);
     assert_memory_equal(sg[0].addr, m.p, 8);
+    assert_int_equal(muc_dma_unmap(dev.c, 0x400000, LZ_SIZE), 0);
+    mem_free(&o);
     mu_dma_put(srv.ctx, sg, 1);
     /* ...and once idle the housekeeping timer drops it. */
-    assert_true(wait_until(idle_evicted, NULL, 2500, 2000));
+    assert_true(wait_until(idle_evicted2, NULL, 2500, 2000));
     assert_int_equal(dev_byte(0x100000 + 2), m.p[2]);
-    assert_int_equal(stats().faults, 2);
+    assert_int_equal(stats().faults, 3);
     mem_free(&m);
 }
 
@@ -1609,12 +1629,12 @@ static void test_idle_limit_set_later(void **state)
     assert_int_equal(stats().faults, 1);
     bar_job.len = 200;
     assert_int_equal(muc_region_write(dev.c, MU_PCI_BAR0, 0, &cmd, 4), 0);
-    /* Several housekeeping ticks (every 25 ms here) later. */
-    sleep_ms(100);
-    if (stats().evictions != 0 && now_ns() - t_used < 200000000ull)
+    /* Evicted, and not before 200 ms from its last use (t_used is
+     * after it: the server's age starts later still). */
+    assert_true(wait_until(idle_evicted, NULL, 2500, 2000));
+    if (now_ns() - t_used < 200000000ull)
         fail_msg("evicted after %.0f ms idle, under the 200 ms limit",
                  (double)(now_ns() - t_used) / 1e6);
-    assert_true(wait_until(idle_evicted, NULL, 2500, 2000));
     assert_int_equal(dev_byte(0x100000 + 2), m.p[2]);
     assert_int_equal(stats().faults, 2);
     mem_free(&m);

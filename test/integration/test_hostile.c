@@ -267,9 +267,13 @@ static int group_setup_timeouts(void **state)
 /* Timeouts that cannot fire before the work under test is done. */
 static int group_setup_limits(void **state)
 {
+    long t = 60000L * slow_factor();
+
     (void)state;
-    ev_wait = 30000 * slow_factor();
-    return device_setup(60000 * slow_factor());
+    if (t > 3600L * 1000)
+        t = 3600L * 1000;       /* the library's largest */
+    ev_wait = (int)(t / 2);
+    return device_setup((int)t);
 }
 
 static int group_teardown(void **state)
@@ -420,9 +424,9 @@ static ssize_t recv_raw(muc_t *c, struct vfu_hdr *h, void *body, size_t cap,
 /*
  * How long to wait for something that must come: far longer than the
  * work, so reaching it means a failure, not a slow machine.  In the group
- * with short timeouts, several of them; in the other, half a minute (times
- * slow_factor()), still well inside that group's timeouts so that a reply
- * the timeout would produce is not mistaken for the one expected.
+ * with short timeouts, several of them; in the other, half its timeouts
+ * (half a minute times slow_factor()), so that a reply the timeout would
+ * produce is not mistaken for the one expected.
  */
 static int long_wait(void)
 {

@@ -658,6 +658,46 @@ static void test_lazy_and_budget(void **state)
     close(fd);
 }
 
+/*
+ * Idle eviction runs on the context's clock (lib/clock.h): these tests put
+ * the context on a fake one and step it, so the ages are exact and no
+ * test sleeps.  The fake time starts well above 0 (0 means "no time").
+ */
+static uint64_t fake_ns;
+
+static uint64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return __atomic_load_n(&fake_ns, __ATOMIC_SEQ_CST);
+}
+
+static void fake_clock_start(void)
+{
+    __atomic_store_n(&fake_ns, 1000000000ull, __ATOMIC_SEQ_CST);
+    mu_ctx_set_clock(ctx, fake_clock, NULL);
+}
+
+static void fake_advance_ns(uint64_t ns)
+{
+    __atomic_add_fetch(&fake_ns, ns, __ATOMIC_SEQ_CST);
+}
+
+#define MS 1000000ull
+
+/* Touch [iova, iova + 8) through a get/put: the region's last use is now. */
+static void touch(uint64_t iova)
+{
+    mu_sg_t sg;
+
+    assert_int_equal(mu_dma_get(ctx, iova, 8, MU_DMA_READ, &sg, 1), 1);
+    mu_dma_put(ctx, &sg, 1);
+}
+
+/*
+ * A mapping idle for longer than MU_LIMIT_DMA_IDLE_MS is evicted at the
+ * next tick - not one idle for exactly the limit, one a nanosecond older
+ * - and the next use maps the same bytes again.
+ */
 static void test_idle_eviction(void **state)
 {
     int fd = memfd(PG);
@@ -665,14 +705,20 @@ static void test_idle_eviction(void **state)
     char b[6];
 
     (void)state;
+    fake_clock_start();
     assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_DMA_IDLE_MS, 30), 0);
     assert_int_equal(map(0, PG, RW, fd), 0);
     assert_int_equal(mu_dma_get(ctx, 100, 6, MU_DMA_WRITE, &sg, 1), 1);
     memcpy(sg.addr, "before", 6);
     mu_dma_put(ctx, &sg, 1);
+    /* The first tick under the limit starts every idle region's age. */
     mu_dma_tick(ctx);
     assert_int_equal(stats().evictions, 0);
-    usleep(80 * 1000);
+    fake_advance_ns(30 * MS);
+    mu_dma_tick(ctx);
+    assert_int_equal(stats().evictions, 0);
+    assert_int_equal(stats().mapped_bytes, PG);
+    fake_advance_ns(1);
     mu_dma_tick(ctx);
     assert_int_equal(stats().evictions, 1);
     assert_int_equal(stats().mapped_bytes, 0);
@@ -686,6 +732,91 @@ static void test_idle_eviction(void **state)
     assert_int_equal(stats().faults, 2);
     assert_int_equal(mu_dma_read(ctx, 100, b, 6), 0);
     assert_memory_equal(b, "before", 6);
+    close(fd);
+}
+
+/*
+ * Ages run from the last put: a use makes a region young again, the
+ * oldest go first (and only they), and a region in use is never evicted
+ * however long it is held.
+ */
+static void test_idle_ages(void **state)
+{
+    int fd = memfd(3 * PG);
+    mu_sg_t held;
+
+    (void)state;
+    fake_clock_start();
+    assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_DMA_IDLE_MS, 100), 0);
+    mu_dma_tick(ctx);                           /* aging from here */
+    for (uint64_t i = 0; i < 3; i++)
+        assert_int_equal(map_off(i * 0x10000, PG, RW, fd, i * PG), 0);
+    touch(0);                                   /* A at t */
+    fake_advance_ns(40 * MS);
+    touch(0x10000);                             /* B at t + 40 */
+    assert_int_equal(mu_dma_get(ctx, 0x20000, 8, MU_DMA_READ, &held, 1), 1);
+    assert_int_equal(stats().mapped_bytes, 3 * PG);
+
+    fake_advance_ns(60 * MS + 1);               /* t + 100 + 1 ns */
+    mu_dma_tick(ctx);
+    assert_int_equal(stats().evictions, 1);     /* A */
+    assert_int_equal(stats().mapped_bytes, 2 * PG);
+
+    touch(0x10000);                             /* B young again */
+    fake_advance_ns(100 * MS);
+    mu_dma_tick(ctx);
+    assert_int_equal(stats().evictions, 1);
+    fake_advance_ns(1);
+    mu_dma_tick(ctx);
+    assert_int_equal(stats().evictions, 2);     /* B */
+
+    /* C, held all along, stays; once put, its age starts then. */
+    fake_advance_ns(1000 * MS);
+    mu_dma_tick(ctx);
+    assert_int_equal(stats().mapped_bytes, PG);
+    mu_dma_put(ctx, &held, 1);
+    fake_advance_ns(100 * MS);
+    mu_dma_tick(ctx);
+    assert_int_equal(stats().mapped_bytes, PG);
+    fake_advance_ns(1);
+    mu_dma_tick(ctx);
+    assert_int_equal(stats().evictions, 3);
+    assert_int_equal(stats().mapped_bytes, 0);
+    close(fd);
+}
+
+/*
+ * An idle limit set while mappings sit idle: their age starts at the first
+ * tick under the limit, not at their last put (puts record no time while
+ * no limit is in force), so none goes early; turning the limit off stops
+ * eviction.
+ */
+static void test_idle_limit_set_later(void **state)
+{
+    int fd = memfd(PG);
+
+    (void)state;
+    fake_clock_start();
+    assert_int_equal(map(0, PG, RW, fd), 0);
+    touch(0);
+    fake_advance_ns(1000 * MS);                 /* long idle, no limit */
+    mu_dma_tick(ctx);
+    assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_DMA_IDLE_MS, 50), 0);
+    fake_advance_ns(10 * MS);
+    mu_dma_tick(ctx);                           /* age starts here */
+    fake_advance_ns(50 * MS);
+    mu_dma_tick(ctx);
+    assert_int_equal(stats().evictions, 0);
+    assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_DMA_IDLE_MS, 0), 0);
+    fake_advance_ns(1000 * MS);
+    mu_dma_tick(ctx);
+    assert_int_equal(stats().evictions, 0);
+    assert_int_equal(stats().mapped_bytes, PG);
+    assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_DMA_IDLE_MS, 50), 0);
+    mu_dma_tick(ctx);                           /* starts again */
+    fake_advance_ns(50 * MS + 1);
+    mu_dma_tick(ctx);
+    assert_int_equal(stats().evictions, 1);
     close(fd);
 }
 
@@ -1238,6 +1369,8 @@ int main(void)
         T(test_translate),
         T(test_lazy_and_budget),
         T(test_idle_eviction),
+        T(test_idle_ages),
+        T(test_idle_limit_set_later),
         T(test_unmap_waits_for_put),
         T(test_unmap_cb_puts),
         T(test_stress),

@@ -1,0 +1,349 @@
+/*
+ * Unit tests of the context's timeouts on a fake clock (lib/clock.h).
+ *
+ * A realized context serves one end of a socketpair (mu_ctx_attach_fd);
+ * the test is the client on the other end and drives the context itself
+ * with mu_ctx_poll(), so it is also the context thread.  The context runs
+ * on a clock the test sets: the decisions (has a partial message been
+ * arriving for longer than MU_LIMIT_RECV_TIMEOUT_MS, has the context
+ * thread waited long enough for a reply) are checked at exact times, with
+ * no sleep.  What is real is only the housekeeping timer's tick, and the
+ * tests wait for it as an event.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "private.h"
+#include "unit_util.h"
+#include "wire_util.h"
+#include "../slow.h"
+
+#define MS 1000000ull
+#define TMO_MS 40u              /* receive timeout: the timer ticks each 10 ms */
+#define IOVA 0x10000ull
+
+static mu_ctx_t *ctx;
+static int peer = -1;           /* the client's end */
+static char dir[64];
+static int base_fds;
+static unsigned nr_unexpected;  /* "dropping unexpected reply" lines */
+static bool dropped_slow;       /* the receive timeout's line */
+
+/* ---------------- the fake clock ---------------- */
+
+static uint64_t fake_ns;
+static uint64_t fake_step;      /* added after every read, 0: still */
+
+static uint64_t fake_clock(void *arg)
+{
+    uint64_t t = fake_ns;
+
+    (void)arg;
+    fake_ns += fake_step;
+    return t;
+}
+
+/* ---------------- fixture ---------------- */
+
+static void log_cb(mu_ctx_t *c, enum mu_log_level level, const char *msg)
+{
+    (void)c;
+    (void)level;
+    if (strstr(msg, "dropping unexpected reply") != NULL)
+        nr_unexpected++;
+    if (strstr(msg, "message not completed within the receive timeout"))
+        dropped_slow = true;
+}
+
+static int setup(void **state)
+{
+    char path[128];
+    int sv[2];
+
+    (void)state;
+    base_fds = count_fds();
+    nr_unexpected = 0;
+    dropped_slow = false;
+    fake_ns = 1000 * MS;
+    fake_step = 0;
+    snprintf(dir, sizeof(dir), "/tmp/muser-unit-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/t.sock", dir);
+    assert_int_equal(mu_ctx_create(&ctx, path, MU_DEV_PCI, NULL), 0);
+    mu_ctx_set_log(ctx, log_cb, MU_LOG_DEBUG);
+    mu_ctx_set_clock(ctx, fake_clock, NULL);
+    assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_RECV_TIMEOUT_MS, TMO_MS),
+                     0);
+    assert_int_equal(mu_ctx_realize(ctx), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
+                                SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(mu_ctx_attach_fd(ctx, sv[0]), 0);
+    peer = sv[1];
+    assert_int_equal(mu_ctx_poll(ctx), 0);      /* the context thread: us */
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char path[128];
+
+    (void)state;
+    mu_ctx_destroy(ctx);
+    ctx = NULL;
+    close(peer);
+    peer = -1;
+    snprintf(path, sizeof(path), "%s/t.sock", dir);
+    unlink(path);
+    rmdir(dir);
+    assert_int_equal(count_fds(), base_fds);
+    return 0;
+}
+
+/* ---------------- helpers ---------------- */
+
+static int wait_ms(int ms)
+{
+    return ms * mu_test_slow_factor();
+}
+
+static void send_all(const void *p, size_t len)
+{
+    assert_int_equal(send(peer, p, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* A whole message from the server if one is there: its size, else 0. */
+static ssize_t try_recv_msg(void *buf, size_t cap)
+{
+    struct vfu_hdr h;
+    int avail = 0;
+
+    if (ioctl(peer, FIONREAD, &avail) < 0 || avail < (int)sizeof(h))
+        return 0;
+    assert_int_equal(recv(peer, &h, sizeof(h), MSG_PEEK), sizeof(h));
+    assert_true(h.size >= sizeof(h) && h.size <= cap);
+    if (avail < (int)h.size)
+        return 0;
+    return recv(peer, buf, h.size, 0);
+}
+
+/* Serve the client (the context is ours) until a message comes back. */
+static ssize_t pump_msg(void *buf, size_t cap)
+{
+    for (int i = 0; i < 1000; i++) {
+        struct pollfd p = { .fd = mu_ctx_fd(ctx), .events = POLLIN };
+        ssize_t n = try_recv_msg(buf, cap);
+
+        if (n != 0)
+            return n;
+        poll(&p, 1, wait_ms(10));
+        assert_int_equal(mu_ctx_poll(ctx), 0);
+    }
+    return try_recv_msg(buf, cap);
+}
+
+/* Serve what the client sent until cond holds (the context is ours). */
+static void serve_until(bool (*cond)(void))
+{
+    for (int i = 0; i < 1000 && !cond(); i++) {
+        struct pollfd p = { .fd = mu_ctx_fd(ctx), .events = POLLIN };
+
+        poll(&p, 1, wait_ms(10));
+        assert_int_equal(mu_ctx_poll(ctx), 0);
+    }
+    assert_true(cond());
+}
+
+/* Wait for the housekeeping timer's next (real) tick and handle it. */
+static void tick(void)
+{
+    struct pollfd p = { .fd = ctx->timer_fd, .events = POLLIN };
+
+    assert_int_equal(poll(&p, 1, wait_ms(5000)), 1);
+    assert_int_equal(mu_ctx_poll(ctx), 0);
+}
+
+static bool attached(void)
+{
+    return ctx->conn_fd >= 0;
+}
+
+static bool partial(void)
+{
+    return ctx->io.started_ns != 0;
+}
+
+static bool negotiated(void)
+{
+    return ctx->negotiated;
+}
+
+/* ---------------- the receive timeout ---------------- */
+
+/*
+ * Half a message: its age starts when its first byte arrives, more bytes
+ * do not make it younger, and at the first tick after it is older than
+ * the receive timeout (exactly the timeout is not older) the client is
+ * dropped, with a log line saying why.
+ */
+static void test_partial_message_timeout(void **state)
+{
+    uint8_t msg[VFU_HDR_SIZE + 8] = { 0 };
+    struct vfu_hdr h;
+    char c;
+
+    (void)state;
+    vfu_hdr_init(&h, 1, VFU_CMD_VERSION, sizeof(msg), 0, 0);
+    memcpy(msg, &h, sizeof(h));
+    send_all(msg, 8);
+    serve_until(partial);
+    assert_int_equal(ctx->io.started_ns, 1000 * MS);
+
+    fake_ns += 30 * MS;
+    send_all(msg + 8, 8);               /* the header whole, no body yet */
+    tick();
+    assert_true(attached());
+    assert_int_equal(ctx->io.started_ns, 1000 * MS);
+
+    fake_ns += 10 * MS;                 /* exactly the timeout */
+    tick();
+    assert_true(attached());
+    assert_false(dropped_slow);
+
+    fake_ns += 1;
+    tick();
+    assert_false(attached());
+    assert_true(dropped_slow);
+    assert_int_equal(recv(peer, &c, 1, 0), 0);      /* hung up, no reply */
+}
+
+/*
+ * Time on the fake clock alone drops nobody: a client that is idle
+ * between whole messages has no message arriving, however long it waits.
+ */
+static void test_idle_client_kept(void **state)
+{
+    uint8_t reply[512];
+    ssize_t n;
+
+    (void)state;
+    send_all(doc_version_req, sizeof(doc_version_req));
+    n = pump_msg(reply, sizeof(reply));
+    assert_true(n > (ssize_t)VFU_HDR_SIZE);
+    assert_true(negotiated());
+    assert_false(partial());
+    fake_ns += 1000 * TMO_MS * MS;
+    tick();
+    tick();
+    assert_true(attached());
+    assert_false(dropped_slow);
+}
+
+/* ---------------- the context thread's wait for a reply ---------------- */
+
+static bool unexpected_seen(void)
+{
+    return nr_unexpected > 0;
+}
+
+/*
+ * The device DMA-reads on the context thread, and the client has already
+ * filled the socket with replies to nothing.  The wait's deadline is
+ * checked on every turn, not only when the socket runs dry: on a clock
+ * that moves a millisecond each time it is read, it ends with -ETIMEDOUT
+ * after about TMO_MS bogus replies, with hundreds still unread.
+ */
+static void test_inline_wait_deadline(void **state)
+{
+    enum { NBOGUS = 400 };
+    const size_t msz = VFU_HDR_SIZE + sizeof(struct vfu_dma_access) + 8;
+    struct vfu_dma_map m = { .argsz = sizeof(m),
+                             .flags = VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE,
+                             .addr = IOVA, .size = 4096 };
+    struct vfu_dma_access a = { .addr = IOVA, .count = 8 };
+    uint8_t buf[VFU_HDR_SIZE + sizeof(m)], reply[512], *bogus, data[8];
+    struct vfu_hdr h;
+    ssize_t n;
+
+    (void)state;
+    send_all(doc_version_req, sizeof(doc_version_req));
+    assert_true(pump_msg(reply, sizeof(reply)) > (ssize_t)VFU_HDR_SIZE);
+    assert_true(negotiated());
+    /* Memory without an fd: the device reaches it by messages. */
+    vfu_hdr_init(&h, 2, VFU_CMD_DMA_MAP, sizeof(buf), 0, 0);
+    memcpy(buf, &h, sizeof(h));
+    memcpy(buf + sizeof(h), &m, sizeof(m));
+    send_all(buf, sizeof(buf));
+    n = pump_msg(reply, sizeof(reply));
+    assert_true(n >= (ssize_t)VFU_HDR_SIZE);
+    memcpy(&h, reply, sizeof(h));
+    assert_int_equal(h.msg_id, 2);
+    assert_int_equal(h.flags, VFU_F_TYPE_REPLY);
+
+    bogus = calloc(NBOGUS, msz);
+    assert_non_null(bogus);
+    vfu_hdr_init(&h, 0x7777, VFU_CMD_DMA_READ, (uint32_t)msz,
+                 VFU_F_TYPE_REPLY, 0);
+    for (unsigned i = 0; i < NBOGUS; i++) {
+        memcpy(bogus + i * msz, &h, sizeof(h));
+        memcpy(bogus + i * msz + sizeof(h), &a, sizeof(a));
+    }
+    send_all(bogus, NBOGUS * msz);
+    free(bogus);
+
+    fake_step = 1 * MS;
+    assert_int_equal(mu_dma_read(ctx, IOVA, data, sizeof(data)), -ETIMEDOUT);
+    fake_step = 0;
+    print_message("wait ended after %u bogus replies of %u\n", nr_unexpected,
+                  (unsigned)NBOGUS);
+    assert_true(unexpected_seen());
+    assert_true(nr_unexpected <= TMO_MS + 1);
+
+    /* The device's request went out; the rest of the bogus replies are
+     * handled after the wait, and the client is served on: a request
+     * sent now is answered after them. */
+    n = try_recv_msg(reply, sizeof(reply));
+    memcpy(&h, reply, sizeof(h));
+    assert_int_equal(n, VFU_HDR_SIZE + sizeof(a));
+    assert_int_equal(h.cmd, VFU_CMD_DMA_READ);
+    vfu_hdr_init(&h, 3, VFU_CMD_DEVICE_GET_INFO,
+                 VFU_HDR_SIZE + sizeof(struct vfu_device_info), 0, 0);
+    memcpy(buf, &h, sizeof(h));
+    memset(buf + sizeof(h), 0, sizeof(struct vfu_device_info));
+    buf[sizeof(h)] = sizeof(struct vfu_device_info);    /* argsz */
+    send_all(buf, sizeof(h) + sizeof(struct vfu_device_info));
+    while ((n = pump_msg(reply, sizeof(reply))) > 0) {
+        memcpy(&h, reply, sizeof(h));
+        if (h.msg_id == 3)
+            break;
+    }
+    assert_int_equal(h.msg_id, 3);
+    assert_int_equal(h.flags, VFU_F_TYPE_REPLY);
+    assert_true(attached());
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_partial_message_timeout),
+        T(test_idle_client_kept),
+        T(test_inline_wait_deadline),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
