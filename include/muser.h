@@ -329,8 +329,19 @@ enum mu_irq_type {
     MU_IRQ_REQ = 4,
     MU_IRQ_NUM = 5,
 };
-/* Declare 'count' vectors of a type (INTx, ERR and REQ: 0 or 1).  Before
- * realize.  MSI and MSI-X counts also come from mu_pci_add_msi/msix. */
+/*
+ * Declare 'count' vectors of a type (INTx, ERR and REQ: 0 or 1).  Before
+ * realize.  MSI and MSI-X counts also come from mu_pci_add_msi/msix.
+ *
+ * ERR starts with 1 vector: QEMU enables error recovery (and registers an
+ * eventfd for it) only when GET_IRQ_INFO says ERR has exactly one vector,
+ * and warns "Could not enable error recovery for the device" otherwise.
+ * Raising it (mu_irq_trigger(ctx, MU_IRQ_ERR, 0)) reports an
+ * unrecoverable device error; QEMU stops the VM.  mu_irq_setup(ctx,
+ * MU_IRQ_ERR, 0) takes it away.  REQ starts with 0: declare 1 to be able
+ * to ask the VMM to release the device (QEMU then unplugs it); QEMU
+ * silently does without it.
+ */
 int mu_irq_setup(mu_ctx_t *ctx, enum mu_irq_type type, uint32_t count);
 
 /*

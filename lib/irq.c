@@ -114,7 +114,10 @@ int mu_irqs_init(mu_ctx_t *ctx)
         return -ENOMEM;
     pthread_mutex_init(&irqs->lock, NULL);
     ctx->irqs = irqs;
-    return 0;
+    /* QEMU enables error recovery only for a device with one ERR vector
+     * ("Could not enable error recovery for the device" otherwise), and
+     * it costs nothing until the device raises it: declared by default. */
+    return mu_irq_setup(ctx, MU_IRQ_ERR, 1);
 }
 
 static void close_fd(mu_ctx_t *ctx, struct mu_vec *v, unsigned slot)

@@ -205,6 +205,9 @@ static int setup(mu_ctx_t **ctxp, const char *path, bool once)
         (rc = mu_region_setup(ctx, MU_PCI_BAR2, IDIO_BAR2_SIZE, MU_REGION_RW,
                               bar2_access)) < 0 ||
         (rc = mu_irq_setup(ctx, MU_IRQ_INTX, 1)) < 0 ||
+        /* The library's default, said out loud: QEMU enables error
+         * recovery for a device with one ERR vector. */
+        (rc = mu_irq_setup(ctx, MU_IRQ_ERR, 1)) < 0 ||
         (rc = mu_ctx_realize(ctx)) < 0) {
         mu_ctx_destroy(ctx);
         return rc;

@@ -272,7 +272,10 @@ static int pci_setup(mu_ctx_t *ctx, struct nvme_ctrl *c)
         (rc = mu_pci_add_pcie(ctx, MU_PCIE_ENDPOINT)) < 0 ||
         (rc = mu_pci_add_msix(ctx, NVME_NR_VECTORS, MU_PCI_BAR0,
                               NVME_MSIX_TABLE, MU_PCI_BAR0, NVME_MSIX_PBA)) < 0 ||
-        (rc = mu_irq_setup(ctx, MU_IRQ_INTX, 1)) < 0)
+        (rc = mu_irq_setup(ctx, MU_IRQ_INTX, 1)) < 0 ||
+        /* The library's default, said out loud: QEMU enables error
+         * recovery for a device with one ERR vector. */
+        (rc = mu_irq_setup(ctx, MU_IRQ_ERR, 1)) < 0)
         return rc;
     return 0;
 }

@@ -293,7 +293,7 @@ static void test_irq_info(void **state)
                          VFU_IRQ_INFO_NORESIZE, NMSI },
         [MU_IRQ_MSIX] = { VFU_IRQ_INFO_EVENTFD | VFU_IRQ_INFO_MASKABLE |
                           VFU_IRQ_INFO_NORESIZE, NMSIX },
-        [MU_IRQ_ERR] = { VFU_IRQ_INFO_EVENTFD, 0 },
+        [MU_IRQ_ERR] = { VFU_IRQ_INFO_EVENTFD, 1 },    /* the default */
         [MU_IRQ_REQ] = { VFU_IRQ_INFO_EVENTFD, 0 },
     };
     struct muc_device_info di;
@@ -791,7 +791,7 @@ static void test_bad_requests(void **state)
 
     /* Index past the last, and an index with no vectors. */
     assert_int_equal(muc_irq_set_eventfds(c, MU_IRQ_NUM, 0, 1, &other), -EINVAL);
-    assert_int_equal(muc_irq_set_eventfds(c, VFU_IRQ_ERR, 0, 1, &other), -EINVAL);
+    assert_int_equal(muc_irq_set_eventfds(c, VFU_IRQ_REQ, 0, 1, &other), -EINVAL);
     assert_int_equal(muc_irq_mask(c, 77, 0, 1, true), -EINVAL);
     /* Ranges past the vector count. */
     assert_int_equal(muc_irq_set_eventfds(c, VFU_IRQ_MSIX, NMSIX, 1, &other),

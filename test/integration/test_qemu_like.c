@@ -377,6 +377,35 @@ static void test_client_fd_flags(void **state)
     close(full);
 }
 
+/* ---------------- ERR ---------------- */
+
+/*
+ * QEMU enables error recovery only if GET_IRQ_INFO reports exactly one
+ * ERR vector; it then gives it an eventfd.  The device here declared no
+ * ERR: the library's default must. REQ stays absent unless declared.
+ */
+static void test_err_declared(void **state)
+{
+    struct muc_irq_info ii;
+    int efd;
+    muc_t *c = qemu_client();
+
+    (void)state;
+    assert_int_equal(muc_irq_info(c, VFU_IRQ_ERR, &ii), 0);
+    assert_int_equal(ii.count, 1);
+    assert_true(ii.flags & VFU_IRQ_INFO_EVENTFD);
+    assert_int_equal(muc_irq_info(c, VFU_IRQ_REQ, &ii), 0);
+    assert_int_equal(ii.count, 0);
+
+    efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    assert_true(efd >= 0);
+    assert_int_equal(muc_irq_set_eventfds(c, VFU_IRQ_ERR, 0, 1, &efd), 0);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_ERR, 0), 0);
+    expect_fired(efd);
+    client_done(c);
+    close(efd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +414,7 @@ int main(void)
         cmocka_unit_test_teardown(test_region_info_argsz_payload,
                                   test_teardown),
         cmocka_unit_test_teardown(test_client_fd_flags, test_teardown),
+        cmocka_unit_test_teardown(test_err_declared, test_teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
