@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -501,6 +502,31 @@ struct mu_dma_stats {
 };
 /* Thread-safe. */
 void mu_dma_get_stats(mu_ctx_t *ctx, struct mu_dma_stats *st);
+
+/*
+ * Guest memory that vanishes.  The client owns the files behind its DMA
+ * regions and may truncate them, or hand over a sparse file on a full
+ * filesystem; touching such a page raises SIGBUS in the device.  The
+ * library keeps a lock-free table of the ranges it has mapped and handles
+ * SIGBUS itself: a fault inside a mapped region (through any pointer,
+ * mu_dma_get() ones included) gets anonymous zero memory mapped over the
+ * whole region, so the access completes (reads see zeros, writes are
+ * lost); the region is poisoned (never mapped from its file again) and the
+ * context drops the client at its next turn, logging the region and the
+ * faulting address.  The device sees zeros, never a signal; its state
+ * survives and the next client is served.  A fault anywhere else goes to
+ * the handler that was installed before (or the default action).
+ *
+ * The handler is installed (SA_SIGINFO | SA_ONSTACK) when a region is
+ * mapped, again on top if another handler has replaced it since (chaining
+ * to that one).  A device that owns SIGBUS itself calls mu_sigbus_own()
+ * before that (-EBUSY once the library's handler is in) and calls
+ * mu_sigbus_handle() first thing in its own handler: true means the fault
+ * was in guest memory and has been dealt with, so return at once.
+ * mu_sigbus_handle() is async-signal-safe and takes no lock.
+ */
+int mu_sigbus_own(void);
+bool mu_sigbus_handle(siginfo_t *si);
 
 /* Iterate the table from the context thread (e.g. for a debug dump):
  * cb is called for each region in address order; stop with non-zero. */
