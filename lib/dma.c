@@ -1076,8 +1076,8 @@ void mu_dma_on_poison(mu_ctx_t *ctx)
     pthread_mutex_unlock(&dma->lock);
     for (unsigned i = 0; i < nr; i++)
         mu_log(ctx, MU_LOG_ERR, "DMA region %#" PRIx64 "+%#" PRIx64
-               ": SIGBUS at iova %#" PRIx64 " (its file shrank or ran out of space"
-               " under the mapping): zeros there from now on",
+               ": SIGBUS at iova %#" PRIx64 " (its file shrank or ran out"
+               " of space under the mapping): zeros there from now on",
                seen[i].iova, seen[i].size, seen[i].at);
     if (total > 0)
         mu_ctx_detach(ctx, "guest memory vanished under a DMA mapping");
