@@ -297,6 +297,17 @@ struct mu_mmap_area {
  * (sparse mmap) and the rest of the region still traps to the callback.
  * Accesses through the socket to mmappable parts go straight to the fd, so
  * they see the same bytes as a client's mmap.  Before realize.
+ *
+ * The client receives the fd with write access and could truncate it,
+ * making the device's own next access a SIGBUS.  So a regular file must be
+ * at least fd_offset + the region's size long, and is sealed here with
+ * F_SEAL_SHRINK | F_SEAL_GROW (this applies to the caller's fd too: the
+ * device cannot resize it afterwards either).  A file that cannot be
+ * sealed and is not sealed against shrinking already (a memfd created
+ * without MFD_ALLOW_SEALING, a file on disk) is refused with -EPERM;
+ * create BAR memory with memfd_create(..., MFD_ALLOW_SEALING).  Non-regular
+ * fds (device nodes) are taken as they are.  Returns 0, -EINVAL, -EPERM,
+ * -EBUSY (after realize), -ENOMEM or the dup errno.
  */
 int mu_region_set_mmap(mu_ctx_t *ctx, unsigned idx, int fd,
                        uint64_t fd_offset, const struct mu_mmap_area *areas,

@@ -6,7 +6,8 @@
  *  - guest memory truncated after the device faulted it in (the queues),
  *    then a doorbell: the device reads zeros and drops the client;
  *  - guest memory as a sparse file on a full tmpfs: the device's write
- *    into a hole (a Read command's data) does not kill it.
+ *    into a hole (a Read command's data) does not kill it;
+ *  - the doorbell memfd it hands out cannot be truncated (EPERM).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -165,5 +166,33 @@ void test_guest_memory_sparse_full(void **state)
     unlink(guest);
     assert_int_equal(umount2(fs, MNT_DETACH), 0);
     rmdir(fs);
+    next_client_served();
+}
+
+/*
+ * The doorbell page the device polls is a memfd the client gets read-write
+ * (polled and ioeventfd modes): it must not be able to truncate it, or the
+ * device's next touch of its doorbells (even for the next client's first
+ * enable) would be a SIGBUS.
+ */
+void test_doorbell_fd_sealed(void **state)
+{
+    struct muc_region_info ri;
+
+    (void)state;
+    memset(&ri, 0, sizeof(ri));
+    assert_int_equal(muc_region_info(E->d->c, 0, &ri), 0);
+    if (E->db == NVD_DB_TRAPPED) {
+        assert_int_equal(ri.fd, -1);    /* nothing handed out */
+    } else {
+        assert_true(ri.fd >= 0);
+        assert_int_equal(ftruncate(ri.fd, 0), -1);
+        assert_int_equal(errno, EPERM);
+        assert_int_equal(ftruncate(ri.fd, 1 << 20), -1);
+        assert_int_equal(errno, EPERM);
+        close(ri.fd);
+    }
+    nvd_close(E->d);
+    E->d = NULL;
     next_client_served();
 }

@@ -94,6 +94,7 @@ void test_fdless_queues(void **state);
 /* nvme_hostile.c */
 void test_guest_memory_truncated(void **state);
 void test_guest_memory_sparse_full(void **state);
+void test_doorbell_fd_sealed(void **state);
 /* nvme_reset.c */
 void test_reset(void **state);
 void test_flr(void **state);
