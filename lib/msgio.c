@@ -340,10 +340,17 @@ int msgio_recv(struct msgio *m, struct mu_msg *out, int timeout_ms)
 
     if (timeout_ms >= 0)
         deadline = mu_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-    for (;;) {
+    for (bool first = true;; first = false) {
         rc = msgio_next(m, out);
         if (rc != 0)
             return rc;
+        /*
+         * A message already buffered is handed out even at timeout 0, but
+         * a peer trickling bytes (one a sendmsg) never lets the reads
+         * below come back empty: the deadline must end the wait itself.
+         */
+        if (!first && timeout_ms >= 0 && mu_now_ns() >= deadline)
+            return -ETIMEDOUT;
         if (m->blocking) {
             int left = timeout_ms < 0 ? -1 : remaining_ms(deadline);
 
