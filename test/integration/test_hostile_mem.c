@@ -3,7 +3,8 @@
  * that client: mu_region_set_mmap seals a BAR's file against shrinking
  * and growing, or refuses a file it cannot seal, so a client truncating
  * the fd it got from GET_REGION_INFO gets EPERM and the device, which
- * reads and writes the same file, lives on for the next client.
+ * reads and writes the same file, lives on for the next client.  And the
+ * fds a client sends are bounded while they arrive (test_server_fd_flood).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,11 +17,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "wire.h"
 
 #define PG 4096u
 #define BAR_SIZE (4 * PG)
@@ -129,11 +134,85 @@ static void test_client_cannot_truncate_bar(void **state)
     assert_int_equal(wait_open_fds(base, 1000, 2000), base);
 }
 
+/*
+ * A client announcing a 64 KiB message and sending it a byte per sendmsg,
+ * 8 fds on each: the server must close them as they pass its limit and
+ * drop the client, not collect them until its fd table is full.  Peak fd
+ * counts are taken in this process, which holds both ends.
+ */
+static void test_server_fd_flood(void **state)
+{
+    union {
+        char buf[CMSG_SPACE(8 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    unsigned limit;
+    struct inproc s;
+    struct vfu_hdr hdr;
+    uint8_t *p = (uint8_t *)&hdr;
+    int fds[8], sk, base, peak, n;
+    unsigned long sent = 0;
+    uint32_t id;
+    muc_t *c;
+
+    (void)state;
+    assert_int_equal(inproc_create(&s, "fds.sock", MU_DEV_PCI, NULL), 0);
+    limit = (unsigned)mu_ctx_get_limit(s.ctx, MU_LIMIT_MSG_FDS);
+    assert_int_equal(inproc_start(&s), 0);
+    for (unsigned i = 0; i < 8; i++)
+        assert_true((fds[i] = eventfd(0, EFD_CLOEXEC)) >= 0);
+    base = peak = count_open_fds();
+    sk = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(sk >= 0);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", s.sock);
+    assert_int_equal(connect(sk, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    vfu_hdr_init(&hdr, 1, VFU_CMD_VERSION, 64 * 1024, VFU_F_TYPE_COMMAND, 0);
+    for (size_t i = 0; i < 64 * 1024 - 1; i++) {
+        uint8_t b = i < sizeof(hdr) ? p[i] : 0;
+        struct iovec iov = { &b, 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+                             .msg_control = ctl.buf,
+                             .msg_controllen = CMSG_SPACE(sizeof(fds)) };
+        struct cmsghdr *cm;
+
+        memset(&ctl, 0, sizeof(ctl));
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(fds));
+        memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+        if (sendmsg(sk, &mh, MSG_NOSIGNAL) != 1)
+            break;          /* dropped */
+        sent++;
+        n = count_open_fds();
+        if (n > peak)
+            peak = n;
+    }
+    /* The socket (1) and what is in flight in it: a batch the server has
+     * not read yet, the limit it may hold, and the batch that passed it. */
+    printf("server fd flood: %lu pieces sent, fds %d before, peak %d\n",
+           sent, base, peak);
+    assert_true(sent < 64 * 1024 - 1);
+    assert_true(peak <= base + 1 + (int)limit + 2 * 8 + 2);
+    close(sk);
+    assert_true(inproc_wait_detached(&s, 1000, 2000));
+    for (unsigned i = 0; i < 8; i++)
+        close(fds[i]);
+    assert_int_equal(wait_open_fds(base - 8, 1000, 2000), base - 8);
+    /* And the next client is served. */
+    assert_int_equal(client_connect(&c, s.sock), 0);
+    assert_int_equal(muc_config_read32(c, 0, &id), 0);
+    muc_close(c);
+    inproc_stop(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_mmap_seal_rules),
         cmocka_unit_test(test_client_cannot_truncate_bar),
+        cmocka_unit_test(test_server_fd_flood),
     };
 
     log_ring_init(0);

@@ -231,12 +231,29 @@ static void test_no_reply(void **state)
     assert_int_equal(attack(NO_REPLY, &h, 0), -ETIMEDOUT);
 }
 
+static void test_fd_flood(void **state)
+{
+    const uint32_t limit = 8;   /* the client's default per-message limit */
+    struct hostile h;
+    int base = count_fds();
+
+    (void)state;
+    assert_int_equal(attack(FD_FLOOD, &h, limit), -EPROTO);
+    /* Beyond the flood's own 8 and the pair: the limit and one batch. */
+    printf("fd flood: %lu pieces sent, fds %d before, peak %d\n", h.sent,
+           h.base_fds, h.peak_fds);
+    assert_true(h.peak_fds <= h.base_fds + (int)FLOOD_FDS + (int)limit +
+                                  (int)FLOOD_FDS + 2);
+    assert_int_equal(count_fds(), base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_flood),
         cmocka_unit_test(test_trickled_reply),
         cmocka_unit_test(test_no_reply),
+        cmocka_unit_test(test_fd_flood),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
