@@ -21,6 +21,17 @@
  * mu_irq_masked(), the DMA translation and copy functions (mu_dma_get(),
  * mu_dma_put(), mu_dma_read(), mu_dma_write(), mu_dma_mark_dirty()) and
  * mu_dma_get_stats().
+ *
+ * Locks and calls to the client: mu_dma_read() and mu_dma_write() on
+ * memory without an fd send a DMA_READ/DMA_WRITE message and wait for the
+ * client's reply, and only the context thread receives it.  A device
+ * thread must therefore never hold, across such a call, a lock that any
+ * callback on the context thread may take (a register access, a DMA
+ * unmap, a reset): the context thread would block on the lock instead of
+ * taking the reply, and the call would end only at the receive timeout
+ * (MU_LIMIT_RECV_TIMEOUT_MS), failing.  Drop the lock around the call and
+ * re-check afterwards what may have changed meanwhile (the nvme sample's
+ * ctrl_dma() in samples/nvme/poller.c does this).
  */
 #ifndef MUSER_H
 #define MUSER_H

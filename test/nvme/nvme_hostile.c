@@ -196,3 +196,90 @@ void test_doorbell_fd_sealed(void **state)
     E->d = NULL;
     next_client_served();
 }
+
+/*
+ * No lock held across a call to the client: QD32 random reads on a queue
+ * pair in fd-less guest memory (every fetch, completion and data transfer
+ * is a DMA_READ/DMA_WRITE message) with a register read after every reap.
+ * In polled mode the poller once held the controller lock while it waited
+ * for its DMA reply, which only the context thread can receive, while the
+ * context thread waited for that lock to answer the register read: every
+ * such message then ran into the device's receive timeout and its command
+ * failed.  So: every command must succeed with the right data, and every
+ * register read must complete while commands are in flight.  (The latency
+ * figure lives in bench/nvme.c.)
+ */
+void test_fdless_io_register_reads(void **state)
+{
+    const unsigned qd = 32, total = 1024 / (unsigned)slow + 64;
+    uint64_t base = E->d->fdless_iova, slba_of[64];
+    unsigned submitted = 0, completed = 0, reads = 0, busy_reads = 0;
+    uint64_t served0 = muc_dma_requests_served(E->d->c);
+    uint32_t nlb = 4096u >> E->shift;
+    struct nvme_cqe cqe[32];
+
+    (void)state;
+    /* Fresh data to read back: ns 1's first 1 MiB, through fd memory. */
+    for (uint64_t off = 0; off < MIB; off += MAX_XFER) {
+        fill(va(E->pool), MAX_XFER);
+        assert_status(rw(NVME_IO_WRITE, 1, at(off), MAX_XFER, E->pool), 0);
+        memcpy(E->shadow + off, va(E->pool), MAX_XFER);
+    }
+    assert_int_equal(nvd_delete_qpair(E->d, 2), 0);
+    /* 64 entries: cids 0..63, each with its 4 KiB buffer at base + cid. */
+    assert_int_equal(nvd_create_qpair_at(E->d, 2, 64, 64, base + 512 * 1024,
+                                         base + 768 * 1024), 0);
+    while (completed < total) {
+        int n;
+
+        while (submitted < total && submitted - completed < qd) {
+            uint64_t slba = rnd((unsigned)(MIB / 4096)) * (uint64_t)nlb;
+            struct nvd_queue *q = &E->d->ioq[2];
+            /* The slot the driver hands out next is its cid: the
+             * command's buffer is that slot's page. */
+            uint16_t next = q->free_cid[q->nr_free - 1];
+            int cid;
+
+            memset(va(base + (uint64_t)next * 4096), 0xee, 4096);
+            cid = nvd_submit_rw(E->d, 2, NVME_IO_READ, 1, slba, nlb,
+                                base + (uint64_t)next * 4096, 4096);
+            assert_int_equal(cid, next);
+            slba_of[cid] = slba;
+            submitted++;
+        }
+        assert_int_equal(nvd_ring(E->d, 2), 0);
+        /* A register read with commands in flight must complete (while
+         * it waits, the client serves the device's DMA requests). */
+        {
+            uint64_t before = muc_dma_requests_served(E->d->c);
+            uint32_t csts;
+
+            assert_int_equal(nvd_read32(E->d, NVME_REG_CSTS, &csts), 0);
+            assert_true(csts & NVME_CSTS_RDY);
+            reads++;
+            busy_reads += muc_dma_requests_served(E->d->c) > before;
+        }
+        n = nvd_reap(E->d, 2, cqe, 32, 20000 * slow);
+        assert_true(n > 0);
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(NVME_CQE_ST(cqe[i].status), 0);
+            assert_true(cqe[i].cid < 64);
+            shadow_check(slba_of[cqe[i].cid],
+                         va(base + (uint64_t)cqe[i].cid * 4096), 4096);
+        }
+        completed += (unsigned)n;
+    }
+    /* The device reached this memory by messages only, all along. */
+    assert_true(muc_dma_requests_served(E->d->c) - served0 >= 3 * total);
+    /* Polled: the poller ran the commands while the read waited, so
+     * some reads saw DMA requests come and go before their reply.
+     * Trapped and ioeventfd: the doorbell itself runs them, first. */
+    printf("%s: %u register reads, %u of them during DMA traffic\n",
+           E->name, reads, busy_reads);
+    assert_true(reads > 0);
+    if (E->db == NVD_DB_POLLED)
+        assert_true(busy_reads > 0);
+    assert_int_equal(nvd_delete_qpair(E->d, 2), 0);
+    assert_int_equal(nvd_create_qpair(E->d, 2, 64, 64), 0);
+    check_data();
+}

@@ -386,6 +386,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_guest_memory_truncated),
         cmocka_unit_test(test_guest_memory_sparse_full),
         cmocka_unit_test(test_doorbell_fd_sealed),
+        cmocka_unit_test(test_fdless_io_register_reads),
         cmocka_unit_test(test_reset),
         cmocka_unit_test(test_flr),
         cmocka_unit_test(test_shutdown),

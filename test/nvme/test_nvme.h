@@ -95,6 +95,7 @@ void test_fdless_queues(void **state);
 void test_guest_memory_truncated(void **state);
 void test_guest_memory_sparse_full(void **state);
 void test_doorbell_fd_sealed(void **state);
+void test_fdless_io_register_reads(void **state);
 /* nvme_reset.c */
 void test_reset(void **state);
 void test_flr(void **state);
