@@ -60,37 +60,42 @@ static struct slot *slot_at(unsigned i)
     return c == NULL ? NULL : &c[i % CHUNK_SLOTS];
 }
 
+/*
+ * The seqlock uses sequentially consistent accesses throughout rather than
+ * relaxed ones between fences: one total order makes the argument plain,
+ * this is no hot path, and ThreadSanitizer does not model fences.
+ */
+#define LD(p) __atomic_load_n(p, __ATOMIC_SEQ_CST)
+#define ST(p, v) __atomic_store_n(p, v, __ATOMIC_SEQ_CST)
+
 /* Seqlock read of slot s: false if it is free or being rewritten. */
 static bool slot_read(struct slot *s, uintptr_t *start, uintptr_t *end,
                       int *prot, int *wake_fd)
 {
-    unsigned g1 = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE), g2;
+    unsigned g1 = LD(&s->gen);
 
     if (g1 & 1)
         return false;
-    *start = __atomic_load_n(&s->start, __ATOMIC_RELAXED);
-    *end = __atomic_load_n(&s->end, __ATOMIC_RELAXED);
-    *prot = __atomic_load_n(&s->prot, __ATOMIC_RELAXED);
-    *wake_fd = __atomic_load_n(&s->wake_fd, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    g2 = __atomic_load_n(&s->gen, __ATOMIC_RELAXED);
-    return g1 == g2 && *end != 0;
+    *start = LD(&s->start);
+    *end = LD(&s->end);
+    *prot = LD(&s->prot);
+    *wake_fd = LD(&s->wake_fd);
+    return LD(&s->gen) == g1 && *end != 0;
 }
 
 /* Seqlock write (reg_lock held). */
 static void slot_write(struct slot *s, uintptr_t start, uintptr_t end,
                        int prot, int wake_fd)
 {
-    unsigned g = __atomic_load_n(&s->gen, __ATOMIC_RELAXED);
+    unsigned g = LD(&s->gen);
 
-    __atomic_store_n(&s->gen, g + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    __atomic_store_n(&s->start, start, __ATOMIC_RELAXED);
-    __atomic_store_n(&s->end, end, __ATOMIC_RELAXED);
-    __atomic_store_n(&s->prot, prot, __ATOMIC_RELAXED);
-    __atomic_store_n(&s->wake_fd, wake_fd, __ATOMIC_RELAXED);
-    __atomic_store_n(&s->fault, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&s->gen, g + 2, __ATOMIC_RELEASE);
+    ST(&s->gen, g + 1);
+    ST(&s->start, start);
+    ST(&s->end, end);
+    ST(&s->prot, prot);
+    ST(&s->wake_fd, wake_fd);
+    ST(&s->fault, 0);
+    ST(&s->gen, g + 2);
 }
 
 bool mu_sigbus_handle(siginfo_t *si)
