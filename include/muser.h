@@ -21,12 +21,24 @@
  * mu_irq_masked(), the DMA translation and copy functions (mu_dma_get(),
  * mu_dma_put(), mu_dma_read(), mu_dma_write(), mu_dma_mark_dirty()) and
  * mu_dma_get_stats().
+ *
+ * Locks and calls to the client: mu_dma_read() and mu_dma_write() on
+ * memory without an fd send a DMA_READ/DMA_WRITE message and wait for the
+ * client's reply, and only the context thread receives it.  A device
+ * thread must therefore never hold, across such a call, a lock that any
+ * callback on the context thread may take (a register access, a DMA
+ * unmap, a reset): the context thread would block on the lock instead of
+ * taking the reply, and the call would end only at the receive timeout
+ * (MU_LIMIT_RECV_TIMEOUT_MS), failing.  Drop the lock around the call and
+ * re-check afterwards what may have changed meanwhile (the nvme sample's
+ * ctrl_dma() in samples/nvme/poller.c does this).
  */
 #ifndef MUSER_H
 #define MUSER_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -296,6 +308,17 @@ struct mu_mmap_area {
  * (sparse mmap) and the rest of the region still traps to the callback.
  * Accesses through the socket to mmappable parts go straight to the fd, so
  * they see the same bytes as a client's mmap.  Before realize.
+ *
+ * The client receives the fd with write access and could truncate it,
+ * making the device's own next access a SIGBUS.  So a regular file must be
+ * at least fd_offset + the region's size long, and is sealed here with
+ * F_SEAL_SHRINK | F_SEAL_GROW (this applies to the caller's fd too: the
+ * device cannot resize it afterwards either).  A file that cannot be
+ * sealed and is not sealed against shrinking already (a memfd created
+ * without MFD_ALLOW_SEALING, a file on disk) is refused with -EPERM;
+ * create BAR memory with memfd_create(..., MFD_ALLOW_SEALING).  Non-regular
+ * fds (device nodes) are taken as they are.  Returns 0, -EINVAL, -EPERM,
+ * -EBUSY (after realize), -ENOMEM or the dup errno.
  */
 int mu_region_set_mmap(mu_ctx_t *ctx, unsigned idx, int fd,
                        uint64_t fd_offset, const struct mu_mmap_area *areas,
@@ -512,6 +535,31 @@ struct mu_dma_stats {
 };
 /* Thread-safe. */
 void mu_dma_get_stats(mu_ctx_t *ctx, struct mu_dma_stats *st);
+
+/*
+ * Guest memory that vanishes.  The client owns the files behind its DMA
+ * regions and may truncate them, or hand over a sparse file on a full
+ * filesystem; touching such a page raises SIGBUS in the device.  The
+ * library keeps a lock-free table of the ranges it has mapped and handles
+ * SIGBUS itself: a fault inside a mapped region (through any pointer,
+ * mu_dma_get() ones included) gets anonymous zero memory mapped over the
+ * whole region, so the access completes (reads see zeros, writes are
+ * lost); the region is poisoned (never mapped from its file again) and the
+ * context drops the client at its next turn, logging the region and the
+ * faulting address.  The device sees zeros, never a signal; its state
+ * survives and the next client is served.  A fault anywhere else goes to
+ * the handler that was installed before (or the default action).
+ *
+ * The handler is installed (SA_SIGINFO | SA_ONSTACK) when a region is
+ * mapped, again on top if another handler has replaced it since (chaining
+ * to that one).  A device that owns SIGBUS itself calls mu_sigbus_own()
+ * before that (-EBUSY once the library's handler is in) and calls
+ * mu_sigbus_handle() first thing in its own handler: true means the fault
+ * was in guest memory and has been dealt with, so return at once.
+ * mu_sigbus_handle() is async-signal-safe and takes no lock.
+ */
+int mu_sigbus_own(void);
+bool mu_sigbus_handle(siginfo_t *si);
 
 /* Iterate the table from the context thread (e.g. for a debug dump):
  * cb is called for each region in address order; stop with non-zero. */

@@ -131,7 +131,13 @@ static int wait_reply(muc_t *c, uint16_t id, uint16_t cmd, struct mu_msg *m)
     int rc;
 
     for (;;) {
-        rc = cl_recv_msg(c, m, deadline);
+        /*
+         * Checked on every turn: a server that keeps the socket full of
+         * requests (each served at once) or of stale replies would
+         * otherwise keep us here past any timeout.
+         */
+        rc = deadline != UINT64_MAX && mu_now_ns() >= deadline
+                 ? -ETIMEDOUT : cl_recv_msg(c, m, deadline);
         if (rc == -ETIMEDOUT)
             stale_add(c, id, cmd);
         if (rc < 0)

@@ -250,6 +250,8 @@ int mu_ctx_realize(mu_ctx_t *ctx)
     rc = mu_ctx_watch(ctx, ctx->stop_fd, MU_EV(MU_EV_STOP, 0));
     if (rc == 0)
         rc = mu_ctx_watch(ctx, ctx->timer_fd, MU_EV(MU_EV_TIMER, 0));
+    if (rc == 0)
+        rc = mu_dma_realize(ctx);
     if (rc < 0)
         goto fail;
 
@@ -497,6 +499,9 @@ static void handle_event(mu_ctx_t *ctx, uint64_t tag)
         break;
     case MU_EV_IOEVENTFD:
         on_ioeventfd(ctx, idx);
+        break;
+    case MU_EV_POISON:
+        mu_dma_on_poison(ctx);
         break;
     }
 }

@@ -54,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,6 +62,7 @@
 #include "itree.h"
 #include "itree_snap.h"
 #include "private.h"
+#include "sigbus.h"
 
 #define MU_DMA_PROT_ALL (MU_DMA_READ | MU_DMA_WRITE)
 
@@ -70,6 +72,10 @@ struct mu_dma_region {
     int fd;                         /* -1: only DMA_READ/DMA_WRITE reach it */
     void *priv;
     void *map;                      /* NULL until faulted in, or evicted */
+    int sigbus_slot;                /* while mapped: its SIGBUS table slot */
+    bool poisoned;                  /* a SIGBUS hit it: never map it again */
+    bool poison_told;               /* ...and the context has acted on it */
+    uint64_t poison_iova;           /* where */
     unsigned refs;                  /* sg entries handed out, not put yet */
     uint64_t last_use_ns;           /* last put, while dma->aging */
     bool removing;                  /* out of the tree, draining refs */
@@ -100,6 +106,7 @@ struct mu_dma {
                                        the lock */
     uint64_t dirty_bytes;           /* all dirty bitmaps (atomic: freed
                                        without the lock) */
+    int poison_fd;                  /* eventfd the SIGBUS handler writes */
 };
 
 static inline struct mu_dma_region *to_region(struct itree_node *n)
@@ -191,6 +198,7 @@ int mu_dma_init(mu_ctx_t *ctx)
     pthread_condattr_destroy(&ca);
     itree_init(&dma->tree);
     itree_snap_init(&dma->snap);
+    dma->poison_fd = -1;        /* mu_dma_realize() */
     dma->policy = ctx->tran != NULL ? ctx->tran->default_overlap
                                     : MU_OVERLAP_REJECT;
     ctx->dma = dma;
@@ -205,6 +213,8 @@ void mu_dma_fini(mu_ctx_t *ctx)
         return;
     mu_dma_remove_all(ctx, MU_UNMAP_DESTROY);     /* stops logging too */
     itree_snap_fini(&dma->snap);
+    if (dma->poison_fd >= 0)
+        close(dma->poison_fd);
     pthread_cond_destroy(&dma->cond);
     pthread_mutex_destroy(&dma->lock);
     free(dma);
@@ -298,8 +308,20 @@ static void lru_add_tail(struct mu_dma *dma, struct mu_dma_region *r)
     r->in_lru = true;
 }
 
+/*
+ * The SIGBUS slot goes first, so the handler never matches a range that is
+ * no longer ours.  After a fault the range holds anonymous memory rather
+ * than the file; munmap takes either.
+ */
 static void unmap_region(struct mu_dma *dma, struct mu_dma_region *r)
 {
+    uintptr_t fault = mu_sigbus_unregister(r->sigbus_slot);
+
+    r->sigbus_slot = -1;
+    if (fault != 0 && !r->poisoned) {
+        r->poisoned = true;
+        r->poison_iova = r->info.iova + (fault - (uintptr_t)r->map);
+    }
     munmap(r->map, r->info.size);
     r->map = NULL;
     dma->stats.mapped_bytes -= r->info.size;
@@ -352,9 +374,13 @@ static int fault_in(mu_ctx_t *ctx, struct mu_dma_region *r)
 {
     struct mu_dma *dma = ctx->dma;
     struct stat st;
-    int prot = 0;
+    int prot = 0, slot;
     void *p;
 
+    /* Its file failed us once (SIGBUS): zeros until the client is gone,
+     * never the file again. */
+    if (r->poisoned)
+        return -EFAULT;
     /*
      * The client may have truncated the file since DMA_MAP.  Touching a
      * page past EOF raises SIGBUS in the device, so refuse instead.  (A
@@ -382,6 +408,12 @@ static int fault_in(mu_ctx_t *ctx, struct mu_dma_region *r)
                  (off_t)r->info.fd_offset);
     if (p == MAP_FAILED)
         return -errno;
+    slot = mu_sigbus_register(p, r->info.size, prot, dma->poison_fd);
+    if (slot < 0) {
+        munmap(p, r->info.size);    /* unprotected memory: refuse it */
+        return slot;
+    }
+    r->sigbus_slot = slot;
     r->map = p;
     dma->stats.mapped_bytes += r->info.size;
     dma->stats.faults++;
@@ -625,6 +657,7 @@ static struct mu_dma_region *region_new(mu_ctx_t *ctx,
                    ((m->flags & VFU_DMA_FLAG_WRITE) ? MU_DMA_WRITE : 0);
     r->info.has_fd = has_fd;
     r->fd = -1;
+    r->sigbus_slot = -1;
     r->last_use_ns = coarse_ns(ctx);
     if (dma->log != NULL) {
         r->dirty = dirty_new(ctx, dma->log, r->node.start, r->node.last);
@@ -975,6 +1008,76 @@ void mu_dma_tick(mu_ctx_t *ctx)
         evict_head(dma);
     enforce_budget(dma, limit(ctx, MU_LIMIT_DMA_MAPPED_BYTES));
     pthread_mutex_unlock(&dma->lock);
+}
+
+/*
+ * The eventfd only a realized context watches.  Before, there is no loop
+ * to wake (unit tests drive the handlers directly); a fault is still
+ * answered with zeros and recorded, just not announced.
+ */
+int mu_dma_realize(mu_ctx_t *ctx)
+{
+    struct mu_dma *dma = ctx->dma;
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), rc;
+
+    if (fd < 0)
+        return -errno;
+    if (dma->poison_fd >= 0)    /* a realize that failed later on */
+        close(dma->poison_fd);
+    dma->poison_fd = -1;
+    rc = mu_ctx_watch(ctx, fd, MU_EV(MU_EV_POISON, 0));
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    dma->poison_fd = fd;        /* before any client, so any mapping */
+    return 0;
+}
+
+int mu_dma_poison_fd(const mu_ctx_t *ctx)
+{
+    return ctx->dma->poison_fd;
+}
+
+/*
+ * The SIGBUS handler answered a fault in one of our mappings (sigbus.c):
+ * the client's file shrank or ran out of space under it.  The device got
+ * zeros and lives on; the client that broke its memory is dropped.  Log
+ * outside the lock (the sink may do anything), a few regions at most.
+ */
+void mu_dma_on_poison(mu_ctx_t *ctx)
+{
+    struct mu_dma *dma = ctx->dma;
+    struct { uint64_t iova, size, at; } seen[4];
+    unsigned nr = 0, total = 0;
+    struct itree_node *n;
+    uint64_t v;
+
+    if (read(dma->poison_fd, &v, sizeof(v)) != sizeof(v))
+        return;
+    pthread_mutex_lock(&dma->lock);
+    for (n = itree_min(&dma->tree); n != NULL; n = itree_succ(n)) {
+        struct mu_dma_region *r = to_region(n);
+        uintptr_t fault = mu_sigbus_fault_addr(r->sigbus_slot);
+
+        if (r->poison_told || (!r->poisoned && fault == 0))
+            continue;
+        if (!r->poisoned)
+            r->poison_iova = r->info.iova + (fault - (uintptr_t)r->map);
+        r->poisoned = r->poison_told = true;
+        if (nr < sizeof(seen) / sizeof(seen[0]))
+            seen[nr++] = (typeof(seen[0])){ r->info.iova, r->info.size,
+                                            r->poison_iova };
+        total++;
+    }
+    pthread_mutex_unlock(&dma->lock);
+    for (unsigned i = 0; i < nr; i++)
+        mu_log(ctx, MU_LOG_ERR, "DMA region %#" PRIx64 "+%#" PRIx64
+               ": SIGBUS at iova %#" PRIx64 " (its file shrank or ran out"
+               " of space under the mapping): zeros there from now on",
+               seen[i].iova, seen[i].size, seen[i].at);
+    if (total > 0)
+        mu_ctx_detach(ctx, "guest memory vanished under a DMA mapping");
 }
 
 void mu_dma_get_stats(mu_ctx_t *ctx, struct mu_dma_stats *st)

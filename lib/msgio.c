@@ -151,6 +151,54 @@ static size_t read_want(const struct msgio *m)
     return MSGIO_INITIAL_BUF / 2;
 }
 
+/*
+ * Where the message still arriving starts: past every whole message in
+ * the buffer (the caller cuts those next).  Stops at a bad header, which
+ * msgio_next() reports.
+ */
+static uint64_t partial_start(const struct msgio *m)
+{
+    size_t off = m->head;
+    uint64_t pos = m->pos;
+    struct vfu_hdr h;
+
+    while (m->tail - off >= VFU_HDR_SIZE) {
+        memcpy(&h, m->buf + off, sizeof(h));
+        if (h.size < VFU_HDR_SIZE || h.size > m->max_size ||
+            m->tail - off < h.size)
+            break;
+        off += h.size;
+        pos += h.size;
+    }
+    return pos;
+}
+
+/*
+ * The fds of the message still arriving, bounded while they arrive: a
+ * peer that sends a big message a byte at a time with fds on every byte
+ * would otherwise fill our fd table long before the message is cut (and
+ * the per-message limit checked).  Past the limit, close that message's
+ * fds at once and fail: the stream cannot be trusted any more.
+ */
+static int bound_fds(struct msgio *m)
+{
+    uint64_t start = partial_start(m);
+    unsigned n = 0, keep = 0;
+
+    for (unsigned i = 0; i < m->nchunks; i++)
+        n += m->chunks[i].end > start;
+    if (n <= m->max_fds)
+        return 0;
+    for (unsigned i = 0; i < m->nchunks; i++) {
+        if (m->chunks[i].end > start)
+            close(m->chunks[i].fd);
+        else
+            m->chunks[keep++] = m->chunks[i];
+    }
+    m->nchunks = keep;
+    return -EPROTO;
+}
+
 static int fill(struct msgio *m, int flags)
 {
     union {
@@ -216,6 +264,8 @@ static int fill(struct msgio *m, int flags)
     if (m->tail == m->head && m->started_ns == 0)
         m->started_ns = mu_clock_ns(m->clock);
     m->tail += (size_t)n;
+    if (m->nchunks > m->max_fds && (rc = bound_fds(m)) < 0)
+        return rc;
     return (int)n;
 }
 
@@ -332,10 +382,17 @@ int msgio_recv(struct msgio *m, struct mu_msg *out, int timeout_ms)
 
     if (timeout_ms >= 0)
         deadline = mu_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-    for (;;) {
+    for (bool first = true;; first = false) {
         rc = msgio_next(m, out);
         if (rc != 0)
             return rc;
+        /*
+         * A message already buffered is handed out even at timeout 0, but
+         * a peer trickling bytes (one a sendmsg) never lets the reads
+         * below come back empty: the deadline must end the wait itself.
+         */
+        if (!first && timeout_ms >= 0 && mu_now_ns() >= deadline)
+            return -ETIMEDOUT;
         if (m->blocking) {
             int left = timeout_ms < 0 ? -1 : remaining_ms(deadline);
 

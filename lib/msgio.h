@@ -63,8 +63,9 @@ void msgio_fini(struct msgio *m);
 /*
  * One non-blocking recvmsg into the buffer.  Returns the bytes read (> 0),
  * -EAGAIN when nothing is there, -ENOTCONN on EOF or reset, -EPROTO when the
- * control data was truncated (too many fds: all received ones are closed),
- * -ENOMEM.
+ * control data was truncated (too many fds: all received ones are closed)
+ * or when the message still arriving has brought more than max_fds fds
+ * (closed at once, not when the message is cut), -ENOMEM.
  */
 int msgio_fill(struct msgio *m);
 

@@ -241,6 +241,7 @@ enum {
     MU_EV_TIMER,
     MU_EV_IRQFD,        /* low 32 bits of data: irq.c's index */
     MU_EV_IOEVENTFD,    /* low 32 bits: region << 16 | ioeventfd index */
+    MU_EV_POISON,       /* the SIGBUS handler hit a DMA mapping */
 };
 #define MU_EV(kind, idx) (((uint64_t)(kind) << 32) | (uint32_t)(idx))
 int mu_ctx_watch(mu_ctx_t *ctx, int fd, uint64_t tag);
@@ -313,6 +314,11 @@ uint32_t mu_irqs_count(mu_ctx_t *ctx, unsigned type);
 /* ---- DMA (dma.c) ---- */
 int mu_dma_init(mu_ctx_t *ctx);
 void mu_dma_fini(mu_ctx_t *ctx);
+/* The eventfd the SIGBUS handler writes, and what the context thread does
+ * when it is readable: log the poisoned regions, drop the client. */
+int mu_dma_realize(mu_ctx_t *ctx);
+int mu_dma_poison_fd(const mu_ctx_t *ctx);
+void mu_dma_on_poison(mu_ctx_t *ctx);
 /* Remove every region (unmap callbacks with 'reason'). */
 void mu_dma_remove_all(mu_ctx_t *ctx, enum mu_unmap_reason reason);
 int mu_handle_dma_map(mu_ctx_t *ctx, struct mu_msg *msg,

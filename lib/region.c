@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "private.h"
@@ -56,6 +57,40 @@ int mu_region_setup(mu_ctx_t *ctx, unsigned idx, uint64_t size,
     return 0;
 }
 
+/*
+ * The client gets this fd with write access (its mmap needs it), so it
+ * could ftruncate a regular file and make the device's next touch of its
+ * own region a SIGBUS, for this client and every later one.  Seal the
+ * file against shrinking and growing (growing is harmless to us but as
+ * much the client's to decide as shrinking), or refuse it if it cannot be
+ * sealed and is not already.  Other kinds of fd (a device node) have no
+ * size a client could change.
+ */
+static int seal_size(mu_ctx_t *ctx, unsigned idx, int fd, uint64_t end)
+{
+    struct stat st;
+    int seals;
+
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return 0;
+    if (st.st_size < 0 || (uint64_t)st.st_size < end) {
+        mu_log(ctx, MU_LOG_ERR, "region %u: its file is shorter than the "
+               "region", idx);
+        return -EINVAL;
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0)
+        return 0;
+    seals = fcntl(fd, F_GET_SEALS);
+    if (seals >= 0 && (seals & F_SEAL_SHRINK))
+        return 0;
+    mu_log(ctx, MU_LOG_ERR, "region %u: the client could shrink its file "
+           "(create it with memfd_create(MFD_ALLOW_SEALING) or seal it "
+           "F_SEAL_SHRINK)", idx);
+    return -EPERM;
+}
+
 int mu_region_set_mmap(mu_ctx_t *ctx, unsigned idx, int fd,
                        uint64_t fd_offset, const struct mu_mmap_area *areas,
                        unsigned nr_areas)
@@ -63,7 +98,7 @@ int mu_region_set_mmap(mu_ctx_t *ctx, unsigned idx, int fd,
     struct mu_region *r;
     struct mu_mmap_area *copy = NULL;
     long pg = sysconf(_SC_PAGESIZE);
-    int dfd;
+    int dfd, rc;
 
     if (ctx->realized)
         return -EBUSY;
@@ -80,6 +115,9 @@ int mu_region_set_mmap(mu_ctx_t *ctx, unsigned idx, int fd,
             !vfu_range_ok(areas[i].offset, areas[i].size, r->size))
             return -EINVAL;
     }
+    rc = seal_size(ctx, idx, fd, fd_offset + r->size);
+    if (rc < 0)
+        return rc;
     if (nr_areas > 0) {
         copy = malloc(nr_areas * sizeof(*copy));
         if (copy == NULL)

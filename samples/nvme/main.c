@@ -207,10 +207,13 @@ static int db_page_setup(struct nvme_ctrl *c)
 {
     void *p;
 
-    c->db_fd = memfd_create("nvme-doorbells", MFD_CLOEXEC);
+    /* The client gets this fd read-write: sealed, it cannot truncate the
+     * page under our feet (mu_region_set_mmap would seal it anyway). */
+    c->db_fd = memfd_create("nvme-doorbells", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (c->db_fd < 0)
         return -errno;
-    if (ftruncate(c->db_fd, NVME_BAR0_SIZE) < 0)
+    if (ftruncate(c->db_fd, NVME_BAR0_SIZE) < 0 ||
+        fcntl(c->db_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
         return -errno;
     p = mmap(NULL, NVME_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
              c->db_fd, NVME_DB_PAGE);

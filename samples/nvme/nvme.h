@@ -256,12 +256,27 @@ struct nvme_ctrl {
     /* poller (polled mode) */
     pthread_t poller;
     bool poller_started;
+    /* Polled mode: the poller leaves the lock while it waits for a DMA
+     * message (ctrl_dma); any queue torn down meanwhile bumps q_epoch, and
+     * the command it was running is then abandoned (pass_cancelled). */
+    uint64_t q_epoch;
+    bool pass_cancelled;
     int poller_stop;        /* atomic */
 };
 
 /* ---- poller.c: lock and polled doorbells ---- */
 void ctrl_lock(struct nvme_ctrl *c);
 void ctrl_unlock(struct nvme_ctrl *c);
+/*
+ * mu_dma_read/mu_dma_write for the command paths, lock held.  On the
+ * poller thread the lock is released while the call waits for the
+ * client's reply: only the context thread can take that reply off the
+ * socket, and it may be waiting for this very lock (a register read, a
+ * DMA unmap, a reset).  Returns -ECANCELED (and sets pass_cancelled) when
+ * queues were torn down meanwhile: the command must not complete.
+ */
+int ctrl_dma(struct nvme_ctrl *c, uint64_t iova, void *buf, size_t len,
+             bool to_guest);
 int poller_start(struct nvme_ctrl *c);
 void poller_stop(struct nvme_ctrl *c);
 

@@ -15,6 +15,10 @@
  * context thread (register writes, DMA unmap, reset) raises pause_req
  * before taking the lock; the poller does not take it again while
  * pause_req is set, so the context thread gets in after at most one pass.
+ * The pass lets go of the lock while it waits for a DMA_READ/DMA_WRITE
+ * reply (fd-less guest memory, ctrl_dma): the context thread is the one
+ * that receives that reply, and holding the lock the context thread may
+ * be waiting for would stall both until the call timed out.
  * Because every guest-memory reference the poller takes for a command is
  * put before its pass ends, while the context thread holds the lock the
  * poller holds no data references: what the DMA unmap callback needs.
@@ -59,6 +63,32 @@ void ctrl_unlock(struct nvme_ctrl *c)
     __atomic_sub_fetch(&c->pause_req, 1, __ATOMIC_SEQ_CST);
 }
 
+/* This thread is the poller (ctrl_dma leaves the lock only there). */
+static __thread bool on_poller;
+
+int ctrl_dma(struct nvme_ctrl *c, uint64_t iova, void *buf, size_t len,
+             bool to_guest)
+{
+    uint64_t epoch;
+    int rc;
+
+    if (!on_poller)
+        return to_guest ? mu_dma_write(c->ctx, iova, buf, len)
+                        : mu_dma_read(c->ctx, iova, buf, len);
+    epoch = c->q_epoch;
+    pthread_mutex_unlock(&c->lock);
+    rc = to_guest ? mu_dma_write(c->ctx, iova, buf, len)
+                  : mu_dma_read(c->ctx, iova, buf, len);
+    pthread_mutex_lock(&c->lock);
+    if (c->q_epoch != epoch) {
+        /* A reset or unmap ran meanwhile; the queues the command came
+         * from (and goes back to) may be new ones by now. */
+        c->pass_cancelled = true;
+        return -ECANCELED;
+    }
+    return rc;
+}
+
 static uint32_t db_load(const struct nvme_ctrl *c, unsigned index)
 {
     return __atomic_load_n(&c->db[index], __ATOMIC_ACQUIRE) & 0xffff;
@@ -101,6 +131,8 @@ static unsigned poll_sqs(struct nvme_ctrl *c)
         }
         if (sq->head != sq->tail && !sq->stalled)
             done += sq_process(c, sq, SQ_BUDGET);
+        if (c->pass_cancelled)
+            break;      /* the queues changed under us: start over */
     }
     return done;
 }
@@ -112,6 +144,7 @@ static int poll_pass(struct nvme_ctrl *c)
 
     if (!ctrl_running(c))
         return -1;
+    c->pass_cancelled = false;
     poll_cqs(c);
     done = poll_sqs(c);
     intr_tick(c);
@@ -133,6 +166,7 @@ static void *poller_main(void *arg)
     bool spinning = true;
     long sleep_ns = NAP_MIN_NS;
 
+    on_poller = true;
     /* Let "a few microseconds" mean that, not the default 50 us slack. */
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     while (!__atomic_load_n(&c->poller_stop, __ATOMIC_ACQUIRE)) {

@@ -49,7 +49,7 @@ static bool add_range(struct prp_out *o, uint64_t iova, size_t len)
 static uint16_t read_list(struct nvme_ctrl *c, uint64_t list, uint64_t *ent,
                           unsigned n)
 {
-    int rc = mu_dma_read(c->ctx, list, ent, (size_t)n * sizeof(*ent));
+    int rc = ctrl_dma(c, list, ent, (size_t)n * sizeof(*ent), false);
 
     if (rc < 0) {
         ctrl_log(c, "PRP list at %#llx unreadable: %s",

@@ -36,7 +36,7 @@ int qmem_map(struct nvme_ctrl *c, struct nvme_qmem *m, uint64_t iova,
          * by reading its first byte. */
         uint8_t probe;
 
-        n = mu_dma_read(c->ctx, iova, &probe, 1);
+        n = ctrl_dma(c, iova, &probe, 1, false);
         return n < 0 ? n : 0;
     }
     if (n < 0)
@@ -48,6 +48,7 @@ int qmem_map(struct nvme_ctrl *c, struct nvme_qmem *m, uint64_t iova,
 
 void qmem_unmap(struct nvme_ctrl *c, struct nvme_qmem *m)
 {
+    c->q_epoch++;       /* see ctrl_dma */
     if (m->nr_sg > 0)
         mu_dma_put(c->ctx, m->sg, m->nr_sg);
     m->nr_sg = 0;
@@ -79,8 +80,7 @@ static int qmem_copy(struct nvme_ctrl *c, struct nvme_qmem *m, size_t off,
     if (m->len == 0)
         return -EFAULT;     /* the memory went away (dmacb.c) */
     if (!m->direct)
-        return to_guest ? mu_dma_write(c->ctx, m->iova + off, buf, len)
-                        : mu_dma_read(c->ctx, m->iova + off, buf, len);
+        return ctrl_dma(c, m->iova + off, buf, len, to_guest);
     for (unsigned i = 0; i < m->nr_sg && len > 0; i++) {
         size_t n;
 
@@ -264,7 +264,8 @@ void cq_post(struct nvme_ctrl *c, struct nvme_cq *cq, uint32_t dw0,
         memcpy(&dw3, (uint8_t *)&e + 12, sizeof(dw3));
         __atomic_store_n((uint32_t *)(p + 12), dw3, __ATOMIC_RELEASE);
     } else if (qmem_copy(c, &cq->mem, off, &e, sizeof(e), true) < 0) {
-        ctrl_fatal(c, "cannot write a completion");
+        if (!c->pass_cancelled)
+            ctrl_fatal(c, "cannot write a completion");
         return;
     }
     if (++cq->tail == cq->size) {
@@ -292,7 +293,8 @@ static bool fetch(struct nvme_ctrl *c, struct nvme_sq *sq,
         return true;
     }
     if (qmem_copy(c, &sq->mem, off, cmd, sizeof(*cmd), false) < 0) {
-        ctrl_fatal(c, "cannot read a submission");
+        if (!c->pass_cancelled)
+            ctrl_fatal(c, "cannot read a submission");
         return false;
     }
     return true;
@@ -331,8 +333,10 @@ unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
         if (st != NVME_NO_COMPLETION) {
             if (st != NVME_SC_SUCCESS)
                 log_error(c, sq->qid, &cmd, st);
-            /* The command may have taken the controller down. */
-            if (!cq->valid || !ctrl_running(c))
+            /* The command may have taken the controller down, or the
+             * context thread may have torn the queues down while the
+             * poller waited for a DMA reply (ctrl_dma). */
+            if (!cq->valid || !ctrl_running(c) || c->pass_cancelled)
                 break;
             cq_post(c, cq, dw0, (uint16_t)sq->head, sq->qid, cmd.cid, st);
         }

@@ -74,8 +74,7 @@ static uint16_t bounce(struct nvme_ctrl *c, const struct xfer *x, void *buf,
     uint8_t *p = buf;
 
     for (unsigned i = 0; i < x->nr; i++) {
-        int rc = to_guest ? mu_dma_write(c->ctx, x->r[i].iova, p, x->r[i].len)
-                          : mu_dma_read(c->ctx, x->r[i].iova, p, x->r[i].len);
+        int rc = ctrl_dma(c, x->r[i].iova, p, x->r[i].len, to_guest);
 
         if (rc < 0) {
             ctrl_log(c, "DMA %s %#llx+%zu failed: %s",

@@ -384,7 +384,7 @@ void fs_device_setup(void)
     TRY(mu_region_setup(g_ctx, MU_PCI_ROM, sizeof(rom), MU_REGION_READ,
                         rom_cb));
     TRY(mu_region_setup(g_ctx, 9, sizeof(dev9), MU_REGION_RW, dev9_cb));
-    fd = memfd_create("bar4", MFD_CLOEXEC);
+    fd = memfd_create("bar4", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     check(fd >= 0 && ftruncate(fd, FS_BAR4_SIZE) == 0);
     TRY(mu_region_set_mmap(g_ctx, MU_PCI_BAR4, fd, 0, areas,
                            ARRAY_SIZE(areas)));
@@ -395,7 +395,7 @@ void fs_device_setup(void)
         if (off != FS_DEV9_TRAP0 && off != FS_DEV9_TRAP1)
             dev9_areas[nr9++] = (struct mu_mmap_area){ off, 4096 };
     }
-    fd = memfd_create("dev9", MFD_CLOEXEC);
+    fd = memfd_create("dev9", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     check(fd >= 0 && ftruncate(fd, FS_DEV9_SIZE) == 0);
     TRY(mu_region_set_mmap(g_ctx, 9, fd, 0, dev9_areas, nr9));
     close(fd);

@@ -234,7 +234,7 @@ static int test_teardown(void **state)
 /* A memfd of 'size' bytes, every one 'fill'. */
 static int memfd_filled(const char *name, size_t size, uint8_t fill)
 {
-    int fd = memfd_sized(name, size, 0);
+    int fd = memfd_sized(name, size, MFD_ALLOW_SEALING);
     uint8_t *p;
 
     if (fd < 0)

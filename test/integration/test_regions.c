@@ -165,8 +165,9 @@ static int group_setup(void **state)
     int rc, efd;
 
     (void)state;
-    dev.memfd0 = memfd_sized("bar0", BAR0_SIZE, 0);
-    dev.memfd2 = memfd_sized("bar2", BAR2_FD_OFF + BAR2_SIZE, 0);
+    dev.memfd0 = memfd_sized("bar0", BAR0_SIZE, MFD_ALLOW_SEALING);
+    dev.memfd2 = memfd_sized("bar2", BAR2_FD_OFF + BAR2_SIZE,
+                             MFD_ALLOW_SEALING);
     if (dev.memfd0 < 0 || dev.memfd2 < 0)
         return -1;
     dev.map0 = mmap(NULL, BAR0_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,

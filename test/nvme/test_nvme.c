@@ -101,7 +101,7 @@ void opts_for(struct nvd_opts *o, bool intx)
     };
 }
 
-static int connect_and_bringup(bool intx)
+int connect_and_bringup(bool intx)
 {
     struct nvd_opts o;
     int rc = -ENOENT;
@@ -393,6 +393,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_coalescing),
         cmocka_unit_test(test_cq_full),
         cmocka_unit_test(test_fdless_queues),
+        cmocka_unit_test(test_guest_memory_truncated),
+        cmocka_unit_test(test_guest_memory_sparse_full),
+        cmocka_unit_test(test_doorbell_fd_sealed),
+        cmocka_unit_test(test_fdless_io_register_reads),
         cmocka_unit_test(test_reset),
         cmocka_unit_test(test_flr),
         cmocka_unit_test(test_shutdown),

@@ -67,6 +67,8 @@ uint64_t le64_at(const uint8_t *p);
 void shadow_check(uint64_t slba, const uint8_t *buf, size_t len);
 void random_io(uint64_t buf_iova, size_t room);
 void check_data(void);
+/* Connect E->d, bring it up, place the test buffers. */
+int connect_and_bringup(bool intx);
 
 /* test_nvme.c */
 void test_pci(void **state);
@@ -91,6 +93,11 @@ void test_logs(void **state);
 void test_coalescing(void **state);
 void test_cq_full(void **state);
 void test_fdless_queues(void **state);
+/* nvme_hostile.c */
+void test_guest_memory_truncated(void **state);
+void test_guest_memory_sparse_full(void **state);
+void test_doorbell_fd_sealed(void **state);
+void test_fdless_io_register_reads(void **state);
 /* nvme_reset.c */
 void test_reset(void **state);
 void test_flr(void **state);

@@ -4,6 +4,7 @@
  * the Linux bring-up, reset and shutdown sequences.  See driver.h.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -90,7 +91,11 @@ static int guest_memory(struct nvd *d)
 
     if (per == 0 || per % P || per * d->o.nr_regions != d->o.mem_size)
         return -EINVAL;
-    d->memfd = memfd_create("nvd-guest", MFD_CLOEXEC);
+    if (d->o.mem_path != NULL)
+        d->memfd = open(d->o.mem_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+                        0600);
+    else
+        d->memfd = memfd_create("nvd-guest", MFD_CLOEXEC);
     if (d->memfd < 0)
         return -errno;
     if (ftruncate(d->memfd, (off_t)d->o.mem_size) < 0)

@@ -57,6 +57,8 @@ struct nvd_opts {
     size_t mem_size;        /* guest memory; default 64 MiB */
     unsigned nr_regions;    /* adjacent DMA regions it is split into; 2 */
     size_t fdless_size;     /* extra DMA region without an fd; 0: none */
+    const char *mem_path;   /* guest memory in this file (created sparse,
+                             * truncated to mem_size) instead of a memfd */
     enum nvd_db_mode db;
     enum nvd_irq_mode irq;
     bool wait_irq;          /* reap waits on the interrupt, not by spinning */
