@@ -28,6 +28,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -73,7 +74,7 @@ static int group_setup(void **state)
     if (inproc_create(&srv, "qemu.sock", MU_DEV_PCIE, NULL) < 0)
         return -1;
     ctx = srv.ctx;
-    bar2_fd = memfd_sized("bar2", BAR2_SIZE, 0);
+    bar2_fd = memfd_sized("bar2", BAR2_SIZE, MFD_ALLOW_SEALING);
     if (bar2_fd < 0)
         return -1;
     if ((rc = mu_pci_set_ids(ctx, &ids)) < 0 ||
