@@ -218,9 +218,20 @@ size_t mu_pci_config_size(const mu_ctx_t *ctx);
 int mu_pci_add_pm(mu_ctx_t *ctx);
 /* nvec 1..32 (rounded up to a power of two); per-vector masking offered. */
 int mu_pci_add_msi(mu_ctx_t *ctx, unsigned nvec, bool addr64);
-/* nvec 1..2048.  Table and PBA live in memory BARs the device declares;
+/*
+ * nvec 1..2048.  Table and PBA live in memory BARs the device declares;
  * the library serves those ranges of the BAR (the device's callback never
- * sees them) and routes the guest's mask bits to the interrupt state. */
+ * sees them) and routes the guest's mask bits to the interrupt state.
+ *
+ * Some clients emulate the table themselves: QEMU forwards the MSI-X
+ * enable and function mask bits of config space but never writes the
+ * table in BAR memory, so the library's copy keeps its reset mask bits.
+ * Others (muser's client, libvfio-user's) write the table through.  The
+ * library decides from what the client does: until the client writes any
+ * table entry, the table's vector mask bits do not hold interrupts (the
+ * function mask and SET_IRQS masks still do); from its first table write
+ * until the next reset or client, they do, as on real hardware.
+ */
 int mu_pci_add_msix(mu_ctx_t *ctx, unsigned nvec, unsigned table_bar,
                     uint32_t table_offset, unsigned pba_bar,
                     uint32_t pba_offset);

@@ -12,14 +12,25 @@
  *  - the client's SET_IRQS mask (and INTx's automask after each fire);
  *  - INTx: the INTx-disable bit of the command register;
  *  - MSI: the per-vector mask bits of our MSI capability;
- *  - MSI-X: the per-vector mask bit in our MSI-X table and the function mask.
+ *  - MSI-X: the function mask, and the per-vector mask bits of our copy of
+ *    the MSI-X table once the client has shown it writes the table through.
  * The MSI and MSI-X sources count only while our copy of the capability has
- * its enable bit set.  QEMU virtualises the MSI capability and the MSI-X
- * table itself and never forwards those writes, so our copy keeps its reset
- * values (a vector mask bit of 1, per the PCI spec), which must not mask the
- * vectors QEMU set up with SET_IRQS.  A client that does drive our config
- * space (muser's own client, tests) enables MSI/MSI-X there first and then
- * gets real PCI semantics.
+ * its enable bit set, which is how a client that never drives our config
+ * space keeps plain SET_IRQS semantics.
+ *
+ * Clients differ on the MSI-X table.  QEMU forwards every config write,
+ * the MSI-X enable and function mask bits included, but emulates the
+ * table (and PBA) itself and never writes ours: our copy keeps its reset
+ * values, a mask bit of 1 in every vector (PCI spec), which must not hold
+ * the vectors QEMU wired with SET_IRQS (it masks those itself, or with
+ * SET_IRQS ACTION_MASK).  muser's own client and libvfio-user's write the
+ * table through, and then its mask bits are the guest's.  We tell the two
+ * apart by what the client does: the table counts as client-emulated until
+ * the client writes any byte of it, and as written-through from then on
+ * until the next reset or client.  A guest always writes its table before
+ * it relies on it (Linux masks every entry at setup, with the function
+ * mask set), so a write-through client gets PCI semantics from its first
+ * entry on.
  *
  * Locking: one mutex guards every vector's fds, masks and pending flags and
  * the MSI-X table, because mu_irq_trigger() and mu_irq_masked() run on any
@@ -72,6 +83,8 @@ struct mu_irqs {
     uint32_t msi_mask;      /* MSI per-vector mask bits in our config */
     bool msix_fmask;        /* MSI-X function mask in our config */
     uint8_t *msix_table;    /* MSIX_ENTRY_SIZE bytes a vector */
+    bool msix_table_used;   /* the client wrote the table: its mask bits
+                               count (see the top of the file) */
     mu_irq_state_cb_t state_cb;
 };
 
@@ -269,7 +282,8 @@ static bool vec_masked(const mu_ctx_t *ctx, unsigned type, uint32_t v)
                (irqs->msi_mask >> v) & 1;
     case MU_IRQ_MSIX:
         return irqs->idx[type].cfg_enabled &&
-               (irqs->msix_fmask || msix_entry_masked(irqs, v));
+               (irqs->msix_fmask ||
+                (irqs->msix_table_used && msix_entry_masked(irqs, v)));
     default:
         return false;
     }
@@ -725,6 +739,9 @@ static void table_write(mu_ctx_t *ctx, uint64_t rel, const uint8_t *buf,
 {
     uint8_t *t = ctx->irqs->msix_table;
 
+    /* From now on the table is the guest's, written through: before the
+     * flush below, so the entry just written is judged by its mask bit. */
+    ctx->irqs->msix_table_used = true;
     for (size_t i = 0; i < count; i += 4) {
         uint32_t val = get32(buf + i);
 
@@ -816,6 +833,7 @@ void mu_irqs_reset(mu_ctx_t *ctx)
     }
     irqs->msi_mask = 0;
     irqs->msix_fmask = false;
+    irqs->msix_table_used = false;
     msix_table_reset(irqs);
     pthread_mutex_unlock(&irqs->lock);
     report_state(ctx);

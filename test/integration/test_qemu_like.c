@@ -45,6 +45,9 @@
 
 #define MSIX_CTRL 2
 #define MSIX_CTRL_ENABLE 0x8000
+#define MSIX_CTRL_FMASK 0x4000
+#define MSIX_ENTRY 16u
+#define MSIX_VCTRL 12u
 
 static struct inproc srv;
 static int msix_off;
@@ -218,6 +221,70 @@ static void test_set_irqs_split(void **state)
         expect_fired(efd[0]);
         close(extra);
     }
+    client_done(c);
+    for (unsigned i = 0; i < NVEC; i++)
+        close(efd[i]);
+}
+
+/* ---------------- MSI-X with the table emulated ---------------- */
+
+/*
+ * QEMU's way: SET_IRQS for every vector, MSI-X enabled (and the function
+ * mask toggled) through config space, the table in BAR0 never written.
+ * The reset mask bits of the library's copy must not hold anything back;
+ * the function mask does.  A read of the table is no write-through.
+ */
+static void test_msix_table_emulated(void **state)
+{
+    uint32_t vctrl = 0;
+    int efd[NVEC];
+    muc_t *c = qemu_client();
+
+    (void)state;
+    for (unsigned i = 0; i < NVEC; i++) {
+        efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        assert_true(efd[i] >= 0);
+    }
+    assert_int_equal(muc_irq_set_eventfds(c, VFU_IRQ_MSIX, 0, NVEC, efd), 0);
+    /* Linux: enable with the function mask set, program, unmask. */
+    assert_int_equal(muc_config_write16(c, msix_off + MSIX_CTRL,
+                                        MSIX_CTRL_ENABLE | MSIX_CTRL_FMASK), 0);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, 3), 1);
+    assert_int_equal(muc_eventfd_wait(efd[3], 0), 0);
+    assert_int_equal(muc_config_write16(c, msix_off + MSIX_CTRL,
+                                        MSIX_CTRL_ENABLE), 0);
+    expect_fired(efd[3]);           /* the pending one, on function unmask */
+
+    assert_int_equal(muc_region_read(c, MU_PCI_BAR0,
+                                     TBL_OFF + MSIX_VCTRL, &vctrl, 4), 0);
+    assert_int_equal(vctrl, 1);     /* our copy: still the reset value */
+    for (unsigned i = 0; i < NVEC; i++) {
+        assert_false(mu_irq_masked(srv.ctx, MU_IRQ_MSIX, i));
+        assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, i), 0);
+        expect_fired(efd[i]);
+    }
+
+    /* A client that does write the table (muser's, libvfio-user's) gets
+     * its mask bits honoured from that write on: entry 0 written masked
+     * holds vector 0, and the untouched entries keep their reset mask. */
+    vctrl = 1;
+    assert_int_equal(muc_region_write(c, MU_PCI_BAR0, TBL_OFF + MSIX_VCTRL,
+                                      &vctrl, 4), 0);
+    assert_true(mu_irq_masked(srv.ctx, MU_IRQ_MSIX, 0));
+    assert_true(mu_irq_masked(srv.ctx, MU_IRQ_MSIX, NVEC - 1));
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, 0), 1);
+    vctrl = 0;
+    assert_int_equal(muc_region_write(c, MU_PCI_BAR0, TBL_OFF + MSIX_VCTRL,
+                                      &vctrl, 4), 0);
+    expect_fired(efd[0]);
+
+    /* A reset forgets the write-through: emulated again. */
+    assert_int_equal(muc_reset(c), 0);
+    assert_int_equal(muc_irq_set_eventfds(c, VFU_IRQ_MSIX, 0, NVEC, efd), 0);
+    assert_int_equal(muc_config_write16(c, msix_off + MSIX_CTRL,
+                                        MSIX_CTRL_ENABLE), 0);
+    assert_int_equal(mu_irq_trigger(srv.ctx, MU_IRQ_MSIX, NVEC - 1), 0);
+    expect_fired(efd[NVEC - 1]);
     client_done(c);
     for (unsigned i = 0; i < NVEC; i++)
         close(efd[i]);
@@ -412,6 +479,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_advertised_fds, test_teardown),
         cmocka_unit_test_teardown(test_set_irqs_split, test_teardown),
+        cmocka_unit_test_teardown(test_msix_table_emulated, test_teardown),
         cmocka_unit_test_teardown(test_region_info_argsz_payload,
                                   test_teardown),
         cmocka_unit_test_teardown(test_client_fd_flags, test_teardown),
