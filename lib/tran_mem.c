@@ -547,9 +547,11 @@ void mu_mem_hang_up(mu_ctx_t *ctx)
     if (m == NULL)
         return;
     pthread_mutex_lock(&m->lock);
+    /* Nobody will read what the server sent, even after it dropped the
+     * client: its fds go, as a closed socket's would. */
+    q_clear(&m->out);
     if (m->state != MEM_IDLE) {
         m->hung_up = true;
-        q_clear(&m->out);   /* nobody will read it */
         conn_update(m);
     }
     pthread_mutex_unlock(&m->lock);
