@@ -86,9 +86,23 @@ bool cl_stale_drop(muc_t *c, struct mu_msg *m)
     return false;
 }
 
+/* msgio_recv() for a client on a link: frame what the link brings. */
+static int link_recv(muc_t *c, struct mu_msg *m, uint64_t deadline)
+{
+    int rc;
+
+    while ((rc = msgio_next(&c->io, m)) == 0) {
+        rc = c->link->fill(c->link_arg, &c->io, cl_ms_left(deadline));
+        if (rc < 0)
+            return rc;
+    }
+    return rc;
+}
+
 int cl_recv_msg(muc_t *c, struct mu_msg *m, uint64_t deadline)
 {
-    int rc = msgio_recv(&c->io, m, cl_ms_left(deadline));
+    int rc = c->link != NULL ? link_recv(c, m, deadline)
+                             : msgio_recv(&c->io, m, cl_ms_left(deadline));
 
     if (rc == 1)
         return 0;
@@ -100,7 +114,9 @@ int cl_recv_msg(muc_t *c, struct mu_msg *m, uint64_t deadline)
 int cl_send_iov(muc_t *c, const struct iovec *iov, int iovcnt,
                     const int *fds, unsigned nfds)
 {
-    int rc = msgio_send(&c->io, iov, iovcnt, fds, nfds, c->opts.timeout_ms);
+    int rc = c->link != NULL ?
+             c->link->send(c->link_arg, iov, iovcnt, fds, nfds) :
+             msgio_send(&c->io, iov, iovcnt, fds, nfds, c->opts.timeout_ms);
 
     /* A bad fd or argument fails sendmsg before any byte leaves. */
     if (rc == -EBADF || rc == -EINVAL)
@@ -351,8 +367,9 @@ static int negotiate(muc_t *c)
     return rc < 0 ? cl_broken(c, rc == -ENOMEM ? rc : -EPROTO) : 0;
 }
 
-int muc__from_fd(muc_t **out, int fd, const struct muc_opts *opts,
-                 bool negotiate_now)
+static int client_new(muc_t **out, int fd, const struct muc_link *link,
+                      void *link_arg, const struct muc_opts *opts,
+                      bool negotiate_now)
 {
     struct vfu_caps d;
     uint32_t max_size;
@@ -370,12 +387,16 @@ int muc__from_fd(muc_t **out, int fd, const struct muc_opts *opts,
     max_size = (c->opts.max_data_xfer_size > MUC_INFO_MAX ?
                 c->opts.max_data_xfer_size : MUC_INFO_MAX) + 4096;
     if (rc == 0)
-        rc = msgio_init(&c->io, fd, max_size, c->opts.max_msg_fds);
+        rc = link != NULL ? msgio_init_mem(&c->io, max_size, c->opts.max_msg_fds)
+                          : msgio_init(&c->io, fd, max_size, c->opts.max_msg_fds);
     if (rc < 0) {
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         free(c);
         return rc;
     }
+    c->link = link;
+    c->link_arg = link_arg;
     vfu_caps_default(&d);
     c->caps = (struct muc_server_caps){
         .max_msg_fds = d.max_msg_fds, .max_data_xfer_size = d.max_data_xfer_size,
@@ -388,6 +409,20 @@ int muc__from_fd(muc_t **out, int fd, const struct muc_opts *opts,
     }
     *out = c;
     return 0;
+}
+
+int muc__from_fd(muc_t **out, int fd, const struct muc_opts *opts,
+                 bool negotiate_now)
+{
+    return client_new(out, fd, NULL, NULL, opts, negotiate_now);
+}
+
+int muc__from_link(muc_t **out, const struct muc_link *link, void *arg,
+                   const struct muc_opts *opts, bool negotiate_now)
+{
+    if (link == NULL)
+        return -EINVAL;
+    return client_new(out, -1, link, arg, opts, negotiate_now);
 }
 
 static int sock_connect(const char *path)

@@ -33,8 +33,26 @@ struct muc_mem {
     unsigned prot;
 };
 
+/*
+ * Internal transport hook: a client whose bytes go through a link instead
+ * of its socket (lib/tran_mem.c: tests and the fast fuzzer).  io is then
+ * framing only (msgio_init_mem).
+ */
+struct muc_link {
+    /* More bytes from the server into io (msgio_push): > 0, -ETIMEDOUT
+     * when none come within timeout_ms (-1: forever), -ENOTCONN at EOF,
+     * or another -errno. */
+    int (*fill)(void *arg, struct msgio *io, int timeout_ms);
+    /* One whole message to the server; the fds stay the caller's.
+     * 0 or -errno (-EBADF for a bad fd, as sendmsg). */
+    int (*send)(void *arg, const struct iovec *iov, int iovcnt,
+                const int *fds, unsigned nfds);
+};
+
 struct muc {
     struct msgio io;
+    const struct muc_link *link;    /* NULL: the socket io.fd */
+    void *link_arg;
     struct muc_opts opts;
     struct muc_server_caps caps;
     uint16_t next_id;
@@ -55,6 +73,12 @@ struct muc {
 __attribute__((visibility("hidden")))
 int muc__from_fd(muc_t **out, int fd, const struct muc_opts *opts,
                  bool negotiate);
+
+/* Internal: the same over a link (fuzzers, tests); link and arg must
+ * outlive the client. */
+__attribute__((visibility("hidden")))
+int muc__from_link(muc_t **out, const struct muc_link *link, void *arg,
+                   const struct muc_opts *opts, bool negotiate);
 
 /* Absolute deadline for a timeout (-1: none) and the ms left until it. */
 uint64_t cl_deadline_of(int timeout_ms);

@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/timerfd.h>
 
 #include "private.h"
@@ -371,16 +370,9 @@ static int wait_inline(mu_ctx_t *ctx, struct mu_call *call, int timeout_ms)
             mu_ctx_fail(ctx, "connection lost while waiting for a reply");
             return rc;
         }
-        {
-            struct pollfd p = { .fd = ctx->conn_fd, .events = POLLIN };
-            uint64_t now = mu_clock_ns(&ctx->clock);
-
-            if (now >= deadline)
-                return -ETIMEDOUT;
-            rc = poll(&p, 1, (int)((deadline - now) / 1000000ull) + 1);
-            if (rc < 0 && errno != EINTR)
-                return -errno;
-        }
+        rc = ctx->tran->wait(ctx, deadline);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }

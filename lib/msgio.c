@@ -482,3 +482,46 @@ int msgio_send(struct msgio *m, const struct iovec *iov_in, int iovcnt,
     }
     return 0;
 }
+
+/* ---------------- framing without a socket ---------------- */
+
+int msgio_init_mem(struct msgio *m, uint32_t max_size, unsigned max_fds)
+{
+    memset(m, 0, sizeof(*m));
+    m->fd = -1;
+    if (max_size < VFU_HDR_SIZE || max_fds > MSGIO_MAX_FDS)
+        return -EINVAL;
+    m->rcvtimeo_ms = -2;
+    m->max_size = max_size;
+    m->max_fds = max_fds;
+    return 0;
+}
+
+int msgio_push(struct msgio *m, const void *data, size_t len, int *fds,
+               unsigned nfds)
+{
+    /* fill() offers the kernel room for max_fds fds; what CMSG_SPACE's
+     * rounding adds fits as well, more is MSG_CTRUNC. */
+    size_t room = m->max_fds == 0 ? 0 :
+        (CMSG_SPACE(m->max_fds * sizeof(int)) - CMSG_LEN(0)) / sizeof(int);
+    int err = nfds > room ? -EPROTO : 0;
+
+    if (err == 0 && len > 0)
+        err = make_room(m, len);
+    for (unsigned i = 0; i < nfds; i++) {
+        if (err == 0)
+            err = push_fd(m, m->pos + (m->tail - m->head) + len, fds[i]);
+        if (err < 0)
+            close(fds[i]);
+        fds[i] = -1;
+    }
+    if (err < 0)
+        return err;
+    if (len == 0)
+        return -ENOTCONN;
+    if (m->tail == m->head && m->started_ns == 0)
+        m->started_ns = mu_now_ns();
+    memcpy(m->buf + m->tail, data, len);
+    m->tail += len;
+    return (int)len;
+}

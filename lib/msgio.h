@@ -99,4 +99,20 @@ int msgio_recv(struct msgio *m, struct mu_msg *out, int timeout_ms);
 int msgio_send(struct msgio *m, const struct iovec *iov, int iovcnt,
                const int *fds, unsigned nfds, int timeout_ms);
 
+/*
+ * Framing fed from memory instead of a socket (lib/tran_mem.c): the same
+ * buffer, fd bookkeeping and msgio_next() as a socket's, with no fd of its
+ * own (msgio_fill/recv/send must not be used on it).
+ */
+int msgio_init_mem(struct msgio *m, uint32_t max_size, unsigned max_fds);
+/*
+ * Append what one recvmsg would have returned: len (> 0) bytes, with nfds
+ * fds that arrived with them.  The fds are taken in every case (closed on
+ * failure; fds[] is set to -1).  Returns len, -EPROTO when more fds came
+ * than a read has room for (as MSG_CTRUNC), -ENOTCONN for len 0 (EOF),
+ * -ENOMEM.
+ */
+int msgio_push(struct msgio *m, const void *data, size_t len, int *fds,
+               unsigned nfds);
+
 #endif /* MUSER_MSGIO_H */

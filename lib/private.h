@@ -56,6 +56,13 @@ struct mu_tran_ops {
     int (*next)(mu_ctx_t *ctx, struct mu_msg *msg);
     /* Start time of a message that has begun to arrive, 0 if none. */
     uint64_t (*partial_since)(mu_ctx_t *ctx);
+    /*
+     * The context thread waits for the reply to its own call (dispatch.c,
+     * wait_inline) and found nothing to read: block until the client may
+     * have sent more, or until mu_now_ns() reaches deadline.  0: look
+     * again; -ETIMEDOUT: nothing will come in time; -errno.
+     */
+    int (*wait)(mu_ctx_t *ctx, uint64_t deadline);
     /* Send a whole message, fds attached. */
     int (*send)(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,
                 const int *fds, unsigned nfds);
@@ -66,6 +73,7 @@ struct mu_tran_ops {
 };
 
 extern const struct mu_tran_ops mu_tran_sock_ops;
+extern const struct mu_tran_ops mu_tran_mem_ops;    /* tran_mem.h */
 
 /* ---- PCI config space ---- */
 
@@ -199,6 +207,7 @@ struct mu_ctx {
     bool accept_paused;         /* out of fds: the timer retries accept */
     int conn_fd;                /* -1 when no client */
     struct msgio io;            /* socket transport's framing */
+    void *tran_priv;            /* other transports' state (tran_mem.c) */
     bool negotiated;
     const char *drop_reason;    /* set: drop the client at a safe point */
     struct vfu_caps peer;       /* what the client accepts */

@@ -2,15 +2,16 @@
  * fuzz_client.c - the client library's handling of what a server sends.
  *
  * The input is what a (hostile) server writes, in chunks (fuzz.h, FC_*),
- * each chunk possibly carrying fds.  One end of a socketpair is wrapped as
- * the client with the library's internal constructor muc__from_fd(); the
- * harness plays the server on the other end, but only by writing: chunks
- * are queued on the socket before the client's next call (a barrier chunk
- * waits for the call after), so replies, early replies, late replies and
- * DMA_READ/DMA_WRITE requests arrive exactly as the input orders them.
- * Then a fixed sequence of client calls runs, each with a short timeout;
- * when the input is used up the harness hangs up (or, with
- * FC_F_KEEP_OPEN, stays silent so the calls time out).
+ * each chunk possibly carrying fds.  The client reads them from memory
+ * through the library's internal link hook (muc__from_link, struct
+ * muc_link in lib/client_priv.h): no socket, no thread, no wait.  The
+ * harness plays the server only by writing: chunks are queued before the
+ * client's next call (a barrier chunk waits for the call after), so
+ * replies, early replies, late replies and DMA_READ/DMA_WRITE requests
+ * arrive exactly as the input orders them, one chunk a read.  Then a fixed
+ * sequence of client calls runs; with the queue empty a read times out at
+ * once while input is left (or with FC_F_KEEP_OPEN), else it is EOF.  What
+ * the client sends must be whole, well-formed messages.
  *
  * What must hold: no crash, no leak, and no fd leak - the fds the calls
  * hand to the caller (region fd, ioeventfds, muc_request's fds) are closed
@@ -28,14 +29,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "client_priv.h"
 #include "fuzz.h"
 #include "muser-client.h"
 #include "wire.h"
-
-/* The library's internal constructor (lib/client.c; the unit tests use it
- * too).  fd is consumed, also on failure. */
-extern int muc__from_fd(muc_t **out, int fd, const struct muc_opts *opts,
-                        bool negotiate);
 
 #define check(cond)                                                     \
     do {                                                                \
@@ -48,11 +45,22 @@ extern int muc__from_fd(muc_t **out, int fd, const struct muc_opts *opts,
 
 static const uint32_t fds_opt[4] = { 8, 1, 2, 253 };
 
+#define MAX_CHUNKS 4096
+
+/* One write of the server's: its bytes and (dups of) its fds. */
+struct chunk {
+    uint8_t *data;
+    size_t len;
+    int fds[3];
+    unsigned nfds;
+};
+
 struct srv {
-    int fd;                 /* the server end */
     struct fz_in in;
     bool keep_open;
-    bool eof;               /* shut down already */
+    bool eof;               /* hung up after the last chunk */
+    struct chunk q[MAX_CHUNKS];
+    unsigned head, tail;    /* written, not read by the client yet */
 };
 
 static bool fd_valid(int fd)
@@ -72,10 +80,79 @@ static void own_fd(int fd)
 static void put_chunk(struct srv *s, const uint8_t *p, size_t len,
                       const int *fds, unsigned nfds)
 {
-    /* The socket buffer was made big; what does not fit is lost, like
-     * a server that gave up writing. */
-    if (len > 0)
-        fz_send(s->fd, p, len, fds, nfds);
+    struct chunk *c;
+
+    /* A stream socket sends nothing for an empty write; what does not
+     * fit the queue is lost, like a server that gave up writing. */
+    if (len == 0 || s->tail == MAX_CHUNKS)
+        return;
+    c = &s->q[s->tail++];
+    c->data = malloc(len);
+    check(c->data != NULL);
+    memcpy(c->data, p, len);
+    c->len = len;
+    c->nfds = 0;
+    for (unsigned i = 0; i < nfds; i++) {
+        int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+
+        check(fd >= 0);
+        c->fds[c->nfds++] = fd;
+    }
+}
+
+/* The client reads: the next chunk, as one recvmsg would return it. */
+static int link_fill(void *arg, struct msgio *io, int timeout_ms)
+{
+    struct srv *s = arg;
+    struct chunk *c;
+    int rc;
+
+    (void)timeout_ms;
+    if (s->head == s->tail)
+        return s->eof ? -ENOTCONN : -ETIMEDOUT;
+    c = &s->q[s->head++];
+    rc = msgio_push(io, c->data, c->len, c->fds, c->nfds);
+    free(c->data);
+    c->data = NULL;
+    return rc;
+}
+
+/* The client writes: always one whole message with a valid header. */
+static int link_send(void *arg, const struct iovec *iov, int iovcnt,
+                     const int *fds, unsigned nfds)
+{
+    struct vfu_hdr h;
+    size_t total = 0, got = 0;
+
+    (void)arg;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    check(total >= sizeof(h));
+    for (int i = 0; i < iovcnt && got < sizeof(h); i++) {
+        size_t n = iov[i].iov_len < sizeof(h) - got ? iov[i].iov_len
+                                                    : sizeof(h) - got;
+
+        memcpy((uint8_t *)&h + got, iov[i].iov_base, n);
+        got += n;
+    }
+    check(h.size == total && vfu_hdr_check(&h, UINT32_MAX) == 0);
+    for (unsigned i = 0; i < nfds; i++) {
+        if (fcntl(fds[i], F_GETFD) < 0)
+            return -EBADF;      /* as sendmsg */
+    }
+    return 0;
+}
+
+static const struct muc_link mem_link = { link_fill, link_send };
+
+static void drop_chunks(struct srv *s)
+{
+    for (unsigned i = s->head; i < s->tail; i++) {
+        free(s->q[i].data);
+        for (unsigned k = 0; k < s->q[i].nfds; k++)
+            close(s->q[i].fds[k]);
+    }
+    s->head = s->tail = 0;
 }
 
 /*
@@ -136,10 +213,8 @@ static void feed(struct srv *s)
         for (unsigned i = 0; i < got; i++)
             close(fds[i]);
     }
-    if (!s->keep_open && !s->eof) {
-        shutdown(s->fd, SHUT_WR);
+    if (!s->keep_open && !s->eof)
         s->eof = true;
-    }
 }
 
 /* A valid VERSION reply to request 1, as muser's server would send. */
@@ -335,15 +410,18 @@ static void call_one(muc_t *c, enum fc_call k, uint8_t *mem)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct srv s = { .fd = -1, .in = { data, size, false } };
+    static struct srv s;
     struct muc_opts o = { .timeout_ms = FC_TIMEOUT_MS };
     uint8_t *mem;
     uint8_t flags;
-    int sv[2], fds_before, sndbuf = 4 << 20, rc;
+    int fds_before, rc;
     muc_t *c = NULL;
     bool negotiate;
 
     verbose = getenv("FUZZ_VERBOSE") != NULL;
+    s.in = (struct fz_in){ data, size, false };
+    s.eof = false;
+    s.head = s.tail = 0;
     fds_before = fz_count_fds();
     flags = fz_u8(&s.in);
     negotiate = flags & (FC_F_NEGOTIATE | FC_F_VERSION);
@@ -351,11 +429,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.max_msg_fds = fds_opt[(flags >> FC_F_FDS_SHIFT) & 3];
     s.keep_open = flags & FC_F_KEEP_OPEN;
 
-    check(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
-    s.fd = sv[1];
-    fcntl(s.fd, F_SETFL, O_NONBLOCK);
-    /* Room for a whole input; capped by wmem_max, which is fine. */
-    setsockopt(s.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 
     mem = calloc(1, FC_MEM_SIZE);
     check(mem != NULL);
@@ -363,12 +436,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         queue_version(&s);
     feed(&s);
     timeouts = 0;
-    rc = muc__from_fd(&c, sv[0], &o, negotiate);
+    rc = muc__from_link(&c, &mem_link, &s, &o, negotiate);
     rc_ok(rc);
     if (rc == 0) {
-        /* A silent server costs a timeout a call: a few are enough to
-         * cover late replies, more would only slow the fuzzer down. */
-        for (int k = 0; k < FC_NUM_CALLS && timeouts < 3; k++) {
+        /* A silent server costs nothing here (a read times out at
+         * once): every call runs. */
+        for (int k = 0; k < FC_NUM_CALLS; k++) {
             if (k > 0)
                 feed(&s);
             if (verbose)
@@ -377,7 +450,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         muc_close(c);
     }
-    close(s.fd);
+    drop_chunks(&s);
     free(mem);
     check(fz_count_fds() == fds_before);
     return 0;

@@ -3,13 +3,19 @@
  *
  * One context with a test device (fuzz_server_dev.c) is created on the
  * first input and kept for the life of the process, the way a device
- * serves client after client.  Each input is one or more client sessions:
- * a socketpair whose server end goes to the context through
- * mu_ctx_attach_fd() (or a connection through the listening socket), and
- * an op language (fuzz.h, FS_OP_*) that sends bytes and fds on the client
- * end, runs the context, reads its replies (answering its DMA_READ and
- * DMA_WRITE requests as the flags say), and plays the device: DMA from a
- * device thread or from the context thread, interrupts, doorbells.
+ * serves client after client.  Each input is one or more client sessions
+ * over a link (fs_link_*, fuzz_server.h), and an op language (fuzz.h,
+ * FS_OP_*) that sends bytes and fds on the client end, runs the context,
+ * reads its replies (answering its DMA_READ and DMA_WRITE requests as the
+ * flags say), and plays the device: DMA from the context thread (or a
+ * device thread), interrupts, doorbells.
+ *
+ * Two harnesses share this file.  fuzz_server (fuzz_server_mem.c) links
+ * the context to the client through the in-memory transport: no socket,
+ * no thread, no sleep, and the client answers the server's DMA requests
+ * on its turn while the context thread waits (lib/tran_mem.h).
+ * fuzz_server_sock (fuzz_server_sock.c) uses real sockets, device threads
+ * and real time, for what only those reach (see that file).
  *
  * What must hold, checked with abort() so libFuzzer keeps the input:
  *  - after a client hangs up the context lets it go within a bounded
@@ -37,8 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,7 +56,11 @@
 
 /* Per-input state. */
 static struct {
-    int sv0;                    /* client end, -1 when hung up */
+    bool open;                  /* the client end is open */
+    bool answer_now;            /* a DMA call of the device's: the client
+                                   answers on its turn (memory link) */
+    bool in_turn;               /* inside fs_client_turn() */
+    struct fz_in *in;           /* the input being run */
     uint16_t next_id;
     unsigned reply_mode;
     uint64_t slow_ns;           /* time spent in ops that may wait */
@@ -68,7 +77,7 @@ static struct {
     struct { uint16_t id, cmd; bool no_reply; } expect[4096];
     unsigned exp_head, exp_tail;
     bool unordered;
-} st = { .sv0 = -1 };
+} st;
 
 static uint8_t dma_pattern[FS_DATA_XFER];
 
@@ -110,7 +119,7 @@ static void pend_add(const void *p, size_t len)
 static bool flush_pending(void)
 {
     while (st.pend_len > 0) {
-        long n = fz_send(st.sv0, st.pend, st.pend_len, NULL, 0);
+        long n = fs_link_send(st.pend, st.pend_len, NULL, 0);
 
         if (n < 0) {
             st.pend_len = 0;    /* the server hung up */
@@ -229,44 +238,27 @@ static void drop_kept(void)
 
 static void drain_replies(bool kick)
 {
-    union {
-        char buf[CMSG_SPACE(64 * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-
-    if (st.sv0 < 0)
+    if (!st.open)
         return;
     for (;;) {
-        struct iovec iov = { st.rx + st.rx_len, RX_CAP - st.rx_len };
-        struct msghdr mh = {
-            .msg_iov = &iov, .msg_iovlen = 1,
-            .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
-        };
-        struct cmsghdr *cm;
-        ssize_t n;
+        int fds[64];
+        unsigned nfd = 0;
+        long n;
 
-        check(iov.iov_len > 0);
-        n = recvmsg(st.sv0, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        check(st.rx_len < RX_CAP);
+        n = fs_link_recv(st.rx + st.rx_len, RX_CAP - st.rx_len, fds,
+                         ARRAY_SIZE(fds), &nfd);
+        for (unsigned i = 0; i < nfd; i++) {
+            uint64_t one = 1;
+
+            if (kick && fz_is_eventfd(fds[i]) &&
+                write(fds[i], &one, sizeof(one)) < 0) {
+                /* a full counter: the device has a kick pending */
+            }
+            close(fds[i]);
+        }
         if (n <= 0)
             break;
-        for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
-            size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-                continue;
-            for (size_t i = 0; i < nfd; i++) {
-                uint64_t one = 1;
-                int fd;
-
-                memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
-                if (kick && fz_is_eventfd(fd) &&
-                    write(fd, &one, sizeof(one)) < 0) {
-                    /* a full counter: the device has a kick pending */
-                }
-                close(fd);
-            }
-        }
-        check(!(mh.msg_flags & MSG_CTRUNC));
         st.rx_len += (size_t)n;
         parse_rx();
     }
@@ -290,10 +282,10 @@ static bool pump(bool drain, int wait_ms)
  * left to wake it: the client would wait for that reply forever. */
 static bool stranded(void)
 {
-    const struct msgio *io = &g_ctx->io;
+    const struct msgio *io = fs_link_msgio();
     struct vfu_hdr h;
 
-    if (g_ctx->conn_fd < 0)
+    if (g_ctx->conn_fd < 0 || io == NULL)
         return false;
     if (g_ctx->backlog != NULL)
         return true;
@@ -303,10 +295,40 @@ static bool stranded(void)
     return vfu_hdr_check(&h, io->max_size) < 0 || h.size <= io->tail - io->head;
 }
 
+/*
+ * Commands a DMA call on the context thread parked run on a kick of the
+ * housekeeping timer (dispatch.c, kick_if_parked): a 1 ns expiry, which
+ * may not have fired yet when a fast harness polls right after.  The
+ * timer then says it is due within the millisecond.
+ */
+static bool timer_due(void)
+{
+    struct itimerspec its;
+
+    return timerfd_gettime(g_ctx->timer_fd, &its) == 0 &&
+           (its.it_value.tv_sec != 0 || its.it_value.tv_nsec != 0) &&
+           its.it_value.tv_sec == 0 && its.it_value.tv_nsec < 1000000;
+}
+
 static void run_ctx(bool drain)
 {
     for (int i = 0; i < 64; i++) {
         if (!pump(drain, 0)) {
+            /* Waits for an event due at once; 100 ms is only a bound. */
+            if (stranded() && timer_due() && pump(drain, 100))
+                continue;
+            if (stranded()) {
+                const struct msgio *io = fs_link_msgio();
+                struct itimerspec its;
+
+                timerfd_gettime(g_ctx->timer_fd, &its);
+                fprintf(stderr, "stranded: backlog %p buffered %zu timer "
+                        "%ld.%09ld period %ld.%09ld drop %s\n",
+                        (void *)g_ctx->backlog, io->tail - io->head,
+                        (long)its.it_value.tv_sec, its.it_value.tv_nsec,
+                        (long)its.it_interval.tv_sec, its.it_interval.tv_nsec,
+                        g_ctx->drop_reason ? g_ctx->drop_reason : "-");
+            }
             check(!stranded());
             return;
         }
@@ -320,15 +342,19 @@ static void tx(const void *buf, size_t len, const int *fds, unsigned nfds)
     size_t off = 0;
     int idle = 0;
 
-    while (st.sv0 >= 0 && off < len && idle < 200) {
+    while (st.open && off < len && idle < 200) {
         long n = 0;
 
         if (flush_pending())
-            n = fz_send(st.sv0, (const uint8_t *)buf + off, len - off,
-                        off == 0 ? fds : NULL, off == 0 ? nfds : 0);
+            n = fs_link_send((const uint8_t *)buf + off, len - off,
+                             off == 0 ? fds : NULL, off == 0 ? nfds : 0);
         if (n < 0)
             break;
         if (n == 0) {
+            /* Full: let the context read, unless it is the one waiting
+             * for us (it must not run inside itself). */
+            if (st.in_turn)
+                break;
             idle++;
             pump(true, 1);
             continue;
@@ -370,40 +396,11 @@ static void send_version(bool write_multi)
     tx(msg, h.size, NULL, 0);
 }
 
-/* A client through the listening socket, as a VMM connects; -1 if the
- * context did not accept it in time. */
-static int connect_socket(void)
+static void connect_client(uint8_t flags, bool via_listen)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-    check(fd >= 0);
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_path);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        close(fd);
-        return -1;
-    }
-    for (int i = 0; i < 100 && g_ctx->conn_fd < 0; i++)
-        pump(false, 1);
-    if (g_ctx->conn_fd < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void connect_client(uint8_t flags, bool via_socket)
-{
-    int sv[2] = { -1, -1 };
-
-    if (via_socket)
-        sv[0] = connect_socket();
-    if (sv[0] < 0) {
-        check(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                         0, sv) == 0);
-        check(mu_ctx_attach_fd(g_ctx, sv[1]) == 0);
-    }
-    st.sv0 = sv[0];
+    fs_link_connect(via_listen);
+    check(g_ctx->conn_fd >= 0);
+    st.open = true;
     st.next_id = 1;
     st.rx_len = 0;
     st.exp_head = st.exp_tail = 0;
@@ -420,9 +417,9 @@ static void hang_up(int fds_before)
     struct mu_dma_stats s;
     int i;
 
-    if (st.sv0 >= 0) {
-        close(st.sv0);
-        st.sv0 = -1;
+    if (st.open) {
+        fs_link_close();
+        st.open = false;
     }
     drop_kept();
     for (i = 0; i < DETACH_POLLS && g_ctx->conn_fd >= 0; i++)
@@ -466,8 +463,9 @@ static void dma_do(struct dma_job *j)
         if (rc > 0) {
             fs_check_sg(sg, rc, j->iova, j->len, 4);
             fs_touch(sg, rc, act == 0);
-            /* Held across the context's work: an unmap must wait. */
-            if (j->mode & FS_DMA_HOLD)
+            /* Held across the context's work: an unmap must wait.
+             * (Only a device thread has the context work meanwhile.) */
+            if ((j->mode & FS_DMA_HOLD) && fs_link_threads)
                 usleep(2000);
             mu_dma_put(g_ctx, sg, (unsigned)rc);
         }
@@ -499,7 +497,11 @@ static void op_dma(struct fz_in *in)
     uint8_t sel = fz_u8(in), off = fz_u8(in), len = fz_u8(in);
     uint8_t mode = fz_u8(in);
     const struct fs_live *l = fs_pick_region(sel, false);
-    struct dma_job *j;
+    /* One job at a time (a device thread is joined before the op ends);
+     * static, as allocating and clearing 64 KiB per op showed in the
+     * memory harness's profile. */
+    static struct dma_job job;
+    struct dma_job *j = &job;
     uint64_t t0;
     pthread_t t;
 
@@ -507,14 +509,20 @@ static void op_dma(struct fz_in *in)
      * receive timeout. */
     if (in->end || !fs_slow_begin(&t0))
         return;
-    j = calloc(1, sizeof(*j));
-    check(j != NULL);
+    j->done = 0;
     j->iova = (l != NULL ? l->iova : (uint64_t)sel << 12) + ((uint64_t)off << 6);
     j->len = ((size_t)len + 1) * ((mode & FS_DMA_LARGE) ? 256 : 16);
     j->mode = mode;
-    memset(j->buf, 0x3c, sizeof(j->buf));
-    if (!(mode & FS_DMA_THREAD)) {
+    check(j->len <= sizeof(j->buf));
+    memset(j->buf, 0x3c, j->len);
+    if (!(mode & FS_DMA_THREAD) || !fs_link_threads) {
+        /* Inline, the client cannot answer but on its turn (memory
+         * link): it does for what would be a device thread's call,
+         * answered in time there, and leaves the rest to time out and
+         * be answered late, as the socket harness does. */
+        st.answer_now = mode & FS_DMA_THREAD;
         dma_do(j);
+        st.answer_now = false;
     } else {
         check(pthread_create(&t, NULL, dma_thread, j) == 0);
         /* Keep the context serving: the thread's DMA_READ/DMA_WRITE
@@ -523,7 +531,6 @@ static void op_dma(struct fz_in *in)
             pump(true, 1);
         pthread_join(t, NULL);
     }
-    free(j);
     fs_slow_end(t0);
 }
 
@@ -631,6 +638,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mu_dma_set_overlap_policy(g_ctx, (flags & FS_F_REPLACE) ?
                               MU_OVERLAP_REPLACE : MU_OVERLAP_REJECT);
 
+    st.in = &in;
     connect_client(flags, false);
     while (!in.end) {
         uint8_t op = fz_u8(&in), p = op >> 3;
@@ -671,7 +679,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
             /* Mostly short; the last quarter of p outlasts the receive
              * timeout, so a partial message gets the client dropped. */
-            if (fs_slow_begin(&t0)) {
+            if (!fs_link_threads) {
+                run_ctx(true);  /* no real time on the memory link */
+            } else if (fs_slow_begin(&t0)) {
                 usleep(p >= 24 ? (FS_TIMEOUT_MS + 2) * 1000
                                : ((unsigned)p % 8 + 1) * 1000);
                 run_ctx(true);
@@ -682,5 +692,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     hang_up(fds_before);
+    st.in = NULL;
     return 0;
+}
+
+/*
+ * The client's turn while the context thread waits for the answer to a
+ * DMA call of its own (memory link only).  When the op says the client
+ * answers in time, it first sends the messages the input has next (they
+ * reach the server while it waits: the backlog), then reads the request
+ * and answers it as the reply mode says.
+ */
+void fs_client_turn(void)
+{
+    if (!st.answer_now || st.in_turn || st.in == NULL || !st.open)
+        return;
+    st.in_turn = true;
+    while (st.in->n > 0) {
+        uint8_t op = st.in->p[0], kind = op & 7;
+
+        if (kind != FS_OP_SEND && kind != FS_OP_MSG)
+            break;
+        fz_u8(st.in);
+        op_send(st.in, op >> 3, kind == FS_OP_MSG);
+    }
+    drain_replies(false);
+    st.in_turn = false;
 }

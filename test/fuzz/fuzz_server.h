@@ -58,7 +58,34 @@ void fs_check_sg(const mu_sg_t *sg, int n, uint64_t iova, size_t len,
 /* Read (or write) through a translation, so a bad mapping faults here. */
 void fs_touch(mu_sg_t *sg, int n, bool write);
 
+/* ---- the link between client and context ----
+ * fuzz_server_mem.c (the in-memory transport) or fuzz_server_sock.c (a
+ * UNIX socket); fuzz_server.c is written against these. */
+
+/* Device threads and real waits (sleeps, timers) are part of the run. */
+extern const bool fs_link_threads;
+/* Before realize: pick the context's transport. */
+void fs_link_setup(mu_ctx_t *ctx);
+/* A new client, attached when this returns (through the listening
+ * endpoint when via_listen and the link has one to choose). */
+void fs_link_connect(bool via_listen);
+/* Write: the bytes taken (0 when full), < 0 when the server is gone. */
+long fs_link_send(const void *buf, size_t len, const int *fds,
+                  unsigned nfds);
+/* Read what the server sent: > 0 bytes, 0 nothing (now or ever); the
+ * fds that came (*nfds, at most max) are the caller's to close. */
+long fs_link_recv(uint8_t *buf, size_t cap, int *fds, unsigned max,
+                  unsigned *nfds);
+/* Hang up the client end. */
+void fs_link_close(void);
+/* The attached client's framing (what the context read, not served). */
+const struct msgio *fs_link_msgio(void);
+
 /* ---- fuzz_server.c: the session ---- */
+
+/* The client's turn while the context thread waits for it (memory link:
+ * the transport calls it; see tran_mem.h). */
+void fs_client_turn(void);
 
 /*
  * Ops that may wait for a timeout share a time budget per input:

@@ -352,6 +352,7 @@ void fs_device_setup(void)
     snprintf(g_path, sizeof(g_path), "%s/sock", g_dir);
     TRY(mu_ctx_create(&g_ctx, g_path, MU_DEV_PCIE, NULL));
     atexit(teardown);
+    fs_link_setup(g_ctx);
     mu_ctx_set_log(g_ctx, log_cb, MU_LOG_DEBUG);
 
     /* Short timeouts: a stuck exchange costs milliseconds, not seconds. */

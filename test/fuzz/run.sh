@@ -18,7 +18,9 @@ fi
 build=$1
 secs=$2
 here=$(cd "$(dirname "$0")" && pwd)
-harnesses="fuzz_wire fuzz_server fuzz_client"
+# The fast harnesses; FUZZ_HARNESSES may add fuzz_server_sock (the socket
+# link: device threads and real time, ~100 exec/s; see fuzz_server_sock.c).
+harnesses="${FUZZ_HARNESSES:-fuzz_wire fuzz_server fuzz_client}"
 
 # Leaks are failures, and UBSan stops at its first report (the build makes
 # its checks non-recoverable as well).  An allocation too big to succeed
@@ -77,15 +79,19 @@ for h in $harnesses; do
     fi
 
     # 2. Fuzz from a copy of the seeds.
-    cp "$here/corpus/$h"/* "$out/corpus/" 2>/dev/null
+    seeds=$h
+    [ "$h" = fuzz_server_sock ] && seeds=fuzz_server   # same input format
+    cp "$here/corpus/$seeds"/* "$out/corpus/" 2>/dev/null
     echo "== $h: fuzzing for ${secs}s"
     # shellcheck disable=SC2086
     (cd "$out" && "$bin" -max_total_time="$secs" -timeout=10 \
-        -rss_limit_mb=2048 -print_final_stats=0 -detect_leaks=1 \
+        -rss_limit_mb=2048 -print_final_stats=1 -detect_leaks=1 \
         -artifact_prefix="$out/artifacts/" ${FUZZ_FLAGS:-} \
         "$out/corpus" >"$out/fuzz.log" 2>&1)
     rc=$?
     grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' "$out/fuzz.log" | tail -2
+    sed -n 's/^stat::average_exec_per_sec:[[:space:]]*/exec\/s: /p' \
+        "$out/fuzz.log" | sed "s/^/== $h: /"
     if [ $rc -ne 0 ]; then
         tail -60 "$out/fuzz.log"
         echo "== $h: FAILED (exit $rc)"
