@@ -229,7 +229,7 @@ static void test_arcs(void **state)
 /* MIG_DATA_* in the wrong state or with bad sizes: EINVAL. */
 static void test_data_rules(void **state)
 {
-    uint8_t buf[64];
+    uint8_t buf[64] = { 0 };
     struct { uint32_t argsz, size; } rq;
     size_t rlen;
 
