@@ -83,6 +83,7 @@ struct muc_server_caps {
     uint32_t max_dma_maps;
     uint64_t pgsizes;
     bool write_multiple;
+    bool migration;          /* offered migration ("migration" object) */
 };
 const struct muc_server_caps *muc_server_caps(const muc_t *c);
 
@@ -216,6 +217,66 @@ int muc_dirty_stop(muc_t *c);
 /* bitmap gets ceil(length/page_size) bits, rounded up to u64 words. */
 int muc_dirty_report(muc_t *c, uint64_t iova, uint64_t length,
                      uint64_t page_size, uint64_t *bitmap, size_t bitmap_bytes);
+
+/* ---- live migration (client_mig.c) ---- */
+
+/* States as on the wire, VFIO migration v2 (same numbers as muser.h's
+ * enum mu_mig_state). */
+#define MUC_MIG_ERROR 0u
+#define MUC_MIG_STOP 1u
+#define MUC_MIG_RUNNING 2u
+#define MUC_MIG_STOP_COPY 3u
+#define MUC_MIG_RESUMING 4u
+#define MUC_MIG_PRE_COPY 6u
+/* DEVICE_FEATURE MIGRATION flags. */
+#define MUC_MIG_F_STOP_COPY 0x1u
+#define MUC_MIG_F_P2P 0x2u
+#define MUC_MIG_F_PRE_COPY 0x4u
+
+/* What the device supports (MUC_MIG_F_*); -ENOTSUP when it cannot
+ * migrate. */
+int muc_mig_features(muc_t *c, uint64_t *flags);
+int muc_mig_get_state(muc_t *c, uint32_t *state);
+/* Ask for a state; the server walks the shortest path.  On an error the
+ * device may have stopped part-way: muc_mig_get_state() says where. */
+int muc_mig_set_state(muc_t *c, uint32_t state);
+/*
+ * One MIG_DATA_READ of up to len bytes (len at most the smaller of our
+ * and the server's max_data_xfer_size, else -EINVAL).  Returns the bytes
+ * read; fewer than len means the stream is drained (STOP_COPY: the end;
+ * PRE_COPY: nothing more for now).
+ */
+ssize_t muc_mig_read(muc_t *c, void *buf, size_t len);
+/* The largest len muc_mig_read() takes. */
+size_t muc_mig_read_max(const muc_t *c);
+/* MIG_DATA_WRITE of len bytes, in pieces the server accepts. */
+int muc_mig_write(muc_t *c, const void *buf, size_t len);
+
+struct muc_migrate_opts {
+    /* Rounds of PRE_COPY on the source while it runs, before stopping it
+     * (0: none; ignored when either side lacks PRE_COPY). */
+    unsigned precopy_rounds;
+};
+struct muc_migrate_stats {
+    uint64_t precopy_bytes;  /* streamed while the source ran */
+    uint64_t stopcopy_bytes; /* streamed while stopped */
+    uint64_t downtime_ns;    /* source leaves running .. destination runs */
+};
+
+/*
+ * Move the device served on 'src' to the one on 'dst' (the same device
+ * type, freshly started or reset): dst to RESUMING, src through PRE_COPY
+ * (if asked) to STOP_COPY, the stream copied across, dst to RUNNING, src
+ * left in STOP.  Guest memory does not move: the caller maps the same fds
+ * (and wires interrupts) on dst, before or after the call; the device
+ * will not DMA until RUNNING.  opts and stats may be NULL.
+ *
+ * On failure the source is put back to RUNNING when it can be (the
+ * migration is abandoned, the device goes on where it was) and the
+ * destination is left stopped; the error is the first one met.
+ */
+int muc_migrate(muc_t *src, muc_t *dst, const struct muc_migrate_opts *opts,
+                struct muc_migrate_stats *stats);
 
 /* ---- raw messages, for tools and tests ---- */
 

@@ -20,7 +20,7 @@
  * time after realize: mu_ctx_stop(), mu_ctx_client_ready(), mu_irq_trigger(),
  * mu_irq_masked(), the DMA translation and copy functions (mu_dma_get(),
  * mu_dma_put(), mu_dma_read(), mu_dma_write(), mu_dma_mark_dirty()) and
- * mu_dma_get_stats().
+ * mu_dma_get_stats() and mu_mig_state().
  *
  * Locks and calls to the client: mu_dma_read() and mu_dma_write() on
  * memory without an fd send a DMA_READ/DMA_WRITE message and wait for the
@@ -577,6 +577,129 @@ bool mu_sigbus_handle(siginfo_t *si);
 int mu_dma_foreach(mu_ctx_t *ctx,
                    int (*cb)(mu_ctx_t *ctx, mu_dma_region_t *r, void *arg),
                    void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Live migration (VFIO migration v2 over vfio-user)                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Migration states, numbered as on the wire (MIG_DEVICE_STATE).  RUNNING,
+ * PRE_COPY (and the P2P forms, never offered by this library) are running
+ * states: the device works, DMAs and raises interrupts.  STOP, STOP_COPY
+ * and RESUMING are stopped states: the device must not change guest memory
+ * or raise interrupts, and the library enforces it:
+ *   - mu_irq_trigger() holds the vector as pending and returns 1; every
+ *     held vector is delivered (if unmasked, with a trigger fd) when the
+ *     device runs again.  A client that goes away meanwhile takes its
+ *     pending interrupts with it, as on any disconnect;
+ *   - mu_dma_get(), mu_dma_read() and mu_dma_write() fail with -EPERM
+ *     (from any thread).  References taken before stay valid: a device
+ *     that holds a queue mapping keeps it, and is trusted not to write
+ *     through it while stopped;
+ *   - REGION_READ/REGION_WRITE of any region but config space get EBUSY
+ *     and the device's access callback is not called, so the saved state
+ *     cannot change under the client's feet.  Config space stays served
+ *     (the library's own state; VMMs restore it while RESUMING).  mmapped
+ *     areas of a region and ioeventfds cannot be refused: the client must
+ *     not touch them while the device is stopped.
+ * ERROR is entered only when a device callback fails on the way out of a
+ * state it cannot stay in (see below); a DEVICE_RESET leaves it for
+ * RUNNING.
+ */
+enum mu_mig_state {
+    MU_MIG_ERROR = 0,
+    MU_MIG_STOP = 1,
+    MU_MIG_RUNNING = 2,
+    MU_MIG_STOP_COPY = 3,
+    MU_MIG_RESUMING = 4,
+    MU_MIG_RUNNING_P2P = 5,
+    MU_MIG_PRE_COPY = 6,
+    MU_MIG_PRE_COPY_P2P = 7,
+};
+
+/* Feature flags for struct mu_mig_callbacks. */
+enum {
+    /* The device can save while running (PRE_COPY): save() is then also
+     * called in PRE_COPY, and may return less than the whole state. */
+    MU_MIG_F_PRE_COPY = 1u << 0,
+};
+
+/*
+ * The device's side of a migration.  All callbacks run on the context
+ * thread, one at a time, and must not block for long (the client waits).
+ *
+ * transition(ctx, from, to): one direct arc of the state machine.  A
+ *   requested change that needs several arcs (RUNNING -> STOP_COPY is
+ *   RUNNING -> STOP -> STOP_COPY) comes as several calls, shortest path
+ *   first.  Into a stopped state: quiesce (finish or park in-flight work;
+ *   no DMA, no interrupt after returning).  STOP -> STOP_COPY: prepare the
+ *   full state for save().  STOP -> RESUMING: forget any stream received
+ *   before.  RESUMING -> STOP: the stream is complete; check it whole and
+ *   apply it.  Into a running state: start again.  Return 0, or a negative
+ *   errno to refuse the arc; the device must then be as it was before the
+ *   call.  The library stops at the state reached so far and sends the
+ *   errno; a refused RESUMING -> STOP also drops the stream received (the
+ *   device forgets it; the next MIG_DATA_WRITE begins a new stream) and
+ *   leaves the device's previous contents.
+ *   May be NULL (then every arc succeeds).
+ *
+ * save(ctx, buf, len): in STOP_COPY (and PRE_COPY with MU_MIG_F_PRE_COPY),
+ *   copy the next bytes of the state stream into buf, at most len; return
+ *   how many, 0 when there is nothing more (STOP_COPY: the end of the
+ *   stream; PRE_COPY: nothing more for now), or a negative errno.  The
+ *   library calls it until buf is full or it returns 0, so a device may
+ *   hand the stream over in pieces of any size.  Required.
+ *
+ * load(ctx, buf, len): in RESUMING, the next len bytes (len >= 1) of the
+ *   stream written by the client, in order.  Keep them (applying nothing
+ *   to the running state yet), check what can be checked (format, version,
+ *   sizes), return 0, or a negative errno to reject: the client gets it
+ *   and the device forgets the stream so far, as above.  Required.
+ *
+ * pending(ctx, &initial, &dirty): optional; in PRE_COPY, how many bytes
+ *   save() still has of the initial state and of the state changed since
+ *   (VFIO's PRE_COPY_INFO).  The protocol has no message for it, so it is
+ *   what mu_mig_pending() returns to the device's own code and to tests.
+ */
+struct mu_mig_callbacks {
+    size_t size;            /* sizeof(struct mu_mig_callbacks) */
+    unsigned flags;         /* MU_MIG_F_* */
+    int (*transition)(mu_ctx_t *ctx, enum mu_mig_state from,
+                      enum mu_mig_state to);
+    ssize_t (*save)(mu_ctx_t *ctx, void *buf, size_t len);
+    int (*load)(mu_ctx_t *ctx, const void *buf, size_t len);
+    int (*pending)(mu_ctx_t *ctx, uint64_t *initial_bytes,
+                   uint64_t *dirty_bytes);
+};
+
+/*
+ * Offer migration.  The table is copied.  Before realize.  -EINVAL for a
+ * size the library does not know, unknown flags or a missing save/load,
+ * -EBUSY after realize.  Without it the device answers DEVICE_FEATURE
+ * MIGRATION with ENOTSUP and VERSION offers no migration capability.
+ *
+ * The device starts in RUNNING.  DEVICE_RESET (and FLR) puts it back in
+ * RUNNING after the reset callback, dropping any stream.
+ *
+ * When the client goes away the state machine is walked, with the usual
+ * callbacks, to where a new client can pick up: PRE_COPY -> RUNNING (the
+ * migration is abandoned, the device runs on), STOP_COPY -> STOP (the rest
+ * of the stream is dropped; a new client may save again from STOP, or run
+ * the device), RESUMING -> STOP if the device accepts the stream it has
+ * (else RESUMING, with the stream dropped, for a new client to write from
+ * the start).  STOP and RUNNING stay as they are.
+ */
+int mu_mig_setup(mu_ctx_t *ctx, const struct mu_mig_callbacks *cb);
+
+/* The current state.  Thread-safe. */
+enum mu_mig_state mu_mig_state(const mu_ctx_t *ctx);
+
+/*
+ * PRE_COPY bytes remaining, from the device's pending callback: 0, or
+ * -ENOTSUP without one or outside PRE_COPY.  Context thread.
+ */
+int mu_mig_pending(mu_ctx_t *ctx, uint64_t *initial_bytes,
+                   uint64_t *dirty_bytes);
 
 #pragma GCC visibility pop
 

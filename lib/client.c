@@ -330,6 +330,7 @@ static int check_version_reply(muc_t *c, struct mu_msg *m)
         .max_dma_maps = s.max_dma_maps,
         .pgsizes = s.pgsizes,
         .write_multiple = s.write_multiple,
+        .migration = s.mig_pgsize != 0,
     };
     return 0;
 }
@@ -350,6 +351,9 @@ static int negotiate(muc_t *c)
     ours.max_data_xfer_size = c->opts.max_data_xfer_size;
     ours.pgsizes = 4096;
     ours.write_multiple = c->opts.write_multiple;
+    /* We can drive a migration (client_mig.c): say so, in libvfio-user's
+     * form, so a server may offer it back. */
+    ours.mig_pgsize = 4096;
     rc = vfu_caps_build(&ours, req.json, sizeof(req.json));
     if (rc < 0)
         return rc;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "mig.h"
 
 static const uint64_t limit_defaults[] = {
     [MU_LIMIT_MSG_SIZE] = VFU_HDR_SIZE + 16 + (1u << 20),
@@ -124,6 +125,7 @@ void mu_ctx_destroy(mu_ctx_t *ctx)
     close_fd(&ctx->timer_fd);
     mu_dma_fini(ctx);
     mu_irqs_fini(ctx);
+    mu_mig_fini(ctx);
     mu_regions_fini(ctx);
     mu_pci_fini(ctx);
     pthread_cond_destroy(&ctx->call_cond);
@@ -417,6 +419,7 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
     ctx->drop_reason = NULL;
     arm_timer(ctx, false);
 
+    mu_mig_client_gone(ctx);
     mu_dma_remove_all(ctx, MU_UNMAP_DISCONNECT);
     mu_irqs_reset(ctx);
     if (ctx->reset_cb != NULL)

@@ -20,6 +20,7 @@
 #include <sys/timerfd.h>
 
 #include "private.h"
+#include "mig.h"
 
 /*
  * Commands parked while the context thread waits for a reply: at most this
@@ -139,6 +140,7 @@ static int handle_version(mu_ctx_t *ctx, struct mu_msg *msg,
     ours.pgsizes = 4096;
     /* The reply's capabilities must be a subset of the client's. */
     ours.write_multiple = ctx->peer.write_multiple;
+    ours.mig_pgsize = mu_mig_version_pgsize(ctx);
 
     out.major = VFU_VERSION_MAJOR;
     out.minor = v.minor < VFU_VERSION_MINOR ? v.minor : VFU_VERSION_MINOR;
@@ -183,6 +185,7 @@ int mu_ctx_reset(mu_ctx_t *ctx, enum mu_reset_type type)
     if (ctx->reset_unmaps_dma)
         mu_dma_remove_all(ctx, MU_UNMAP_RESET);
     mu_irqs_reset(ctx);
+    mu_mig_reset(ctx);
     mu_pci_reset(ctx);
     return rc;
 }
@@ -213,6 +216,8 @@ static const mu_handler_t handlers[VFU_CMD_MAX + 1] = {
     [VFU_CMD_DEVICE_RESET] = handle_reset,
     [VFU_CMD_REGION_WRITE_MULTI] = mu_handle_write_multi,
     [VFU_CMD_DEVICE_FEATURE] = mu_handle_device_feature,
+    [VFU_CMD_MIG_DATA_READ] = mu_handle_mig_data_read,
+    [VFU_CMD_MIG_DATA_WRITE] = mu_handle_mig_data_write,
 };
 
 /* ---------------- server -> client calls ---------------- */

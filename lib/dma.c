@@ -63,6 +63,7 @@
 #include "itree_snap.h"
 #include "private.h"
 #include "sigbus.h"
+#include "mig.h"
 
 #define MU_DMA_PROT_ALL (MU_DMA_READ | MU_DMA_WRITE)
 
@@ -920,6 +921,8 @@ int mu_dma_get(mu_ctx_t *ctx, uint64_t iova, size_t len, unsigned prot,
 
     if (!range_ok(iova, len) || (prot & ~MU_DMA_PROT_ALL) != 0)
         return -EINVAL;
+    if (mu_mig_quiet(ctx))
+        return -EPERM;      /* stopped for migration: no DMA */
     pthread_mutex_lock(&dma->lock);
     r = region_at(dma, iova);
     /* The hot path: one region, already mapped, access allowed. */

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "private.h"
+#include "mig.h"
 
 struct log_range {
     uint64_t start, last;
@@ -364,8 +365,11 @@ int mu_handle_device_feature(mu_ctx_t *ctx, struct mu_msg *msg,
     case VFU_FEATURE_DMA_LOGGING_REPORT:
         supported = VFU_FEATURE_GET;
         break;
+    case VFU_FEATURE_MIGRATION:
+    case VFU_FEATURE_MIG_DEVICE_STATE:
+        return mu_mig_feature(ctx, msg, &f, data, len, reply);
     default:
-        return -ENOTSUP;    /* migration is not offered */
+        return -ENOTSUP;
     }
     /* As VFIO: asking for an operation the feature lacks is EINVAL, even
      * when only probing. */

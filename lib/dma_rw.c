@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "private.h"
+#include "mig.h"
 
 /* Copy through mappings: translate, copy, put (which logs writes). */
 static int copy_mapped(mu_ctx_t *ctx, uint64_t iova, uint8_t *buf, size_t len,
@@ -113,6 +114,8 @@ static int dma_rw(mu_ctx_t *ctx, uint64_t iova, uint8_t *buf, size_t len,
     bool has_fd;
     int rc;
 
+    if (mu_mig_quiet(ctx))
+        return -EPERM;      /* stopped for migration (muser.h) */
     rc = copy_mapped(ctx, iova, buf, len, is_write);
     if (rc != -EFAULT && rc != -ENOSPC)
         return rc;

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "mig.h"
 
 /* The three fds a vector may have, indexed by SET_IRQS action. */
 enum { FD_TRIGGER, FD_MASK, FD_UNMASK, FD_NUM };
@@ -364,7 +365,8 @@ static int trigger_locked(mu_ctx_t *ctx, unsigned type, uint32_t v)
 {
     struct mu_vec *vec = &ctx->irqs->idx[type].vecs[v];
 
-    if (vec_masked(ctx, type, v)) {
+    /* Held while stopped for migration, as a masked vector would be. */
+    if (vec_masked(ctx, type, v) || mu_mig_quiet(ctx)) {
         vec->pending = true;
         return 1;
     }
@@ -376,8 +378,23 @@ static void flush_vec(mu_ctx_t *ctx, unsigned type, uint32_t v)
 {
     struct mu_vec *vec = &ctx->irqs->idx[type].vecs[v];
 
-    if (vec->pending && vec->fd[FD_TRIGGER] >= 0 && !vec_masked(ctx, type, v))
+    if (vec->pending && vec->fd[FD_TRIGGER] >= 0 &&
+        !vec_masked(ctx, type, v) && !mu_mig_quiet(ctx))
         fire(type, vec);
+}
+
+/* The device runs again after a migration stop (mig.c). */
+void mu_irqs_release_held(mu_ctx_t *ctx)
+{
+    struct mu_irqs *irqs = ctx->irqs;
+
+    if (irqs == NULL)
+        return;
+    pthread_mutex_lock(&irqs->lock);
+    for (unsigned t = 0; t < MU_IRQ_NUM; t++)
+        for (uint32_t v = 0; v < irqs->idx[t].count; v++)
+            flush_vec(ctx, t, v);
+    pthread_mutex_unlock(&irqs->lock);
 }
 
 static void flush_range(mu_ctx_t *ctx, unsigned type, uint32_t start,

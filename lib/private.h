@@ -166,6 +166,7 @@ typedef int (*mu_handler_t)(mu_ctx_t *ctx, struct mu_msg *msg,
 
 struct mu_irqs;
 struct mu_dma;
+struct mu_mig;
 
 /* A server -> client request waiting for its reply (DMA_READ/WRITE). */
 struct mu_call {
@@ -240,6 +241,8 @@ struct mu_ctx {
     struct mu_dma *dma;
     mu_reset_cb_t reset_cb;
     bool reset_unmaps_dma;
+    struct mu_mig *mig;         /* NULL: no migration (mig.c) */
+    bool mig_quiet;             /* stopped for migration (mig.h) */
 };
 
 /* epoll tags */

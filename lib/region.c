@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "mig.h"
 
 static bool is_pow2(uint64_t v)
 {
@@ -305,6 +306,8 @@ ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
 
     if (idx == MU_PCI_CONFIG)
         return mu_pci_config_access(ctx, buf, count, offset, is_write);
+    if (mu_mig_quiet(ctx))
+        return -EBUSY;      /* stopped for migration: state is frozen */
     if (idx >= ctx->nr_regions || !ctx->regions[idx].present)
         return -EINVAL;
     r = &ctx->regions[idx];

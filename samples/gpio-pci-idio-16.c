@@ -172,6 +172,91 @@ static int on_reset(mu_ctx_t *ctx, enum mu_reset_type type)
     return 0;
 }
 
+/*
+ * Migration: the card's state is 12 bytes, saved whole in STOP_COPY.
+ * Stream: magic "IDIO", u16 version, u16 length of what follows, then
+ * outputs, inputs (u16 each), irq_enabled, irq_pending, filters (u8 each),
+ * one pad byte.  A version this program does not know is refused.
+ */
+#define MIG_MAGIC 0x4f494449u
+#define MIG_VERSION 1u
+#define MIG_LEN 16u
+
+static uint8_t mig_out[MIG_LEN], mig_in[MIG_LEN];
+static size_t mig_out_pos = MIG_LEN, mig_in_len;
+
+static int mig_transition(mu_ctx_t *ctx, enum mu_mig_state from,
+                          enum mu_mig_state to)
+{
+    uint32_t magic = MIG_MAGIC;
+    uint16_t ver = MIG_VERSION, len = MIG_LEN - 8;
+
+    (void)ctx;
+    if (to == MU_MIG_STOP_COPY) {
+        memcpy(mig_out, &magic, 4);
+        memcpy(mig_out + 4, &ver, 2);
+        memcpy(mig_out + 6, &len, 2);
+        memcpy(mig_out + 8, &dev.outputs, 2);
+        memcpy(mig_out + 10, &dev.inputs, 2);
+        mig_out[12] = dev.irq_enabled;
+        mig_out[13] = dev.irq_pending;
+        mig_out[14] = dev.filters;
+        mig_out[15] = 0;
+        mig_out_pos = 0;
+    } else if (to == MU_MIG_RESUMING) {
+        mig_in_len = 0;
+    } else if (from == MU_MIG_RESUMING) {
+        if (mig_in_len != MIG_LEN) {
+            mig_in_len = 0;
+            return -EINVAL;
+        }
+        memcpy(&dev.outputs, mig_in + 8, 2);
+        memcpy(&dev.inputs, mig_in + 10, 2);
+        dev.irq_enabled = mig_in[12];
+        dev.irq_pending = mig_in[13];
+        dev.filters = mig_in[14];
+        mig_in_len = 0;
+        say("state restored (outputs %#06x)", dev.outputs);
+    }
+    return 0;
+}
+
+static ssize_t mig_save(mu_ctx_t *ctx, void *buf, size_t n)
+{
+    (void)ctx;
+    if (n > MIG_LEN - mig_out_pos)
+        n = MIG_LEN - mig_out_pos;
+    memcpy(buf, mig_out + mig_out_pos, n);
+    mig_out_pos += n;
+    return (ssize_t)n;
+}
+
+static int mig_load(mu_ctx_t *ctx, const void *buf, size_t n)
+{
+    uint32_t magic;
+    uint16_t ver, len;
+
+    (void)ctx;
+    if (n > MIG_LEN - mig_in_len) {
+        mig_in_len = 0;
+        return -EINVAL;
+    }
+    memcpy(mig_in + mig_in_len, buf, n);
+    mig_in_len += n;
+    if (mig_in_len >= 8) {
+        memcpy(&magic, mig_in, 4);
+        memcpy(&ver, mig_in + 4, 2);
+        memcpy(&len, mig_in + 6, 2);
+        if (magic != MIG_MAGIC || ver != MIG_VERSION || len != MIG_LEN - 8 ||
+            (mig_in_len > 12 && (mig_in[12] > 1 || mig_in[13] > 1)) ||
+            (mig_in_len > 14 && mig_in[14] > 1)) {
+            mig_in_len = 0;
+            return -EPROTO;     /* not a stream this version knows */
+        }
+    }
+    return 0;
+}
+
 static void usage(FILE *f, const char *argv0)
 {
     fprintf(f,
@@ -192,6 +277,10 @@ static int setup(mu_ctx_t **ctxp, const char *path, bool once)
         .class_code = 0x118000,     /* signal processing controller */
         .irq_pin = 1,               /* INTA# */
     };
+    const struct mu_mig_callbacks mig = {
+        .size = sizeof(mig), .transition = mig_transition,
+        .save = mig_save, .load = mig_load,
+    };
     mu_ctx_t *ctx;
     int rc;
 
@@ -208,6 +297,7 @@ static int setup(mu_ctx_t **ctxp, const char *path, bool once)
         /* The library's default, said out loud: QEMU enables error
          * recovery for a device with one ERR vector. */
         (rc = mu_irq_setup(ctx, MU_IRQ_ERR, 1)) < 0 ||
+        (rc = mu_mig_setup(ctx, &mig)) < 0 ||
         (rc = mu_ctx_realize(ctx)) < 0) {
         mu_ctx_destroy(ctx);
         return rc;

@@ -225,6 +225,57 @@ static void test_inputs_and_status(void **state)
     muc_close(c);
 }
 
+/* Migrate to a second gpio process: every register reads back the same;
+ * a stream of an unknown version is refused first. */
+static void test_migrate(void **state)
+{
+    struct timespec ts = { 0, 50 * 1000 * 1000 };
+    struct dev_proc dst;
+    uint8_t before[8], bad[16] = { 'I', 'D', 'I', 'O', 9, 0, 8, 0 };
+    muc_t *c, *d = NULL;
+    struct muc_opts o = { .timeout_ms = 5000 * slow_factor() };
+    uint32_t st;
+
+    (void)state;
+    c = client();
+    wr8(c, 0, 0x3c);
+    wr8(c, 4, 0xc3);
+    (void)rd8(c, 2);                    /* enable the IRQ */
+    before[1] = rd8(c, 1);
+    kill(dev.pid, SIGUSR1);             /* inputs change: irq pending */
+    for (int i = 0; i < 100 * slow_factor() && rd8(c, 1) == before[1]; i++)
+        nanosleep(&ts, NULL);
+    for (unsigned r = 0; r < 7; r++)
+        before[r] = rd8(c, r);
+    assert_int_equal(before[6], 0x05);
+
+    assert_int_equal(dev_start(&dst, gpio_bin, NULL), 0);
+    assert_int_equal(muc_connect(&d, dst.sock, &o), 0);
+    assert_int_equal(muc_mig_set_state(d, MUC_MIG_RESUMING), 0);
+    assert_int_equal(muc_mig_write(d, bad, sizeof(bad)), -EPROTO);
+    assert_int_equal(muc_mig_get_state(d, &st), 0);
+    assert_int_equal(st, MUC_MIG_RESUMING);
+    assert_int_equal(muc_reset(d), 0);
+
+    assert_int_equal(muc_migrate(c, d, NULL, NULL), 0);
+    /* Reads of REG_IRQ_CTL are a strobe (enable): read it last. */
+    for (unsigned r = 0; r < 7; r++)
+        if (r != 2)
+            assert_int_equal(rd8(d, r), before[r]);
+    assert_int_equal(rd8(d, 2), before[2]);
+    wr8(d, 1, 0);
+    wr8(d, 2, 0);
+    muc_close(d);
+    assert_int_equal(dev_stop(&dst), 0);
+    /* The source is left stopped: a new client runs it again. */
+    assert_int_equal(muc_mig_get_state(c, &st), 0);
+    assert_int_equal(st, MUC_MIG_STOP);
+    assert_int_equal(muc_mig_set_state(c, MUC_MIG_RUNNING), 0);
+    wr8(c, 1, 0);
+    wr8(c, 2, 0);
+    muc_close(c);
+}
+
 static void test_unknown_command(void **state)
 {
     struct muc_device_info info;
@@ -430,6 +481,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_device_info),
         cmocka_unit_test(test_config_header),
         cmocka_unit_test(test_outputs),
+        cmocka_unit_test(test_migrate),
         cmocka_unit_test(test_inputs_and_status),
         cmocka_unit_test(test_unknown_command),
         cmocka_unit_test(test_bad_region_access),

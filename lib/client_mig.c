@@ -1,0 +1,211 @@
+/*
+ * client_mig.c - driving a live migration from the client: the device
+ * state (DEVICE_FEATURE MIGRATION / MIG_DEVICE_STATE), the data stream
+ * (MIG_DATA_READ / MIG_DATA_WRITE), and muc_migrate(), which moves a
+ * device between two servers.  Dirty page logging is client_dma.c's.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client_priv.h"
+#include "mig_wire.h"
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* A DEVICE_FEATURE GET of 'len' bytes of data into out. */
+static int feature_get(muc_t *c, uint32_t feature, void *out, size_t len)
+{
+    struct vfu_device_feature f = {
+        .argsz = (uint32_t)(sizeof(f) + len),
+        .flags = VFU_FEATURE_GET | feature,
+    }, e;
+    struct iovec iov[2] = { { 0 }, { &f, sizeof(f) } };
+    struct mu_msg m;
+    int rc;
+
+    rc = cl_call(c, VFU_CMD_DEVICE_FEATURE, iov, 2, NULL, 0, &m);
+    if (rc < 0 || (rc = cl_expect(c, &m, sizeof(f) + len, sizeof(f) + len,
+                                  0)) < 0)
+        return rc;
+    memcpy(&e, m.body, sizeof(e));
+    if (e.flags != f.flags || e.argsz != f.argsz)
+        return cl_reject(c, &m);
+    memcpy(out, m.body + sizeof(e), len);
+    mu_msg_release(&m);
+    return 0;
+}
+
+int muc_mig_features(muc_t *c, uint64_t *flags)
+{
+    return feature_get(c, VFU_FEATURE_MIGRATION, flags, sizeof(*flags));
+}
+
+int muc_mig_get_state(muc_t *c, uint32_t *state)
+{
+    struct vfu_mig_device_state st;
+    int rc = feature_get(c, VFU_FEATURE_MIG_DEVICE_STATE, &st, sizeof(st));
+
+    if (rc == 0)
+        *state = st.device_state;
+    return rc;
+}
+
+int muc_mig_set_state(muc_t *c, uint32_t state)
+{
+    struct {
+        struct vfu_device_feature f;
+        struct vfu_mig_device_state st;
+    } __attribute__((packed)) req = {
+        { sizeof(req), VFU_FEATURE_SET | VFU_FEATURE_MIG_DEVICE_STATE },
+        { state, UINT32_MAX },
+    }, e;
+    struct iovec iov[2] = { { 0 }, { &req, sizeof(req) } };
+    struct mu_msg m;
+    int rc;
+
+    rc = cl_call(c, VFU_CMD_DEVICE_FEATURE, iov, 2, NULL, 0, &m);
+    if (rc < 0 || (rc = cl_expect(c, &m, sizeof(req), sizeof(req), 0)) < 0)
+        return rc;
+    memcpy(&e, m.body, sizeof(e));
+    if (e.f.flags != req.f.flags || e.st.device_state != state)
+        return cl_reject(c, &m);
+    mu_msg_release(&m);
+    return 0;
+}
+
+size_t muc_mig_read_max(const muc_t *c)
+{
+    uint32_t a = c->opts.max_data_xfer_size, b = c->caps.max_data_xfer_size;
+
+    return a < b ? a : b;
+}
+
+ssize_t muc_mig_read(muc_t *c, void *buf, size_t len)
+{
+    struct vfu_mig_data rq, e;
+    struct iovec iov[2] = { { 0 }, { &rq, sizeof(rq) } };
+    struct mu_msg m;
+    int rc;
+
+    if (len == 0 || len > muc_mig_read_max(c))
+        return -EINVAL;
+    rq.argsz = (uint32_t)(sizeof(rq) + len);
+    rq.size = (uint32_t)len;
+    rc = cl_call(c, VFU_CMD_MIG_DATA_READ, iov, 2, NULL, 0, &m);
+    if (rc < 0 || (rc = cl_expect(c, &m, sizeof(e), sizeof(e) + len, 0)) < 0)
+        return rc;
+    memcpy(&e, m.body, sizeof(e));
+    if (e.size != m.len - sizeof(e) || e.argsz != m.len)
+        return cl_reject(c, &m);
+    memcpy(buf, m.body + sizeof(e), e.size);
+    mu_msg_release(&m);
+    return (ssize_t)e.size;
+}
+
+int muc_mig_write(muc_t *c, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    size_t max = c->caps.max_data_xfer_size;
+
+    if (max == 0)
+        return -EINVAL;
+    while (len > 0) {
+        size_t n = len < max ? len : max;
+        struct vfu_mig_data rq = { (uint32_t)(sizeof(rq) + n), (uint32_t)n };
+        struct iovec iov[3] = { { 0 }, { &rq, sizeof(rq) },
+                                { (void *)p, n } };
+        struct mu_msg m;
+        int rc;
+
+        rc = cl_call(c, VFU_CMD_MIG_DATA_WRITE, iov, 3, NULL, 0, &m);
+        if (rc < 0 || (rc = cl_expect(c, &m, 0, 0, 0)) < 0)
+            return rc;
+        mu_msg_release(&m);
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* ---------------- moving a device ---------------- */
+
+/* Copy what src has to give now into dst; *bytes grows by it. */
+static int pump(muc_t *src, muc_t *dst, uint8_t *buf, size_t chunk,
+                uint64_t *bytes)
+{
+    for (;;) {
+        ssize_t n = muc_mig_read(src, buf, chunk);
+        int rc;
+
+        if (n < 0)
+            return (int)n;
+        if (n > 0 && (rc = muc_mig_write(dst, buf, (size_t)n)) < 0)
+            return rc;
+        *bytes += (uint64_t)n;
+        if ((size_t)n < chunk)
+            return 0;
+    }
+}
+
+int muc_migrate(muc_t *src, muc_t *dst, const struct muc_migrate_opts *opts,
+                struct muc_migrate_stats *stats)
+{
+    struct muc_migrate_stats st = { 0 };
+    uint64_t fs, fd, t0;
+    size_t chunk = muc_mig_read_max(src);
+    bool precopy;
+    uint8_t *buf;
+    int rc;
+
+    if ((rc = muc_mig_features(src, &fs)) < 0 ||
+        (rc = muc_mig_features(dst, &fd)) < 0)
+        return rc;
+    if (!(fs & MUC_MIG_F_STOP_COPY) || !(fd & MUC_MIG_F_STOP_COPY))
+        return -ENOTSUP;
+    precopy = opts != NULL && opts->precopy_rounds > 0 &&
+              (fs & MUC_MIG_F_PRE_COPY) && (fd & MUC_MIG_F_PRE_COPY);
+    buf = malloc(chunk);
+    if (buf == NULL)
+        return -ENOMEM;
+
+    /* The destination is ready to take the stream before the source
+     * stops, so the downtime is the copy alone. */
+    rc = muc_mig_set_state(dst, MUC_MIG_RESUMING);
+    if (rc < 0)
+        goto out;
+    t0 = now_ns();
+    if (precopy) {
+        rc = muc_mig_set_state(src, MUC_MIG_PRE_COPY);
+        for (unsigned i = 0; rc == 0 && i < opts->precopy_rounds; i++)
+            rc = pump(src, dst, buf, chunk, &st.precopy_bytes);
+        if (rc < 0)
+            goto abort;
+    }
+    t0 = now_ns();
+    rc = muc_mig_set_state(src, MUC_MIG_STOP_COPY);
+    if (rc == 0)
+        rc = pump(src, dst, buf, chunk, &st.stopcopy_bytes);
+    if (rc == 0)
+        rc = muc_mig_set_state(dst, MUC_MIG_RUNNING);
+    if (rc < 0)
+        goto abort;
+    st.downtime_ns = now_ns() - t0;
+    rc = muc_mig_set_state(src, MUC_MIG_STOP);
+    goto out;
+abort:
+    /* Back to where the source was; dst keeps whatever it reached. */
+    muc_mig_set_state(src, MUC_MIG_RUNNING);
+out:
+    free(buf);
+    if (stats != NULL)
+        *stats = st;
+    return rc;
+}
