@@ -296,26 +296,33 @@ static bool stranded(void)
 }
 
 /*
- * Commands a DMA call on the context thread parked run on a kick of the
- * housekeeping timer (dispatch.c, kick_if_parked): a 1 ns expiry, which
- * may not have fired yet when a fast harness polls right after.  The
- * timer then says it is due within the millisecond.
+ * Commands a DMA call on the context thread parked run when the
+ * housekeeping timer fires (ctx.c on_timer runs the backlog on every
+ * tick): at once after a kick (dispatch.c, kick_if_parked, a 1 ns expiry
+ * that may not have fired when a fast harness polls right after), or at
+ * the next periodic tick.  So parked work is forgotten only if the timer
+ * is not armed.  Returns the milliseconds until it fires, or -1.
  */
-static bool timer_due(void)
+static int timer_next_ms(void)
 {
     struct itimerspec its;
 
-    return timerfd_gettime(g_ctx->timer_fd, &its) == 0 &&
-           (its.it_value.tv_sec != 0 || its.it_value.tv_nsec != 0) &&
-           its.it_value.tv_sec == 0 && its.it_value.tv_nsec < 1000000;
+    if (timerfd_gettime(g_ctx->timer_fd, &its) < 0 ||
+        (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) ||
+        its.it_value.tv_sec > 0)
+        return -1;
+    return (int)(its.it_value.tv_nsec / 1000000) + 1;
 }
 
 static void run_ctx(bool drain)
 {
     for (int i = 0; i < 64; i++) {
         if (!pump(drain, 0)) {
-            /* Waits for an event due at once; 100 ms is only a bound. */
-            if (stranded() && timer_due() && pump(drain, 100))
+            /* Waits for the timer that runs parked work; the extra 100 ms
+             * is only a bound. */
+            int next_ms = stranded() ? timer_next_ms() : -1;
+
+            if (next_ms >= 0 && pump(drain, next_ms + 100))
                 continue;
             if (stranded()) {
                 const struct msgio *io = fs_link_msgio();
