@@ -81,8 +81,16 @@ fuzz: fuzz-build
 test-fuzz: fuzz-build
 	test/fuzz/run.sh $(FUZZ_BUILD) $(SHORT_FUZZ_SECONDS)
 
-test: test-unit test-asan test-tsan test-valgrind test-fuzz
+test: test-unit test-asan test-tsan test-valgrind test-fuzz interop
 	@echo "make test: all suites passed"
+
+# The real client: QEMU's vfio-user-pci and a Linux guest's stock drivers
+# against the samples (test/interop/run.sh; the QEMU root is cached in
+# /var/cache/muser-interop).  make interop SCENARIOS="gpio nvme-trapped"
+.PHONY: interop
+interop: build
+	@dpkg -s debootstrap >/dev/null 2>&1 || $(MAKE) --no-print-directory deps PKGS=debootstrap
+	test/interop/run.sh $(BUILD) $(SCENARIOS)
 
 demo: build
 	samples/demo.sh $(BUILD)
