@@ -1,13 +1,18 @@
 # muser - the two commands a fresh Debian 12 machine needs:
 #   make demo   build, start the sample devices, drive them with the client
-#   make test   every test: unit + integration, again under ASan/UBSan,
-#               ThreadSanitizer and valgrind, plus a short fuzzing run
-# Both install missing Debian packages first (apt-get, as root or via sudo).
+#   make test   every test: each option combination builds, unit +
+#               integration, again under ASan/UBSan, ThreadSanitizer and
+#               valgrind, plus a short fuzzing run
+# Both install missing Debian packages first (make deps: apt-get, as root or
+# via sudo); `make` / `make build` only build, and never run apt-get.
+# The builds made here are developer builds: warnings are errors (--werror);
+# the project's defaults leave that to the packager.
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
+CONFIGS_BUILD ?= build-configs
 FUZZ_SECONDS ?= 60
 SHORT_FUZZ_SECONDS ?= 20
 
@@ -16,8 +21,8 @@ PKGS := gcc make meson ninja-build pkg-config libjson-c-dev libcmocka-dev \
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 MESON_TEST := meson test --print-errorlogs --num-processes 2
 
-.PHONY: all deps build test test-unit test-asan test-tsan test-valgrind test-fuzz \
-        demo bench fuzz install clean
+.PHONY: all deps build test test-configs test-unit test-asan test-tsan \
+        test-valgrind test-fuzz fuzz-build demo bench fuzz install clean
 
 all: build
 
@@ -31,45 +36,45 @@ deps:
 	    { $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; }; \
 	fi
 
-build: deps
-	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD)
+# The targets that need the packages pull deps in before any meson setup
+# (order-only, so it holds under make -j too); a plain `make` does not.
+DEPS_FIRST := $(if $(filter demo test test-% fuzz fuzz-build bench interop,$(MAKECMDGOALS)),deps)
+
+$(BUILD)/build.ninja: | $(DEPS_FIRST)
+	meson setup --werror $(BUILD)
+
+build: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-$(ASAN_BUILD)/build.ninja:
-	CC=gcc meson setup $(ASAN_BUILD) -Dsanitizers=address,undefined -Dbench=false \
-	  -Dbuildtype=debug -Db_lundef=false
+$(ASAN_BUILD)/build.ninja: | $(DEPS_FIRST)
+	CC=gcc meson setup --werror $(ASAN_BUILD) -Db_sanitize=address,undefined \
+	  -Db_lundef=false -Dbench=false -Dbuildtype=debug
 
-test-unit: build
-	$(MESON_TEST) -C $(BUILD) --suite unit --suite integration
+test-unit: deps build
+	$(MESON_TEST) -C $(BUILD)
 
 test-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(MESON_TEST) -C $(ASAN_BUILD) --suite unit --suite integration
+	$(MESON_TEST) -C $(ASAN_BUILD) --setup=asan
 
 # Data races: the DMA and interrupt paths are used from device threads
 # while the context thread serves the client.
-$(TSAN_BUILD)/build.ninja:
-	CC=gcc meson setup $(TSAN_BUILD) -Dsanitizers=thread -Dbench=false \
-	  -Dbuildtype=debug -Db_lundef=false
+$(TSAN_BUILD)/build.ninja: | $(DEPS_FIRST)
+	CC=gcc meson setup --werror $(TSAN_BUILD) -Db_sanitize=thread \
+	  -Db_lundef=false -Dbench=false -Dbuildtype=debug
 
 test-tsan: deps $(TSAN_BUILD)/build.ninja
 	ninja -C $(TSAN_BUILD)
-	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  $(MESON_TEST) -C $(TSAN_BUILD) --suite unit --suite integration \
-	  --timeout-multiplier 3
+	$(MESON_TEST) -C $(TSAN_BUILD) --setup=tsan
 
 # The integration tests again, each test program and every device it starts
-# under valgrind: any error or leak fails the run.
-test-valgrind: build
-	MU_VALGRIND=1 $(MESON_TEST) -C $(BUILD) --suite integration \
-	  --timeout-multiplier 4 \
-	  --wrapper 'valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --track-fds=no -q'
+# under valgrind: any error or leak fails the run (test/meson.build).
+test-valgrind: deps build
+	$(MESON_TEST) -C $(BUILD) --setup=valgrind
 
-$(FUZZ_BUILD)/build.ninja:
-	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dsamples=false -Dtests=false \
-	  -Dbench=false -Dwerror=true -Db_lundef=false
+$(FUZZ_BUILD)/build.ninja: | $(DEPS_FIRST)
+	CC=clang meson setup --werror $(FUZZ_BUILD) -Dfuzz=true -Dsamples=false \
+	  -Dtests=false -Dbench=false -Db_lundef=false
 
 fuzz-build: deps $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD)
@@ -81,18 +86,24 @@ fuzz: fuzz-build
 test-fuzz: fuzz-build
 	test/fuzz/run.sh $(FUZZ_BUILD) $(SHORT_FUZZ_SECONDS)
 
-test: test-unit test-asan test-tsan test-valgrind test-fuzz interop
+# Every main combination of meson_options.txt configures and builds (and
+# installs what it should), each in a directory under $(CONFIGS_BUILD)/:
+# builds only, no tests.
+test-configs: deps
+	test/build-configs.sh $(CONFIGS_BUILD)
+
+test: test-configs test-unit test-asan test-tsan test-valgrind test-fuzz interop
 	@echo "make test: all suites passed"
 
 # The real client: QEMU's vfio-user-pci and a Linux guest's stock drivers
 # against the samples (test/interop/run.sh; the QEMU root is cached in
 # /var/cache/muser-interop).  make interop SCENARIOS="gpio nvme-trapped"
 .PHONY: interop
-interop: build
+interop: deps build
 	@dpkg -s debootstrap >/dev/null 2>&1 || $(MAKE) --no-print-directory deps PKGS=debootstrap
 	test/interop/run.sh $(BUILD) $(SCENARIOS)
 
-demo: build
+demo: deps build
 	samples/demo.sh $(BUILD)
 
 bench: build
@@ -102,4 +113,4 @@ install: build
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD) $(CONFIGS_BUILD)

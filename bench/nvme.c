@@ -122,7 +122,7 @@ static uint64_t rnd(uint64_t *s)
 /* ---------------- the device process ---------------- */
 
 /*
- * The sample next to this binary in the build tree (bench/../samples/nvme)
+ * The sample next to this binary in the build tree (bench/../samples/nvme/muser-nvme)
  * survives moving the build directory; the path meson gave us at build
  * time is the fallback.
  */
@@ -136,7 +136,7 @@ static const char *nvme_bin(char *buf, size_t len)
     n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n > 0) {
         self[n] = '\0';
-        snprintf(buf, len, "%s/../samples/nvme/nvme", dirname(self));
+        snprintf(buf, len, "%s/../samples/nvme/muser-nvme", dirname(self));
         if (access(buf, X_OK) == 0)
             return buf;
     }

@@ -39,6 +39,23 @@ struct muc_opts {
     uint32_t max_data_xfer_size; /* what we accept; default 1 MiB */
     bool write_multiple;         /* offer REGION_WRITE_MULTI */
     int timeout_ms;              /* per reply; default 5000, -1 forever */
+    /*
+     * Behave like QEMU's vfio-user-pci client (and, for region info,
+     * libvfio-user's) where they differ from ours, so tests can show a
+     * server copes with them:
+     *  - max_msg_fds defaults to 16, and a server advertising more than 16
+     *    is refused (-EPROTO), as QEMU refuses it ("malformed max_msg_fds");
+     *    muc_irq_set_eventfds() splits to the server's value as always;
+     *  - GET_REGION_INFO sends the whole argsz buffer as its payload, not
+     *    just the 32-byte fixed part;
+     *  - muc_region_io_fds() fails with -ENOTSUP without asking: QEMU never
+     *    sends GET_REGION_IO_FDS.
+     * The rest of QEMU's behaviour is the caller's to imitate: it emulates
+     * the MSI-X table itself (enables MSI-X in config space, never writes
+     * the table in BAR memory), and on a remap of guest RAM unmaps all of
+     * it and maps it back in pieces.
+     */
+    bool qemu_like;
 };
 
 /*

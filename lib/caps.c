@@ -44,6 +44,18 @@ vfu_caps_default(struct vfu_caps *c)
     };
 }
 
+uint32_t
+vfu_caps_server_fds(uint64_t own_limit, const struct vfu_caps *peer)
+{
+    uint64_t n = own_limit;
+
+    if (n > VFU_MAX_ADVERTISED_MSG_FDS)
+        n = VFU_MAX_ADVERTISED_MSG_FDS;
+    if (peer != NULL && n > peer->max_msg_fds)
+        n = peer->max_msg_fds;
+    return n < 1 ? 1u : (uint32_t)n;
+}
+
 /* ---- parsing ---- */
 
 static bool

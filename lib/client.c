@@ -223,14 +223,23 @@ int cl_call_simple(muc_t *c, uint16_t cmd, const void *p, size_t len,
 static int info_call(muc_t *c, uint16_t cmd, void *req, size_t reqlen,
                      uint32_t argsz, unsigned max_fds, struct mu_msg *m)
 {
+    /* QEMU-like: the request carries the whole argsz buffer, zero-filled
+     * past the fixed part, as an ioctl's argument would be. */
+    bool pad = c->opts.qemu_like && cmd == VFU_CMD_DEVICE_GET_REGION_INFO;
     uint32_t full;
     int rc;
 
     for (int tries = 0; tries < 3; tries++) {
-        struct iovec iov[2] = { { 0 }, { req, reqlen } };
+        size_t padlen = pad && argsz > reqlen ? argsz - reqlen : 0;
+        uint8_t *zeros = NULL;
+        struct iovec iov[3] = { { 0 }, { req, reqlen }, { NULL, padlen } };
 
+        if (padlen > 0 && (zeros = calloc(1, padlen)) == NULL)
+            return -ENOMEM;
+        iov[2].iov_base = zeros;
         memcpy(req, &argsz, sizeof(argsz));
-        rc = cl_call(c, cmd, iov, 2, NULL, 0, m);
+        rc = cl_call(c, cmd, iov, padlen > 0 ? 3 : 2, NULL, 0, m);
+        free(zeros);
         if (rc < 0 || (rc = cl_expect(c, m, reqlen, argsz, max_fds)) < 0)
             return rc;
         memcpy(&full, m->body, sizeof(full));
@@ -255,6 +264,9 @@ static int opts_resolve(const struct muc_opts *in, struct muc_opts *o)
     if (in == NULL)
         return 0;
     /* 0 means "default", so { .write_multiple = true } does what it says. */
+    o->qemu_like = in->qemu_like;
+    if (in->qemu_like)
+        o->max_msg_fds = MUC_QEMU_MAX_FDS;
     if (in->max_msg_fds != 0)
         o->max_msg_fds = in->max_msg_fds;
     if (in->max_data_xfer_size != 0)
@@ -286,6 +298,8 @@ static int check_version_reply(muc_t *c, struct mu_msg *m)
      * twin socket). */
     if (rc < 0 || (s.write_multiple && !c->opts.write_multiple) ||
         s.twin_socket)
+        return -EPROTO;
+    if (c->opts.qemu_like && s.max_msg_fds > MUC_QEMU_MAX_FDS)
         return -EPROTO;
     c->caps = (struct muc_server_caps){
         .major = v.major, .minor = v.minor,
@@ -611,6 +625,8 @@ int muc_region_io_fds(muc_t *c, uint32_t index, struct muc_ioeventfd *out,
 
     if (max > 0 && out == NULL)
         return -EINVAL;
+    if (c->opts.qemu_like)
+        return -ENOTSUP;
     rc = info_call(c, VFU_CMD_DEVICE_GET_REGION_IO_FDS, &r, sizeof(r),
                    (uint32_t)(want < MUC_INFO_MAX ? want : MUC_INFO_MAX),
                    c->opts.max_msg_fds, &m);

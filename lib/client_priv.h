@@ -16,6 +16,7 @@
 #include "wire.h"
 
 #define MUC_DEFAULT_FDS 8u
+#define MUC_QEMU_MAX_FDS 16u        /* QEMU's VFIO_USER_MAX_MAX_FDS */
 #define MUC_DEFAULT_XFER (1u << 20)
 #define MUC_DEFAULT_TIMEOUT_MS 5000
 #define MUC_MAX_XFER (1u << 30)     /* keeps every message size in a u32 */

@@ -133,7 +133,8 @@ static int handle_version(mu_ctx_t *ctx, struct mu_msg *msg,
     ctx->pgsize = 4096;
 
     vfu_caps_default(&ours);
-    ours.max_msg_fds = (uint32_t)ctx->limits[MU_LIMIT_MSG_FDS];
+    ours.max_msg_fds = vfu_caps_server_fds(ctx->limits[MU_LIMIT_MSG_FDS],
+                                           &ctx->peer);
     ours.max_data_xfer_size = (uint32_t)ctx->limits[MU_LIMIT_DATA_XFER];
     ours.max_dma_maps = (uint32_t)ctx->limits[MU_LIMIT_DMA_REGIONS];
     ours.pgsizes = 4096;

@@ -29,10 +29,11 @@
  * trigger interrupts itself.
  */
 #include <errno.h>
-#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "private.h"
@@ -272,23 +273,69 @@ static bool vec_masked(const mu_ctx_t *ctx, unsigned type, uint32_t v)
 }
 
 /*
+ * The client's eventfds are shared files: their O_NONBLOCK flag is the
+ * client's too, so we never set it (a client reading its own eventfd
+ * with a blocking read() would get EAGAIN).  Instead each access makes
+ * sure it cannot sleep:
+ *
+ *  - a write of 1 sleeps only when the counter is at its maximum
+ *    (2^64 - 2); poll() says whether there is room first.  Only the client
+ *    itself, adding ~2^64 to its own counter between our poll() and
+ *    write(), could still make it wait, until it reads;
+ *  - a read sleeps when the counter is 0 (an event for a replaced fd can
+ *    still be in the batch epoll returned, and the client may drain its
+ *    own fd); preadv2(RWF_NOWAIT) never sleeps, and where the kernel does
+ *    not offer it for eventfds, poll() looks first.
+ */
+static int efd_signal(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    uint64_t one = 1;
+
+    if (poll(&p, 1, 0) < 0)
+        return -errno;
+    if (p.revents & POLLNVAL)
+        return -EBADF;
+    /* Not writable: the counter is saturated, so the client has an
+     * interrupt to see already. */
+    if (!(p.revents & POLLOUT))
+        return 0;
+    if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        return -errno;
+    return 0;
+}
+
+static bool efd_consume(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    uint64_t cnt;
+    struct iovec iov = { &cnt, sizeof(cnt) };
+    ssize_t n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+
+    if (n >= 0 || (errno != EOPNOTSUPP && errno != EINVAL))
+        return n == (ssize_t)sizeof(cnt);
+    if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+        return false;
+    return read(fd, &cnt, sizeof(cnt)) == (ssize_t)sizeof(cnt);
+}
+
+/*
  * Signal the client.  INTx is level-like: like the kernel's vfio-pci (and
  * as AUTOMASKED tells the client), it stays masked after firing until the
  * client unmasks it at end of interrupt.
  */
 static int fire(unsigned type, struct mu_vec *vec)
 {
-    uint64_t one = 1;
+    int rc;
 
     if (vec->fd[FD_TRIGGER] < 0) {
         vec->pending = true;
         return -ENOENT;
     }
-    /* EAGAIN: the counter is saturated, so the client has an interrupt to
-     * see already. */
-    if (write(vec->fd[FD_TRIGGER], &one, sizeof(one)) < 0 && errno != EAGAIN) {
+    rc = efd_signal(vec->fd[FD_TRIGGER]);
+    if (rc < 0) {
         vec->pending = true;
-        return -errno;
+        return rc;
     }
     vec->pending = false;
     if (type == MU_IRQ_INTX)
@@ -427,13 +474,10 @@ static bool is_eventfd(int fd)
 }
 
 /*
- * Make the client's fds safe for us before taking any: each must be an
- * eventfd (a pipe or socket could block us or carry data elsewhere), and
- * the mask/unmask ones get watched.  Non-blocking, because a client could
- * hand over a blocking eventfd with its counter near the maximum and stall
- * the writer with the lock held, and because an event for a replaced fd
- * may still be in the batch epoll returned.  (O_NONBLOCK is shared with
- * the client's copy; eventfd users such as QEMU and KVM do not mind.)
+ * Check the client's fds before taking any: each must be an eventfd (a
+ * pipe or socket could block us or carry data elsewhere), and the
+ * mask/unmask ones get watched.  Their flags are left as the client set
+ * them: efd_signal() and efd_consume() never sleep on a blocking one.
  */
 static int prepare_fds(mu_ctx_t *ctx, const struct mu_msg *msg,
                        unsigned slot, unsigned type, uint32_t start)
@@ -457,12 +501,6 @@ static int prepare_fds(mu_ctx_t *ctx, const struct mu_msg *msg,
         while (i-- > 0)
             mu_ctx_unwatch(ctx, msg->fds[i]);
         return rc;
-    }
-    for (i = 0; i < msg->nfds; i++) {
-        int fl = fcntl(msg->fds[i], F_GETFL);
-
-        if (fl >= 0 && !(fl & O_NONBLOCK))
-            fcntl(msg->fds[i], F_SETFL, fl | O_NONBLOCK);
     }
     return 0;
 }
@@ -582,16 +620,14 @@ void mu_irqs_fd_event(mu_ctx_t *ctx, uint32_t tag)
     unsigned slot = TAG_SLOT(tag), type = TAG_TYPE(tag);
     uint32_t v = TAG_VEC(tag);
     struct mu_vec *vec;
-    uint64_t cnt;
 
     if ((slot != FD_MASK && slot != FD_UNMASK) || !vec_ok(ctx, type, v))
         return;
     pthread_mutex_lock(&irqs->lock);
     vec = &irqs->idx[type].vecs[v];
-    /* The fd may have been replaced since epoll reported it: the new one
-     * is non-blocking and simply has nothing to read. */
-    if (vec->fd[slot] >= 0 &&
-        read(vec->fd[slot], &cnt, sizeof(cnt)) == sizeof(cnt)) {
+    /* The fd may have been replaced since epoll reported it: then the
+     * new one simply has nothing to read yet. */
+    if (vec->fd[slot] >= 0 && efd_consume(vec->fd[slot])) {
         vec->masked = slot == FD_MASK;
         flush_vec(ctx, type, v);
     }

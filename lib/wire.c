@@ -218,17 +218,32 @@ vfu_check_dma_unmap(const void *p, size_t len, unsigned nfds,
 
 /* ---- info requests ---- */
 
+/*
+ * The info requests mirror ioctls whose argument is a buffer of argsz
+ * bytes: the kernel reads the fixed part and ignores the rest, and
+ * libvfio-user's client sends the whole buffer (80 bytes for a region
+ * info with room for caps) where QEMU sends the fixed part only.  So a
+ * payload may be longer than the fixed part, up to argsz; the extra bytes
+ * are the client's reply buffer and mean nothing.  A payload longer than
+ * argsz is a contradiction and refused.
+ */
+static bool
+info_len_ok(size_t len, size_t fixed, uint32_t argsz)
+{
+    return len >= fixed && argsz >= fixed && len <= argsz;
+}
+
 int
 vfu_check_device_get_info(const void *p, size_t len, unsigned nfds,
                           struct vfu_device_info *out)
 {
     struct vfu_device_info d;
 
-    if (nfds != 0 || len != sizeof(d))
+    if (nfds != 0 || len < sizeof(d))
         return -EINVAL;
     memcpy(&d, p, sizeof(d));
     /* argsz is the room for the reply; anything smaller cannot hold it. */
-    if (d.argsz < sizeof(d))
+    if (!info_len_ok(len, sizeof(d), d.argsz))
         return -EINVAL;
 
     *out = d;
@@ -241,11 +256,11 @@ vfu_check_region_info(const void *p, size_t len, unsigned nfds,
 {
     struct vfu_region_info r;
 
-    if (nfds != 0 || len != sizeof(r))
+    if (nfds != 0 || len < sizeof(r))
         return -EINVAL;
     memcpy(&r, p, sizeof(r));
     /* A larger argsz just means "room for caps and the fd" (§5). */
-    if (r.argsz < sizeof(r))
+    if (!info_len_ok(len, sizeof(r), r.argsz))
         return -EINVAL;
 
     *out = r;
@@ -258,11 +273,11 @@ vfu_check_region_io_fds(const void *p, size_t len, unsigned nfds,
 {
     struct vfu_region_io_fds r;
 
-    if (nfds != 0 || len != sizeof(r))
+    if (nfds != 0 || len < sizeof(r))
         return -EINVAL;
     memcpy(&r, p, sizeof(r));
     /* flags and count are reply-only fields and must be 0 (§3.6). */
-    if (r.argsz < sizeof(r) || r.flags != 0 || r.count != 0)
+    if (!info_len_ok(len, sizeof(r), r.argsz) || r.flags != 0 || r.count != 0)
         return -EINVAL;
 
     *out = r;
@@ -275,10 +290,10 @@ vfu_check_irq_info(const void *p, size_t len, unsigned nfds,
 {
     struct vfu_irq_info i;
 
-    if (nfds != 0 || len != sizeof(i))
+    if (nfds != 0 || len < sizeof(i))
         return -EINVAL;
     memcpy(&i, p, sizeof(i));
-    if (i.argsz < sizeof(i))
+    if (!info_len_ok(len, sizeof(i), i.argsz))
         return -EINVAL;
 
     *out = i;

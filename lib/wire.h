@@ -266,6 +266,13 @@ enum {
 /* ---- capabilities negotiated in VERSION ---- */
 
 #define VFU_DEFAULT_MAX_MSG_FDS 1u
+/*
+ * Most fds a server advertises for one message.  The spec sets no bound,
+ * but QEMU's client refuses a VERSION reply above 16 ("malformed
+ * max_msg_fds") and splits what it sends (SET_IRQS) to fit the value we
+ * give, so more buys nothing and breaks the handshake.
+ */
+#define VFU_MAX_ADVERTISED_MSG_FDS 16u
 #define VFU_DEFAULT_MAX_DATA_XFER (1u << 20)
 #define VFU_DEFAULT_MAX_DMA_MAPS 65535u
 #define VFU_DEFAULT_PGSIZES 4096u
@@ -282,6 +289,15 @@ struct vfu_caps {
 };
 
 void vfu_caps_default(struct vfu_caps *c);
+
+/*
+ * The max_msg_fds a server puts in its VERSION reply: its own receive
+ * limit, but never above VFU_MAX_ADVERTISED_MSG_FDS nor above what the
+ * client said it accepts itself (a client that takes n fds a message is
+ * not expected to handle a peer announcing more; QEMU offers 16 and checks
+ * ours against the same 16).  At least 1, so DMA_MAP can carry its fd.
+ */
+uint32_t vfu_caps_server_fds(uint64_t own_limit, const struct vfu_caps *peer);
 
 /*
  * Parse the JSON text of a VERSION payload (json/len is everything after the
@@ -333,6 +349,8 @@ int vfu_check_dma_map(const void *p, size_t len, unsigned nfds,
                       struct vfu_dma_map *out);
 int vfu_check_dma_unmap(const void *p, size_t len, unsigned nfds,
                         struct vfu_dma_unmap *out);
+/* The four info requests: the payload holds at least the fixed struct and
+ * at most argsz bytes (a client may send its whole reply buffer). */
 int vfu_check_device_get_info(const void *p, size_t len, unsigned nfds,
                               struct vfu_device_info *out);
 int vfu_check_region_info(const void *p, size_t len, unsigned nfds,

@@ -4,8 +4,9 @@
 set -eu
 BUILD=${1:-build}
 CLI="$BUILD/samples/muser-cli"
-NVME="$BUILD/samples/nvme/nvme"
-NVME_CLIENT="$BUILD/samples/nvme/nvme-client"
+GPIO="$BUILD/samples/muser-gpio-pci-idio-16"
+NVME="$BUILD/samples/nvme/muser-nvme"
+NVME_CLIENT="$BUILD/samples/nvme/muser-nvme-client"
 dir=$(mktemp -d /tmp/muser-demo-XXXXXX)
 pid=""
 
@@ -31,7 +32,7 @@ step() {
 }
 
 echo "== gpio-pci-idio-16: a 16-in/16-out digital I/O card =="
-"$BUILD/samples/gpio-pci-idio-16" -v "$dir/gpio.sock" 2>"$dir/gpio.log" &
+"$GPIO" -v "$dir/gpio.sock" 2>"$dir/gpio.log" &
 pid=$!
 wait_for "$dir/gpio.sock" "$dir/gpio.log"
 
@@ -61,12 +62,12 @@ grep -v -e 'client connected' -e 'negotiated' -e 'client dropped' -e 'state kept
 
 # ---- NVMe ----
 
-# Run nvme-client, its output with the temporary directory left out; on
+# Run muser-nvme-client, its output with the temporary directory left out; on
 # failure show what the device logged, and stop.
 nvme_client() {
     if ! "$NVME_CLIENT" "$@" >"$dir/client.out" 2>&1; then
         sed "s|$dir/||" "$dir/client.out"
-        echo "nvme-client failed; the device logged:"
+        echo "muser-nvme-client failed; the device logged:"
         sed 's/^/  /' "$dir/nvme.log"
         exit 1
     fi
@@ -89,7 +90,7 @@ nvme_start --doorbells polled --serial DEMO-POLLED
 echo "# bring-up the way Linux does it, Identify, write and read back 16"
 echo "# blocks, 4 KiB random reads at queue depth 32 for a second, shutdown"
 echo
-echo "\$ nvme-client nvme.sock demo --blocks 16"
+echo "\$ muser-nvme-client nvme.sock demo --blocks 16"
 nvme_client "$dir/nvme.sock" demo --blocks 16
 sed "s|$dir/||" "$dir/client.out"
 nvme_stop
@@ -101,7 +102,7 @@ grep '^nvme: ' "$dir/nvme.log" | grep -v -e 'DMA map' -e 'DMA unmap' |
 echo
 echo "== the same with trapped doorbells: each doorbell write is a message =="
 nvme_start --doorbells trapped --serial DEMO-TRAPPED
-echo "\$ nvme-client nvme.sock demo --blocks 16   (summary)"
+echo "\$ muser-nvme-client nvme.sock demo --blocks 16   (summary)"
 nvme_client "$dir/nvme.sock" demo --blocks 16
 grep -e '^connected' -e '^wrote' -e '^read them' -e '^random' -e 'shut down' \
     "$dir/client.out" | sed "s|$dir/||"

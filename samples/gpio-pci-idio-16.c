@@ -1,5 +1,5 @@
 /*
- * gpio-pci-idio-16 - an ACCES PCI-IDIO-16 digital I/O card on muser.
+ * muser-gpio-pci-idio-16 - an ACCES PCI-IDIO-16 digital I/O card on muser.
  *
  * 16 isolated inputs, 16 FET outputs, one INTx, registers in BAR2 (8-bit,
  * I/O space), modelled after ../shared/reference/gpio-pci-idio-16.md closely

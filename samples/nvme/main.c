@@ -1,5 +1,5 @@
 /*
- * nvme - an emulated NVMe 1.4 controller on muser, for the stock Linux
+ * muser-nvme - an emulated NVMe 1.4 controller on muser, for the stock Linux
  * nvme driver (through a vfio-user VMM) and for muser's own client.
  *
  * PCI: class 010802h, 1234h:0A0Eh, a PCIe endpoint with PM and MSI-X
@@ -289,8 +289,11 @@ static int ctx_setup(struct nvme_ctrl *c)
     mu_ctx_set_log(ctx, NULL, c->opts.verbose ? MU_LOG_INFO : MU_LOG_WARN);
     if (c->opts.once)
         mu_ctx_set_flags(ctx, MU_CTX_ONE_CLIENT);
-    /* All vectors' eventfds in one SET_IRQS. */
-    rc = mu_ctx_set_limit(ctx, MU_LIMIT_MSG_FDS, 2 * NVME_NR_VECTORS);
+    /*
+     * 16 fds a message, the most the library advertises (QEMU refuses
+     * more): a client splits the 65 vectors' SET_IRQS into 5 messages.
+     */
+    rc = mu_ctx_set_limit(ctx, MU_LIMIT_MSG_FDS, 16);
     if (rc == 0)
         rc = pci_setup(ctx, c);
     if (rc < 0)

@@ -1,9 +1,9 @@
 /*
- * nvme-client - a small command-line NVMe host for the nvme sample, built
+ * muser-nvme-client - a small command-line NVMe host for the nvme sample, built
  * on the driver-like client in driver/ (the one the integration test and
  * the benchmark use).
  *
- *   nvme-client SOCKET demo [--blocks N] [--seconds S]
+ *   muser-nvme-client SOCKET demo [--blocks N] [--seconds S]
  *
  * demo: bring the controller up the way Linux does, print what Identify
  * says about the controller and namespace 1, write N blocks with a
@@ -32,7 +32,7 @@
 #define DEFAULT_BLOCKS 8u
 #define MAX_BLOCKS 1024u
 
-static const char *prog = "nvme-client";
+static const char *prog = "muser-nvme-client";
 
 static void usage(FILE *f)
 {

@@ -22,12 +22,16 @@
 
 #include "harness.h"
 #include "private.h"
+#include "../slow.h"
 
 int slow_factor(void)
 {
-    const char *v = getenv("MU_VALGRIND");
+    return mu_test_slow_factor();
+}
 
-    return v != NULL && strcmp(v, "1") == 0 ? 20 : 1;
+bool under_valgrind(void)
+{
+    return mu_test_under_valgrind();
 }
 
 int tmpdir_make(char *dir, size_t len)
@@ -79,7 +83,7 @@ int dev_start(struct dev_proc *d, const char *bin, const char *const *args)
 {
     const char *argv[40];
     int n = 0, rc;
-    bool vg = slow_factor() > 1;
+    bool vg = mu_test_valgrind_env();
 
     memset(d, 0, sizeof(*d));
     rc = tmpdir_make(d->dir, sizeof(d->dir));
@@ -391,7 +395,7 @@ void log_clear(void)
 
 void expect_log(const char *needle)
 {
-    for (int i = 0; i < 1000 * slow_factor() && !log_has(needle); i++)
+    for (int i = 0; i < 5000 * slow_factor() && !log_has(needle); i++)
         usleep(2000);
     if (!log_has(needle))
         fail_msg("no log line with \"%s\"", needle);

@@ -45,8 +45,11 @@ int count_open_fds(void);
 int tmpdir_make(char *dir, size_t len);
 void tmpdir_remove(const char *dir);
 
-/* Milliseconds to scale waits by when running under valgrind. */
+/* What to scale waits (and shorten loops) by: > 1 under valgrind, in
+ * sanitizer builds and with MU_TEST_SLOW=N (see test/slow.h). */
 int slow_factor(void);
+/* This program runs under valgrind (it enforces limits of its own). */
+bool under_valgrind(void);
 
 /* muc_connect with the tests' usual timeout, 5 s (times slow_factor()). */
 int client_connect(muc_t **c, const char *path);
@@ -132,7 +135,7 @@ void log_capture_line(const char *msg);
 bool log_has(const char *needle);
 void log_clear(void);
 /* Log lines are written just after what the client sees: wait (bounded,
- * 1000 * slow_factor() naps of 2 ms) for one holding 'needle', or fail. */
+ * 5000 * slow_factor() naps of 2 ms) for one holding 'needle', or fail. */
 void expect_log(const char *needle);
 
 #endif

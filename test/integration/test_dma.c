@@ -1662,7 +1662,7 @@ static void test_enomem_evicts_idle(void **state)
 #ifdef UNDER_SANITIZER
     skip();
 #endif
-    if (slow_factor() > 1)
+    if (under_valgrind())
         skip();
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, (off_t)(8 * size)), 0);     /* sparse */

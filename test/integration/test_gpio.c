@@ -2,7 +2,7 @@
  * test_gpio.c - the gpio sample driven over a real socket by the client
  * library: negotiation, discovery, config header, registers, and a series of
  * malformed inputs after each of which the device must still serve the next
- * client.  Run as: test_gpio PATH-TO-gpio-pci-idio-16
+ * client.  Run as: test_gpio PATH-TO-muser-gpio-pci-idio-16
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -444,7 +444,7 @@ int main(int argc, char **argv)
     };
 
     if (argc != 2) {
-        fprintf(stderr, "usage: %s PATH-TO-gpio-pci-idio-16\n", argv[0]);
+        fprintf(stderr, "usage: %s PATH-TO-muser-gpio-pci-idio-16\n", argv[0]);
         return 2;
     }
     gpio_bin = argv[1];

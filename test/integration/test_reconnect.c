@@ -571,7 +571,7 @@ static bool rss_meaningful(void)
     return false;
 #endif
 #endif
-    return slow_factor() == 1;
+    return !under_valgrind();
 }
 
 static void one_cycle(unsigned i)
@@ -676,7 +676,7 @@ static void test_accept_out_of_fds(void **state)
     /* valgrind enforces RLIMIT_NOFILE itself, after the fact: accept4
      * succeeds in the kernel and valgrind closes the new fd, so the
      * queued client is hung up on instead of waiting. */
-    if (slow_factor() > 1)
+    if (under_valgrind())
         skip();
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
     lim = old;

@@ -9,8 +9,9 @@
  * controllers: trapped doorbells with two RAM namespaces of 512-byte
  * blocks; polled doorbells with two namespaces in one file, 4 KiB blocks;
  * trapped doorbells kicked through ioeventfds, one RAM namespace.  With
- * MU_VALGRIND=1 the device runs under valgrind (leaks fail it), waits are
- * 20 times longer and loops shorter.
+ * MU_VALGRIND=1 the device runs under valgrind (leaks fail it).  Waits are
+ * longer and loops shorter by slow (test/slow.h: valgrind, sanitizers,
+ * MU_TEST_SLOW).
  *
  * This file: the device process, group setup, shared helpers, identity
  * tests.  nvme_data.c, nvme_admin.c and nvme_reset.c hold the rest.
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include "test_nvme.h"
+#include "../slow.h"
 
 struct env *E;
 int slow = 1;
@@ -37,6 +39,14 @@ void msleep(unsigned ms)
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
     nanosleep(&ts, NULL);
+}
+
+uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 unsigned rnd(unsigned n)
@@ -164,7 +174,7 @@ static int spawn(void)
     const char *argv[32];
     int n = 0;
 
-    if (slow > 1) {
+    if (mu_test_valgrind_env()) {
         argv[n++] = "valgrind";
         argv[n++] = "-q";
         argv[n++] = "--error-exitcode=99";
@@ -396,8 +406,7 @@ int main(int argc, char **argv)
         return 2;
     }
     nvme_bin = argv[1];
-    if (getenv("MU_VALGRIND") != NULL && strcmp(getenv("MU_VALGRIND"), "1") == 0)
-        slow = 20;
+    slow = mu_test_slow_factor();
     signal(SIGPIPE, SIG_IGN);
     for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
         E = &groups[g];

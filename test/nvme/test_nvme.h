@@ -36,7 +36,7 @@ struct env {
     unsigned seed;
 };
 
-/* The group running now, and the valgrind slow-down factor (1 or 20). */
+/* The group running now, and what to scale waits by (test/slow.h). */
 extern struct env *E;
 extern int slow;
 
@@ -52,6 +52,8 @@ extern int slow;
     } while (0)
 
 void msleep(unsigned ms);
+/* CLOCK_MONOTONIC, the device's clock for its timers. */
+uint64_t mono_ns(void);
 unsigned rnd(unsigned n);
 void fill(uint8_t *p, size_t len);
 void *va(uint64_t iova);

@@ -336,6 +336,34 @@ test_caps_round_trip(void **state)
     }
 }
 
+/*
+ * What a server advertises: its limit, capped at QEMU's 16 and at the
+ * client's own offer, never 0 (issue 11: 130 broke QEMU's handshake).
+ */
+static void
+test_caps_server_fds(void **state)
+{
+    struct vfu_caps peer;
+
+    (void)state;
+    vfu_caps_default(&peer);
+    peer.max_msg_fds = 16;
+    assert_int_equal(vfu_caps_server_fds(130, &peer), 16);
+    assert_int_equal(vfu_caps_server_fds(8, &peer), 8);
+    assert_int_equal(vfu_caps_server_fds(UINT64_MAX, &peer), 16);
+    peer.max_msg_fds = 4;
+    assert_int_equal(vfu_caps_server_fds(130, &peer), 4);
+    peer.max_msg_fds = 1000;
+    assert_int_equal(vfu_caps_server_fds(253, &peer), 16);
+    peer.max_msg_fds = 0;
+    assert_int_equal(vfu_caps_server_fds(8, &peer), 1);
+    /* A client that sent no max_msg_fds takes the protocol's default 1. */
+    vfu_caps_default(&peer);
+    assert_int_equal(vfu_caps_server_fds(8, &peer), 1);
+    assert_int_equal(vfu_caps_server_fds(0, NULL), 1);
+    assert_int_equal(vfu_caps_server_fds(12, NULL), 12);
+}
+
 int
 main(void)
 {
@@ -349,6 +377,7 @@ main(void)
         cmocka_unit_test(test_caps_build_exact),
         cmocka_unit_test(test_caps_build_nospace),
         cmocka_unit_test(test_caps_round_trip),
+        cmocka_unit_test(test_caps_server_fds),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
