@@ -126,13 +126,16 @@ void ns_make_ids(struct nvme_ns *ns, const char *serial);
 
 #define QMEM_MAX_SG 8u
 
-/* Guest memory of one queue, translated once when the queue is created. */
+/* Guest memory of one queue, translated when the queue is created and
+ * again on the first use after the client unmapped it (stale). */
 struct nvme_qmem {
     uint64_t iova;
     size_t len;
+    unsigned prot;
     mu_sg_t sg[QMEM_MAX_SG];
-    unsigned nr_sg;         /* references held; 0 with !direct */
+    unsigned nr_sg;         /* references held; 0 with !direct or stale */
     bool direct;            /* false: region has no fd, use messages */
+    bool stale;             /* references dropped: translate on next use */
 };
 
 struct nvme_cq {
@@ -299,6 +302,9 @@ void ctrl_log(const struct nvme_ctrl *c, const char *fmt, ...)
 int qmem_map(struct nvme_ctrl *c, struct nvme_qmem *m, uint64_t iova,
              size_t len, unsigned prot);
 void qmem_unmap(struct nvme_ctrl *c, struct nvme_qmem *m);
+/* Drop the references but keep the queue: the next access translates
+ * again, and fails only if the memory is still not mapped then. */
+void qmem_release(struct nvme_ctrl *c, struct nvme_qmem *m);
 bool qmem_in_region(const struct nvme_qmem *m, const mu_dma_region_t *r);
 int cq_create(struct nvme_ctrl *c, uint16_t qid, uint64_t iova, uint32_t size,
               bool ien, uint16_t iv);

@@ -102,6 +102,7 @@ void test_fdless_io_register_reads(void **state);
 void test_reset(void **state);
 void test_flr(void **state);
 void test_shutdown(void **state);
+void test_remap_live_queues(void **state);
 void test_unmap_live_queues(void **state);
 void test_reconnect(void **state);
 
