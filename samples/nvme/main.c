@@ -461,7 +461,8 @@ int main(int argc, char **argv)
         return 1;
     }
     rc = ctrl_setup(c);
-    if (rc == 0 && c->opts.db_mode == NVME_DB_POLLED)
+    c->db_poll = c->opts.db_mode == NVME_DB_POLLED;
+    if (rc == 0 && (c->opts.db_mode == NVME_DB_POLLED || c->opts.ioeventfd))
         rc = poller_start(c);
     if (rc < 0) {
         fprintf(stderr, "nvme: cannot serve on %s: %s\n", c->opts.sock,

@@ -256,9 +256,14 @@ struct nvme_ctrl {
     char serial[21];
     char subnqn[224];
 
-    /* poller (polled mode) */
+    /* poller (polled mode, and ioeventfd mode for its fallback) */
     pthread_t poller;
     bool poller_started;
+    /* The poller serves the doorbell page: always in polled mode; in
+     * ioeventfd mode from a CC.EN whose client did not take the
+     * ioeventfds (QEMU never asks for them: it stores to the mapped page
+     * and nothing kicks).  Under the lock. */
+    bool db_poll;
     /* Polled mode: the poller leaves the lock while it waits for a DMA
      * message (ctrl_dma); any queue torn down meanwhile bumps q_epoch, and
      * the command it was running is then abandoned (pass_cancelled). */

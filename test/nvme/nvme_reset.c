@@ -180,3 +180,50 @@ void test_reconnect(void **state)
             assert_int_equal(nvd_wait_irq(E->d, 0, 1000 * slow), 1);
     }
 }
+
+/*
+ * ioeventfd mode (issue 11, item 3).  A client that took the ioeventfds
+ * is served by its kicks alone: a doorbell stored to the page without a
+ * kick stays unseen while a kicked admin command behind it completes.
+ * A client that never asks for them (QEMU, the qemu_like client) stores
+ * to the mapped page and kicks nothing: the device polls the page then,
+ * and I/O works.
+ */
+void test_ioeventfds_not_taken(void **state)
+{
+    struct nvme_cqe cqe;
+    struct nvd_opts o;
+    uint32_t v;
+
+    (void)state;
+    if (E->db != NVD_DB_IOEVENTFD)
+        return;
+    /* Taken: a store without a kick is not a doorbell. */
+    assert_true(nvd_submit_rw(E->d, 1, NVME_IO_READ, 1, 0, 1, E->check,
+                              blk()) >= 0);
+    E->d->o.db = NVD_DB_POLLED;             /* store, no kick */
+    assert_int_equal(nvd_ring(E->d, 1), 0);
+    E->d->o.db = NVD_DB_IOEVENTFD;
+    assert_status(nvd_get_features(E->d, NVME_FEAT_NUM_QUEUES, 0, 0, &v), 0);
+    assert_false(nvd_cq_ready(E->d, 1));
+    assert_int_equal(nvd_ring(E->d, 1), 0);  /* the kick */
+    assert_int_equal(nvd_reap(E->d, 1, &cqe, 1, 5000 * slow), 1);
+    assert_status(cqe.status >> 1, 0);
+    check_data();
+
+    /* Not taken: QEMU's way. */
+    nvd_close(E->d);
+    E->d = NULL;
+    opts_for(&o, false);
+    o.qemu_like = true;
+    o.db = NVD_DB_AUTO;
+    assert_int_equal(nvd_open(&E->d, &o), 0);
+    assert_int_equal(E->d->o.db, NVD_DB_POLLED);    /* mapped, no fds */
+    assert_int_equal(nvd_bringup(E->d), 0);
+    E->pool = nvd_region_iova(E->d, 1) - MIB;
+    E->check = nvd_region_iova(E->d, 1) + 2 * MIB;
+    check_data();
+    for (unsigned i = 0; i < 50; i++)
+        random_io(E->pool, 2 * MIB);
+    check_data();
+}

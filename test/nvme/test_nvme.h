@@ -105,5 +105,6 @@ void test_shutdown(void **state);
 void test_remap_live_queues(void **state);
 void test_unmap_live_queues(void **state);
 void test_reconnect(void **state);
+void test_ioeventfds_not_taken(void **state);
 
 #endif
