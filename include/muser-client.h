@@ -52,7 +52,8 @@ struct muc_opts {
      *    sends GET_REGION_IO_FDS.
      * The rest of QEMU's behaviour is the caller's to imitate: it emulates
      * the MSI-X table itself (enables MSI-X in config space, never writes
-     * the table in BAR memory), and on a remap of guest RAM unmaps all of
+     * the table in BAR memory), stores doorbells to the mmapped areas of a
+     * region without any kick, and on a remap of guest RAM unmaps all of
      * it and maps it back in pieces.
      */
     bool qemu_like;

@@ -350,6 +350,19 @@ int mu_region_add_ioeventfd(mu_ctx_t *ctx, unsigned idx, uint64_t offset,
                             uint32_t size, bool datamatch, uint64_t data,
                             int fd, mu_ioeventfd_cb_t cb,
                             uint64_t opaque_value);
+/*
+ * Whether the client on the current connection took region idx's
+ * ioeventfds: true once a GET_REGION_IO_FDS for it was answered with its
+ * fds, false again when the client goes away (before the reset callback
+ * with MU_RESET_LOST runs).  Clients need not ask: QEMU never sends
+ * GET_REGION_IO_FDS, it mmaps the region's mmappable areas and stores to
+ * them, and no ioeventfd fires.  A device whose doorbells live in such an
+ * area should check this when the guest starts the device (e.g. on an
+ * enable bit) and, when false, find the doorbells another way (poll the
+ * shared page) or not offer the area for mmap.  Context thread (device
+ * callbacks); false for a bad idx.
+ */
+bool mu_region_ioeventfds_taken(mu_ctx_t *ctx, unsigned idx);
 
 /* ------------------------------------------------------------------ */
 /* Interrupts                                                         */

@@ -422,6 +422,7 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
     mu_mig_client_gone(ctx);
     mu_dma_remove_all(ctx, MU_UNMAP_DISCONNECT);
     mu_irqs_reset(ctx);
+    mu_regions_client_gone(ctx);
     if (ctx->reset_cb != NULL)
         ctx->reset_cb(ctx, MU_RESET_LOST);
 

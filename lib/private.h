@@ -130,12 +130,17 @@ struct mu_region {
     unsigned nr_areas;      /* 0 with fd >= 0: the whole region */
     struct mu_ioeventfd *ioeventfds;
     unsigned nr_ioeventfds;
+    /* The current client was sent the ioeventfds (GET_REGION_IO_FDS
+     * served with its fds); cleared when it goes away. */
+    bool io_fds_taken;
 };
 
 /* Guest access to region idx at [offset, offset+count), checked. */
 ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
                          size_t count, uint64_t offset, bool is_write);
 void mu_regions_fini(mu_ctx_t *ctx);
+/* The client went away: what it took from the regions is forgotten. */
+void mu_regions_client_gone(mu_ctx_t *ctx);
 
 /* ---- replies ---- */
 

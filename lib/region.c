@@ -550,5 +550,21 @@ int mu_handle_region_io_fds(mu_ctx_t *ctx, struct mu_msg *msg,
         reply->fds[reply->nfds++] = e->fd;
     }
     reply->len = full;
+    /* Taken as soon as the reply goes out: a send failure drops the
+     * client, and with it the flag. */
+    ctx->regions[in.index].io_fds_taken = n > 0;
     return 0;
+}
+
+bool mu_region_ioeventfds_taken(mu_ctx_t *ctx, unsigned idx)
+{
+    if (idx >= ctx->nr_regions || !ctx->regions[idx].present)
+        return false;
+    return ctx->regions[idx].io_fds_taken;
+}
+
+void mu_regions_client_gone(mu_ctx_t *ctx)
+{
+    for (unsigned i = 0; i < ctx->nr_regions; i++)
+        ctx->regions[i].io_fds_taken = false;
 }

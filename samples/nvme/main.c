@@ -9,7 +9,9 @@
  * Doorbells are served one of two ways (--doorbells):
  *  - trapped (default): each doorbell write reaches the BAR0 callback as
  *    a REGION_WRITE, or with --ioeventfd the doorbell page is shared and a
- *    per-doorbell ioeventfd tells us which one to re-read;
+ *    per-doorbell ioeventfd tells us which one to re-read; a client that
+ *    never took the ioeventfds (QEMU does not ask) gets the page polled
+ *    from CC.EN on, as in polled mode (mu_region_ioeventfds_taken());
  *  - polled: the doorbell page is shared memory and a poller thread
  *    watches it (poller.c).
  *
@@ -461,7 +463,8 @@ int main(int argc, char **argv)
         return 1;
     }
     rc = ctrl_setup(c);
-    if (rc == 0 && c->opts.db_mode == NVME_DB_POLLED)
+    c->db_poll = c->opts.db_mode == NVME_DB_POLLED;
+    if (rc == 0 && (c->opts.db_mode == NVME_DB_POLLED || c->opts.ioeventfd))
         rc = poller_start(c);
     if (rc < 0) {
         fprintf(stderr, "nvme: cannot serve on %s: %s\n", c->opts.sock,

@@ -126,13 +126,16 @@ void ns_make_ids(struct nvme_ns *ns, const char *serial);
 
 #define QMEM_MAX_SG 8u
 
-/* Guest memory of one queue, translated once when the queue is created. */
+/* Guest memory of one queue, translated when the queue is created and
+ * again on the first use after the client unmapped it (stale). */
 struct nvme_qmem {
     uint64_t iova;
     size_t len;
+    unsigned prot;
     mu_sg_t sg[QMEM_MAX_SG];
-    unsigned nr_sg;         /* references held; 0 with !direct */
+    unsigned nr_sg;         /* references held; 0 with !direct or stale */
     bool direct;            /* false: region has no fd, use messages */
+    bool stale;             /* references dropped: translate on next use */
 };
 
 struct nvme_cq {
@@ -253,9 +256,14 @@ struct nvme_ctrl {
     char serial[21];
     char subnqn[224];
 
-    /* poller (polled mode) */
+    /* poller (polled mode, and ioeventfd mode for its fallback) */
     pthread_t poller;
     bool poller_started;
+    /* The poller serves the doorbell page: always in polled mode; in
+     * ioeventfd mode from a CC.EN whose client did not take the
+     * ioeventfds (QEMU never asks for them: it stores to the mapped page
+     * and nothing kicks).  Under the lock. */
+    bool db_poll;
     /* Polled mode: the poller leaves the lock while it waits for a DMA
      * message (ctrl_dma); any queue torn down meanwhile bumps q_epoch, and
      * the command it was running is then abandoned (pass_cancelled). */
@@ -299,6 +307,9 @@ void ctrl_log(const struct nvme_ctrl *c, const char *fmt, ...)
 int qmem_map(struct nvme_ctrl *c, struct nvme_qmem *m, uint64_t iova,
              size_t len, unsigned prot);
 void qmem_unmap(struct nvme_ctrl *c, struct nvme_qmem *m);
+/* Drop the references but keep the queue: the next access translates
+ * again, and fails only if the memory is still not mapped then. */
+void qmem_release(struct nvme_ctrl *c, struct nvme_qmem *m);
 bool qmem_in_region(const struct nvme_qmem *m, const mu_dma_region_t *r);
 int cq_create(struct nvme_ctrl *c, uint16_t qid, uint64_t iova, uint32_t size,
               bool ien, uint16_t iv);

@@ -142,7 +142,7 @@ static int poll_pass(struct nvme_ctrl *c)
 {
     unsigned done;
 
-    if (!ctrl_running(c))
+    if (!ctrl_running(c) || !c->db_poll)
         return -1;
     c->pass_cancelled = false;
     poll_cqs(c);

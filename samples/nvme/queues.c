@@ -2,10 +2,16 @@
  * queues.c - submission and completion queues: their guest memory,
  * doorbells, fetching commands and posting completions.
  *
- * Queue memory is translated once, when the queue is created, with
- * mu_dma_get(): the reference keeps the region mapped for the queue's
- * life and is put when the queue is deleted or its memory is unmapped
- * (dmacb.c).  A queue in a region without an fd is still served, through
+ * Queue memory is translated when the queue is created, with
+ * mu_dma_get(): the reference keeps the region mapped and is put when the
+ * queue is deleted or the client unmaps its memory (dmacb.c).  An unmap
+ * does not end the queue: clients unmap guest RAM and map it back at once
+ * (QEMU does when the guest changes its memory layout, e.g. SeaBIOS making
+ * its ROM read-only), so the queue is only marked stale and translated
+ * again when next used.  Only an access to memory that is still unmapped
+ * then fails, and that is Controller Fatal Status (the callers of
+ * qmem_ptr/qmem_copy): the host resets the controller.  A queue in a
+ * region without an fd is still served, through
  * mu_dma_read()/mu_dma_write() for each entry.
  *
  * Every command completes before the next is fetched (AER excepted), so a
@@ -22,28 +28,47 @@
 
 /* ---------------- queue memory ---------------- */
 
-int qmem_map(struct nvme_ctrl *c, struct nvme_qmem *m, uint64_t iova,
-             size_t len, unsigned prot)
+/* Translate m's range: references into fd-backed regions, or messages
+ * for a region without an fd. */
+static int qmem_resolve(struct nvme_ctrl *c, struct nvme_qmem *m)
 {
     int n;
 
-    memset(m, 0, sizeof(*m));
-    m->iova = iova;
-    m->len = len;
-    n = mu_dma_get(c->ctx, iova, len, prot, m->sg, QMEM_MAX_SG);
+    m->nr_sg = 0;
+    m->direct = false;
+    n = mu_dma_get(c->ctx, m->iova, m->len, m->prot, m->sg, QMEM_MAX_SG);
     if (n == -EFAULT) {
         /* No fd: reachable by messages only.  Check it is mapped at all
          * by reading its first byte. */
         uint8_t probe;
 
-        n = ctrl_dma(c, iova, &probe, 1, false);
-        return n < 0 ? n : 0;
+        n = ctrl_dma(c, m->iova, &probe, 1, false);
+        if (n < 0)
+            return n;
+        m->stale = false;
+        return 0;
     }
     if (n < 0)
         return n;
     m->nr_sg = (unsigned)n;
     m->direct = true;
+    m->stale = false;
     return 0;
+}
+
+int qmem_map(struct nvme_ctrl *c, struct nvme_qmem *m, uint64_t iova,
+             size_t len, unsigned prot)
+{
+    int rc;
+
+    memset(m, 0, sizeof(*m));
+    m->iova = iova;
+    m->len = len;
+    m->prot = prot;
+    rc = qmem_resolve(c, m);
+    if (rc < 0)
+        m->len = 0;
+    return rc;
 }
 
 void qmem_unmap(struct nvme_ctrl *c, struct nvme_qmem *m)
@@ -53,7 +78,35 @@ void qmem_unmap(struct nvme_ctrl *c, struct nvme_qmem *m)
         mu_dma_put(c->ctx, m->sg, m->nr_sg);
     m->nr_sg = 0;
     m->direct = false;
+    m->stale = false;
     m->len = 0;
+}
+
+void qmem_release(struct nvme_ctrl *c, struct nvme_qmem *m)
+{
+    if (m->nr_sg > 0)
+        mu_dma_put(c->ctx, m->sg, m->nr_sg);
+    m->nr_sg = 0;
+    m->direct = false;
+    m->stale = true;
+}
+
+/* Translate again if an unmap left m stale; false if it cannot be. */
+static bool qmem_usable(struct nvme_ctrl *c, struct nvme_qmem *m)
+{
+    int rc;
+
+    if (m->len == 0)
+        return false;   /* deleted, or lost with the client */
+    if (!m->stale)
+        return true;
+    rc = qmem_resolve(c, m);
+    if (rc < 0) {
+        ctrl_log(c, "queue memory at %#llx+%#zx: %s",
+                 (unsigned long long)m->iova, m->len, strerror(-rc));
+        return false;
+    }
+    return true;
 }
 
 bool qmem_in_region(const struct nvme_qmem *m, const mu_dma_region_t *r)
@@ -77,7 +130,7 @@ static int qmem_copy(struct nvme_ctrl *c, struct nvme_qmem *m, size_t off,
 {
     uint8_t *p = buf;
 
-    if (m->len == 0)
+    if (!qmem_usable(c, m))
         return -EFAULT;     /* the memory went away (dmacb.c) */
     if (!m->direct)
         return ctrl_dma(c, m->iova + off, buf, len, to_guest);
@@ -104,9 +157,10 @@ static int qmem_copy(struct nvme_ctrl *c, struct nvme_qmem *m, size_t off,
 
 /* Host address of a whole entry, or NULL if it is not directly mapped or
  * straddles two pieces. */
-static void *qmem_ptr(struct nvme_qmem *m, size_t off, size_t len)
+static void *qmem_ptr(struct nvme_ctrl *c, struct nvme_qmem *m, size_t off,
+                      size_t len)
 {
-    if (!m->direct)
+    if (!qmem_usable(c, m) || !m->direct)
         return NULL;
     for (unsigned i = 0; i < m->nr_sg; i++) {
         if (off < m->sg[i].len)
@@ -253,7 +307,7 @@ void cq_post(struct nvme_ctrl *c, struct nvme_cq *cq, uint32_t dw0,
         .status = (uint16_t)(status << 1 | cq->phase),
     };
     size_t off = (size_t)cq->tail * NVME_CQE_SIZE;
-    uint8_t *p = qmem_ptr(&cq->mem, off, sizeof(e));
+    uint8_t *p = qmem_ptr(c, &cq->mem, off, sizeof(e));
 
     if (p != NULL) {
         uint32_t dw3;
@@ -281,7 +335,7 @@ static bool fetch(struct nvme_ctrl *c, struct nvme_sq *sq,
                   struct nvme_sqe *cmd)
 {
     size_t off = (size_t)sq->head * NVME_SQE_SIZE;
-    const void *p = qmem_ptr(&sq->mem, off, sizeof(*cmd));
+    const void *p = qmem_ptr(c, &sq->mem, off, sizeof(*cmd));
 
     /*
      * No fence needed to see the entries the host wrote before its tail:

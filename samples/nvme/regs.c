@@ -91,6 +91,14 @@ static void ctrl_enable(struct nvme_ctrl *c)
         ctrl_fatal(c, "admin SQ memory not mapped");
         return;
     }
+    if (c->opts.ioeventfd) {
+        /* No kick will come from a client that did not take them: poll
+         * the doorbell page it stores to instead (poller.c). */
+        c->db_poll = !mu_region_ioeventfds_taken(c->ctx, MU_PCI_BAR0);
+        ctrl_log(c, "doorbells: %s", c->db_poll
+                 ? "ioeventfds not taken, polling the doorbell page"
+                 : "ioeventfds");
+    }
     c->csts = NVME_CSTS_RDY;
     ctrl_log(c, "enabled: admin SQ %u entries at %#llx, CQ %u at %#llx", asqs,
              (unsigned long long)c->asq, acqs, (unsigned long long)c->acq);
@@ -242,6 +250,11 @@ static void doorbell_write(struct nvme_ctrl *c, const uint8_t *buf,
     }
     memcpy(&v, buf, sizeof(v));
     ctrl_lock(c);
+    /* A shared page must agree, or a poller reading it would take the
+     * stale value for a new write. */
+    if (c->db != NULL)
+        __atomic_store_n(&c->db[(offset - NVME_DB_PAGE) / 4], v,
+                         __ATOMIC_RELEASE);
     db_write(c, (unsigned)(offset - NVME_DB_PAGE) / 4, v & 0xffff);
     ctrl_unlock(c);
 }

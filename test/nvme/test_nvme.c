@@ -400,8 +400,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reset),
         cmocka_unit_test(test_flr),
         cmocka_unit_test(test_shutdown),
+        cmocka_unit_test(test_remap_live_queues),
         cmocka_unit_test(test_unmap_live_queues),
         cmocka_unit_test(test_reconnect),
+        cmocka_unit_test(test_ioeventfds_not_taken),
     };
     int failed = 0;
 

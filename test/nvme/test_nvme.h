@@ -102,7 +102,9 @@ void test_fdless_io_register_reads(void **state);
 void test_reset(void **state);
 void test_flr(void **state);
 void test_shutdown(void **state);
+void test_remap_live_queues(void **state);
 void test_unmap_live_queues(void **state);
 void test_reconnect(void **state);
+void test_ioeventfds_not_taken(void **state);
 
 #endif

@@ -259,6 +259,10 @@ int nvd_open(struct nvd **out, const struct nvd_opts *o)
     *out = NULL;
     if (d == NULL)
         return -ENOMEM;
+    if (o->qemu_like) {
+        mo.qemu_like = true;
+        mo.max_msg_fds = 0;     /* QEMU's 16 */
+    }
     d->o = *o;
     defaults(&d->o);
     d->memfd = -1;

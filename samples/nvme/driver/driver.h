@@ -67,6 +67,8 @@ struct nvd_opts {
     unsigned io_cq_size;    /* I/O CQ entries; default io_qsize */
     unsigned admin_qsize;   /* entries; default 32 */
     int timeout_ms;         /* any single wait; default 5000 */
+    bool qemu_like;         /* connect as QEMU would (muc_opts.qemu_like):
+                             * no ioeventfds, so NVD_DB_AUTO picks polled */
     /*
      * Performance knobs for the benchmark and the demo client:
      *  - poll_queues: I/O CQs are created without interrupts (IEN = 0),
