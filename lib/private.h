@@ -34,6 +34,18 @@ void mu_log(mu_ctx_t *ctx, enum mu_log_level level, const char *fmt, ...)
 #define mu_dbg(ctx, ...) do { (void)(ctx); } while (0)
 #endif
 
+/*
+ * Why a request is refused, for the debug log of dispatch.c: a handler (or
+ * anything it calls on the context thread) returns mu_refuse(ctx, -EINVAL,
+ * "offset %#x ...", ...) instead of -EINVAL.  The first reason given for a
+ * message wins (the innermost check knows most).  Formatting happens only
+ * when the context logs at MU_LOG_DEBUG, so a refusal costs one comparison
+ * otherwise.  Returns err.
+ */
+int mu_refuse(mu_ctx_t *ctx, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline bool mu_log_debug_on(const mu_ctx_t *ctx);
+
 /* ---- transport ---- */
 
 /*
@@ -194,6 +206,10 @@ struct mu_ctx {
     /* logging */
     mu_log_cb_t log_cb;
     enum mu_log_level log_level;
+    /* the reason for the current message's refusal (mu_refuse), valid
+     * only while dispatch.c runs a handler at MU_LOG_DEBUG */
+    const char *why;
+    char why_buf[192];
 
     /* limits, and the clock their timeouts (and DMA ages) run on */
     uint64_t limits[MU_LIMIT_NR];
@@ -244,6 +260,11 @@ struct mu_ctx {
     struct mu_mig *mig;         /* NULL: no migration (mig.c) */
     bool mig_quiet;             /* stopped for migration (mig.h) */
 };
+
+static inline bool mu_log_debug_on(const mu_ctx_t *ctx)
+{
+    return ctx->log_level >= MU_LOG_DEBUG;
+}
 
 /* epoll tags */
 enum {

@@ -292,7 +292,7 @@ static int ctx_setup(struct nvme_ctrl *c)
     if (rc < 0)
         return rc;
     c->ctx = ctx;
-    mu_ctx_set_log(ctx, NULL, c->opts.verbose ? MU_LOG_INFO : MU_LOG_WARN);
+    mu_ctx_set_log(ctx, NULL, c->opts.verbose ? MU_LOG_DEBUG : MU_LOG_WARN);
     if (c->opts.once)
         mu_ctx_set_flags(ctx, MU_CTX_ONE_CLIENT);
     /*
