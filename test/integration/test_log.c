@@ -149,6 +149,19 @@ static void test_read_past_region(void **state)
     expect_log("REGION_READ msg 8 refused: EINVAL (region 3 does not exist)");
 }
 
+static void test_config_past_end(void **state)
+{
+    struct vfu_region_access a = { .offset = 0x1000,
+                                   .region = MU_PCI_CONFIG, .count = 4 };
+
+    (void)state;
+    start(MU_LOG_DEBUG);
+    assert_int_equal(request(9, VFU_CMD_REGION_READ, &a, sizeof(a), NULL, 0),
+                     EINVAL);
+    expect_log("REGION_READ msg 9 refused: EINVAL (config offset 0x1000+4 "
+               "past config space size 0x100)");
+}
+
 static void test_bad_dma_map(void **state)
 {
     struct vfu_dma_map m = { .argsz = sizeof(m),
@@ -250,6 +263,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_read_ok, teardown),
         cmocka_unit_test_teardown(test_read_past_region, teardown),
+        cmocka_unit_test_teardown(test_config_past_end, teardown),
         cmocka_unit_test_teardown(test_bad_dma_map, teardown),
         cmocka_unit_test_teardown(test_bad_set_irqs, teardown),
         cmocka_unit_test_teardown(test_unknown_command, teardown),
