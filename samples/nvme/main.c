@@ -52,7 +52,8 @@ static void usage(FILE *f, const char *argv0)
             "  --ioeventfd             trapped doorbells kick ioeventfds\n"
             "  --serial SN             serial number (default from pid+time)\n"
             "  -1, --once              exit when the client disconnects\n"
-            "  -v, --verbose           log controller activity\n",
+            "  -v, --verbose           log controller activity and every vfio-user\n"
+            "                          message with its result\n",
             argv0);
 }
 
