@@ -206,10 +206,6 @@ struct mu_ctx {
     /* logging */
     mu_log_cb_t log_cb;
     enum mu_log_level log_level;
-    /* the reason for the current message's refusal (mu_refuse), valid
-     * only while dispatch.c runs a handler at MU_LOG_DEBUG */
-    const char *why;
-    char why_buf[192];
 
     /* limits, and the clock their timeouts (and DMA ages) run on */
     uint64_t limits[MU_LIMIT_NR];
@@ -259,6 +255,12 @@ struct mu_ctx {
     bool reset_unmaps_dma;
     struct mu_mig *mig;         /* NULL: no migration (mig.c) */
     bool mig_quiet;             /* stopped for migration (mig.h) */
+
+    /* The reason for the current message's refusal (mu_refuse), valid
+     * only while dispatch.c runs a handler at MU_LOG_DEBUG.  Last, so the
+     * buffer does not push the hot fields apart. */
+    const char *why;
+    char why_buf[192];
 };
 
 static inline bool mu_log_debug_on(const mu_ctx_t *ctx)
