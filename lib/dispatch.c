@@ -485,11 +485,52 @@ int mu_ctx_call(mu_ctx_t *ctx, uint16_t cmd, const struct iovec *iov,
 
 /* ---------------- the message loop ---------------- */
 
+static const char *errno_name(int err)
+{
+    const char *n = strerrorname_np(err);
+
+    return n != NULL ? n : "E?";
+}
+
+/*
+ * The debug log of the message loop: a line per command received, a line
+ * per result.  A refusal names the reason the handler gave through
+ * mu_refuse(), or the errno's text when it gave none.  Called only at
+ * MU_LOG_DEBUG; ctx->why is reset here for the handler to fill.
+ */
+static void log_received(mu_ctx_t *ctx, const struct mu_msg *msg)
+{
+    ctx->why = NULL;
+    mu_log(ctx, MU_LOG_DEBUG, "%s msg %u received: %zu bytes, %u fds%s",
+           vfu_cmd_name(msg->hdr.cmd), msg->hdr.msg_id, msg->len, msg->nfds,
+           (msg->hdr.flags & VFU_F_NO_REPLY) ? ", no reply wanted" : "");
+}
+
+static void log_result(mu_ctx_t *ctx, const struct mu_msg *msg, int rc,
+                       const struct mu_reply *r, bool no_reply)
+{
+    const char *cmd = vfu_cmd_name(msg->hdr.cmd);
+
+    if (rc < 0) {
+        mu_log(ctx, MU_LOG_DEBUG, "%s msg %u refused: %s (%s)", cmd,
+               msg->hdr.msg_id, errno_name(-rc),
+               ctx->why != NULL ? ctx->why : strerror(-rc));
+    } else if (no_reply) {
+        mu_log(ctx, MU_LOG_DEBUG, "%s msg %u ok (no reply sent)", cmd,
+               msg->hdr.msg_id);
+    } else {
+        mu_log(ctx, MU_LOG_DEBUG, "%s msg %u ok: reply %zu bytes, %u fds",
+               cmd, msg->hdr.msg_id, r->len + r->len2, r->nfds);
+    }
+    ctx->why = NULL;
+}
+
 static void handle_command(mu_ctx_t *ctx, struct mu_msg *msg)
 {
     struct mu_reply reply;
     mu_handler_t h = NULL;
     bool no_reply = msg->hdr.flags & VFU_F_NO_REPLY;
+    bool dbg;
     int rc;
 
     reply.len = reply.len2 = 0;
@@ -501,23 +542,27 @@ static void handle_command(mu_ctx_t *ctx, struct mu_msg *msg)
         h = handlers[msg->hdr.cmd];
     if (!ctx->negotiated != (msg->hdr.cmd == VFU_CMD_VERSION)) {
         /* Handshake out of order: the protocol says close. */
-        mu_log(ctx, MU_LOG_WARN, "%s %s negotiation",
-               vfu_cmd_name(msg->hdr.cmd),
+        mu_log(ctx, MU_LOG_WARN, "%s msg %u refused: EINVAL (%s negotiation)",
+               vfu_cmd_name(msg->hdr.cmd), msg->hdr.msg_id,
                ctx->negotiated ? "repeated after" : "received before");
         send_error(ctx, &msg->hdr, EINVAL);
         mu_ctx_fail(ctx, "bad handshake");
         return;
     }
+    /* The only cost of the debug log when it is off: this comparison. */
+    dbg = mu_log_debug_on(ctx);
+    if (dbg)
+        log_received(ctx, msg);
     if (h == NULL) {
         mu_log(ctx, MU_LOG_INFO, "unsupported command %u", msg->hdr.cmd);
-        rc = -ENOSYS;
+        rc = mu_refuse(ctx, -ENOSYS, "unknown command %u", msg->hdr.cmd);
     } else {
         rc = h(ctx, msg, &reply);
     }
     if (rc > 0 || rc < -4095)
-        rc = -EIO;      /* a device callback returned nonsense */
-    if (rc < 0)
-        mu_dbg(ctx, "%s failed: %s", vfu_cmd_name(msg->hdr.cmd), strerror(-rc));
+        rc = mu_refuse(ctx, -EIO, "handler returned %d", rc);
+    if (dbg)
+        log_result(ctx, msg, rc, &reply, no_reply);
     if (!no_reply)
         send_reply(ctx, &msg->hdr, -rc, &reply);
     if (reply.data_free)

@@ -616,26 +616,30 @@ static int check_fd(mu_ctx_t *ctx, int fd, const struct vfu_dma_map *m)
 
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         mu_log(ctx, MU_LOG_WARN, "DMA_MAP fd is not a regular file");
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "fd is not a regular file");
     }
     if (st.st_size < 0 ||
         !vfu_range_ok(m->offset, m->size, (uint64_t)st.st_size)) {
         mu_log(ctx, MU_LOG_WARN, "DMA_MAP %#" PRIx64 "+%#" PRIx64
                " at offset %#" PRIx64 " runs past the end of its file",
                m->addr, m->size, m->offset);
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "%#" PRIx64 "+%#" PRIx64 " at offset %#"
+                         PRIx64 " runs past the end of its file (%#llx)",
+                         m->addr, m->size, m->offset,
+                         (unsigned long long)st.st_size);
     }
     /* An O_PATH fd passes fstat but cannot be mmapped: the device would
      * only find out at its first access. */
     fl = fcntl(fd, F_GETFL);
     if (fl < 0 || (fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "fd cannot be mapped for reading");
     if (m->flags & VFU_DMA_FLAG_WRITE) {
         if ((fl & O_ACCMODE) != O_RDWR)
-            return -EINVAL;
+            return mu_refuse(ctx, -EINVAL, "writable mapping of a read-only fd");
         seals = fcntl(fd, F_GET_SEALS);
         if (seals > 0 && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
-            return -EINVAL;
+            return mu_refuse(ctx, -EINVAL, "writable mapping of a "
+                             "write-sealed fd");
     }
     return 0;
 }
@@ -710,7 +714,7 @@ static int make_room(mu_ctx_t *ctx, const struct mu_dma_region *r)
     if (nr > 0)
         p = ask_policy(ctx, &r->info, old, nr, &rc);
     if (rc < 0)
-        return rc;
+        return mu_refuse(ctx, rc, "out of memory asking the overlap policy");
     if (p != MU_OVERLAP_REPLACE) {
         pthread_mutex_lock(&dma->lock);
         dma->stats.rejects++;
@@ -718,12 +722,15 @@ static int make_room(mu_ctx_t *ctx, const struct mu_dma_region *r)
         mu_log(ctx, MU_LOG_WARN, "DMA_MAP %#" PRIx64 "+%#" PRIx64
                " overlaps %zu mapped region(s): refused", r->info.iova,
                r->info.size, nr);
-        return -EEXIST;
+        return mu_refuse(ctx, -EEXIST, "%#" PRIx64 "+%#" PRIx64 " overlaps "
+                         "%zu mapped region(s)", r->info.iova, r->info.size, nr);
     }
     if (dma->tree.count - nr >= ctx->limits[MU_LIMIT_DMA_REGIONS]) {
         mu_log(ctx, MU_LOG_WARN, "DMA_MAP refused: %zu regions already",
                dma->tree.count);
-        return -ENOSPC;
+        return mu_refuse(ctx, -ENOSPC, "%zu regions mapped already (limit "
+                         "%" PRIu64 ")", (size_t)dma->tree.count,
+                         ctx->limits[MU_LIMIT_DMA_REGIONS]);
     }
     if (nr > 0) {
         mu_log(ctx, MU_LOG_INFO, "DMA_MAP %#" PRIx64 "+%#" PRIx64
@@ -747,20 +754,24 @@ int mu_handle_dma_map(mu_ctx_t *ctx, struct mu_msg *msg,
     (void)reply;
     rc = vfu_check_dma_map(msg->body, msg->len, msg->nfds, &m);
     if (rc < 0)
-        return rc;
+        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds): "
+                         "argsz, flags, size or fd count wrong", msg->len,
+                         msg->nfds);
     if (((m.addr | m.size) & (pg - 1)) != 0 ||
         (msg->nfds == 1 && (m.offset & (pg - 1)) != 0)) {
         mu_log(ctx, MU_LOG_WARN, "DMA_MAP %#" PRIx64 "+%#" PRIx64
                " (offset %#" PRIx64 ") is not page aligned", m.addr, m.size,
                m.offset);
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "%#" PRIx64 "+%#" PRIx64 " (offset %#"
+                         PRIx64 ") is not aligned to the %#" PRIx64
+                         " page size", m.addr, m.size, m.offset, pg);
     }
     if (msg->nfds == 1 && (rc = check_fd(ctx, msg->fds[0], &m)) < 0)
         return rc;
 
     r = region_new(ctx, &m, msg->nfds == 1);
     if (r == NULL)
-        return -ENOMEM;
+        return mu_refuse(ctx, -ENOMEM, "no memory for the region");
     rc = make_room(ctx, r);
     if (rc < 0) {
         region_free(dma, r);     /* the fd is still the message's */
@@ -781,7 +792,8 @@ int mu_handle_dma_map(mu_ctx_t *ctx, struct mu_msg *msg,
         r->doom_next = NULL;
         doom_unlink(dma, r);
         doom_finish(ctx, r, MU_UNMAP_CLIENT);   /* not accepted: silent */
-        return rc;
+        return mu_refuse(ctx, rc, "the device's map callback refused "
+                         "%#" PRIx64 "+%#" PRIx64, m.addr, m.size);
     }
     r->accepted = true;
     pthread_mutex_lock(&dma->lock);
@@ -811,7 +823,9 @@ static int unmap_range(mu_ctx_t *ctx, uint64_t start, uint64_t last)
             mu_log(ctx, MU_LOG_WARN, "DMA_UNMAP %#" PRIx64 "-%#" PRIx64
                    " cuts region %#" PRIx64 "-%#" PRIx64, start, last,
                    r->node.start, r->node.last);
-            return -EINVAL;
+            return mu_refuse(ctx, -EINVAL, "%#" PRIx64 "-%#" PRIx64 " cuts "
+                             "region %#" PRIx64 "-%#" PRIx64, start, last,
+                             r->node.start, r->node.last);
         }
     }
     doom_unlink(dma, list);
@@ -827,9 +841,12 @@ int mu_handle_dma_unmap(mu_ctx_t *ctx, struct mu_msg *msg,
 
     rc = vfu_check_dma_unmap(msg->body, msg->len, msg->nfds, &u);
     if (rc < 0)
-        return rc;
+        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds)",
+                         msg->len, msg->nfds);
     if (u.flags & VFU_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP)
-        return -ENOTSUP;    /* old migration scheme: DEVICE_FEATURE instead */
+        /* old migration scheme: DEVICE_FEATURE instead */
+        return mu_refuse(ctx, -ENOTSUP, "GET_DIRTY_BITMAP unmap is the old "
+                         "migration scheme; use DEVICE_FEATURE");
     if (u.flags & VFU_DMA_UNMAP_FLAG_ALL)
         mu_dma_remove_all(ctx, MU_UNMAP_ALL);
     else if ((rc = unmap_range(ctx, u.addr, u.addr + (u.size - 1))) < 0)

@@ -356,7 +356,8 @@ int mu_handle_device_feature(mu_ctx_t *ctx, struct mu_msg *msg,
     rc = vfu_check_device_feature(msg->body, msg->len, msg->nfds, &f, &data,
                                   &len);
     if (rc < 0)
-        return rc;
+        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds)",
+                         msg->len, msg->nfds);
     switch (f.flags & VFU_FEATURE_MASK) {
     case VFU_FEATURE_DMA_LOGGING_START:
     case VFU_FEATURE_DMA_LOGGING_STOP:
@@ -369,12 +370,15 @@ int mu_handle_device_feature(mu_ctx_t *ctx, struct mu_msg *msg,
     case VFU_FEATURE_MIG_DEVICE_STATE:
         return mu_mig_feature(ctx, msg, &f, data, len, reply);
     default:
-        return -ENOTSUP;
+        return mu_refuse(ctx, -ENOTSUP, "feature %u is not supported",
+                         f.flags & VFU_FEATURE_MASK);
     }
     /* As VFIO: asking for an operation the feature lacks is EINVAL, even
      * when only probing. */
     if (f.flags & get_set & ~supported)
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "feature %u does not take %s",
+                         f.flags & VFU_FEATURE_MASK,
+                         (f.flags & VFU_FEATURE_GET) ? "GET" : "SET");
     if (f.flags & VFU_FEATURE_PROBE)
         return echo(msg, reply);
 
@@ -386,7 +390,16 @@ int mu_handle_device_feature(mu_ctx_t *ctx, struct mu_msg *msg,
         rc = log_stop(ctx, data, len);
         break;
     default:
-        return log_report(ctx, &f, data, len, reply);
+        rc = log_report(ctx, &f, data, len, reply);
+        if (rc < 0)
+            return mu_refuse(ctx, rc, "DMA logging report: bad page size, "
+                             "range or argsz, or logging not started");
+        return rc;
     }
-    return rc < 0 ? rc : echo(msg, reply);
+    if (rc < 0)
+        return mu_refuse(ctx, rc, "DMA logging %s refused: bad control "
+                         "(page size, ranges) or wrong state",
+                         (f.flags & VFU_FEATURE_MASK) ==
+                         VFU_FEATURE_DMA_LOGGING_START ? "start" : "stop");
+    return echo(msg, reply);
 }

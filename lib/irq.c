@@ -480,9 +480,11 @@ int mu_handle_irq_info(mu_ctx_t *ctx, struct mu_msg *msg,
 
     rc = vfu_check_irq_info(msg->body, msg->len, msg->nfds, &in);
     if (rc < 0)
-        return rc;
+        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds)",
+                         msg->len, msg->nfds);
     if (in.index >= MU_IRQ_NUM)
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "irq index %u does not exist",
+                         in.index);
     out.argsz = sizeof(out);
     out.flags = info_flags[in.index];
     out.index = in.index;
@@ -522,7 +524,7 @@ static int prepare_fds(mu_ctx_t *ctx, const struct mu_msg *msg,
     for (i = 0; i < msg->nfds; i++) {
         if (!is_eventfd(msg->fds[i])) {
             mu_log(ctx, MU_LOG_WARN, "SET_IRQS: fd %u is not an eventfd", i);
-            return -EINVAL;
+            return mu_refuse(ctx, -EINVAL, "fd %u is not an eventfd", i);
         }
     }
     for (i = 0; i < msg->nfds && slot != FD_TRIGGER && ctx->epfd >= 0; i++) {
@@ -534,7 +536,7 @@ static int prepare_fds(mu_ctx_t *ctx, const struct mu_msg *msg,
     if (rc < 0) {
         while (i-- > 0)
             mu_ctx_unwatch(ctx, msg->fds[i]);
-        return rc;
+        return mu_refuse(ctx, rc, "cannot watch mask/unmask eventfds");
     }
     return 0;
 }
@@ -612,17 +614,22 @@ static int set_irqs(mu_ctx_t *ctx, struct mu_msg *msg,
     unsigned slot = action_slot(s->flags);
 
     if (s->index >= MU_IRQ_NUM || ctx->irqs->idx[s->index].count == 0)
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "irq index %u does not exist or has "
+                         "no vectors", s->index);
     if (s->count == 0) {
         if (dtype != VFU_IRQ_SET_DATA_NONE || slot != FD_TRIGGER ||
             s->start != 0)
-            return -EINVAL;
+            return mu_refuse(ctx, -EINVAL, "count 0 is only DATA_NONE|"
+                             "ACTION_TRIGGER from 0 (flags %#x, start %u)",
+                             s->flags, s->start);
         disable_index(ctx, s->index);
         return 0;
     }
     /* vfu_check_set_irqs made sure start + count does not wrap. */
     if (s->start + s->count > ctx->irqs->idx[s->index].count)
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "vectors %u+%u past irq index %u's "
+                         "%u", s->start, s->count, s->index,
+                         ctx->irqs->idx[s->index].count);
     if (dtype == VFU_IRQ_SET_DATA_EVENTFD)
         return set_fds(ctx, msg, slot, s->index, s->start, s->count);
     apply_action(ctx, slot, s->index, s->start, s->count, data);
@@ -640,7 +647,9 @@ int mu_handle_set_irqs(mu_ctx_t *ctx, struct mu_msg *msg,
     (void)reply;
     rc = vfu_check_set_irqs(msg->body, msg->len, msg->nfds, &s, &data);
     if (rc < 0)
-        return rc;
+        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds): "
+                         "argsz, flags, data size or fd count wrong",
+                         msg->len, msg->nfds);
     rc = set_irqs(ctx, msg, &s, data);
     if (rc == 0)
         report_state(ctx);

@@ -40,3 +40,16 @@ void mu_ctx_set_log(mu_ctx_t *ctx, mu_log_cb_t cb, enum mu_log_level level)
     ctx->log_cb = cb;
     ctx->log_level = level > MU_LOG_DEBUG ? MU_LOG_DEBUG : level;
 }
+
+int mu_refuse(mu_ctx_t *ctx, int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (ctx == NULL || !mu_log_debug_on(ctx) || ctx->why != NULL)
+        return err;
+    va_start(ap, fmt);
+    vsnprintf(ctx->why_buf, sizeof(ctx->why_buf), fmt, ap);
+    va_end(ap);
+    ctx->why = ctx->why_buf;
+    return err;
+}

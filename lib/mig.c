@@ -201,7 +201,7 @@ static int feature_migration(mu_ctx_t *ctx, const struct vfu_device_feature *f,
     uint64_t flags = ctx->mig->wire_flags;
 
     if (f->flags & VFU_FEATURE_SET)
-        return -EINVAL;         /* read-only */
+        return mu_refuse(ctx, -EINVAL, "MIGRATION feature is read-only");
     /* QEMU sends room for the answer, VFIO's ioctl-like shape; take
      * both an empty request and one with the 8 bytes. */
     if (len != 0 && len != sizeof(flags))
@@ -237,7 +237,8 @@ static int feature_state(mu_ctx_t *ctx, const struct vfu_device_feature *f,
     memcpy(&st, data, sizeof(st));
     rc = go_to(ctx, st.device_state);
     if (rc < 0)
-        return rc;
+        return mu_refuse(ctx, rc, "migration state %u -> %u refused",
+                         cur_state(ctx), st.device_state);
     st.device_state = cur_state(ctx);
     return feature_reply(f, &st, sizeof(st), reply);
 }
@@ -248,7 +249,7 @@ int mu_mig_feature(mu_ctx_t *ctx, const struct mu_msg *msg,
 {
     (void)msg;
     if (ctx->mig == NULL)
-        return -ENOTSUP;
+        return mu_refuse(ctx, -ENOTSUP, "the device does not migrate");
     if ((f->flags & VFU_FEATURE_MASK) == VFU_FEATURE_MIGRATION)
         return feature_migration(ctx, f, len, reply);
     return feature_state(ctx, f, data, len, reply);
@@ -278,15 +279,19 @@ int mu_handle_mig_data_read(mu_ctx_t *ctx, struct mu_msg *msg,
     size_t got = 0;
 
     if (m == NULL)
-        return -ENOTSUP;
+        return mu_refuse(ctx, -ENOTSUP, "the device does not migrate");
     if (msg->nfds != 0 || msg->len != sizeof(rq))
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "malformed payload (%zu bytes, %u "
+                         "fds)", msg->len, msg->nfds);
     memcpy(&rq, msg->body, sizeof(rq));
     if (rq.size == 0 || rq.size > xfer_limit(ctx, true) ||
         rq.argsz < sizeof(rq) + (uint64_t)rq.size)
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "size %u (argsz %u) is 0, over the "
+                         "limit %llu or past argsz", rq.size, rq.argsz,
+                         (unsigned long long)xfer_limit(ctx, true));
     if (!mig_state_saving(cur_state(ctx)))
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "migration state %u is not a saving "
+                         "state", cur_state(ctx));
     buf = malloc(sizeof(out) + rq.size);
     if (buf == NULL)
         return -ENOMEM;
@@ -321,21 +326,28 @@ int mu_handle_mig_data_write(mu_ctx_t *ctx, struct mu_msg *msg,
 
     (void)reply;
     if (m == NULL)
-        return -ENOTSUP;
+        return mu_refuse(ctx, -ENOTSUP, "the device does not migrate");
     if (msg->nfds != 0 || msg->len < sizeof(rq))
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "malformed payload (%zu bytes, %u "
+                         "fds)", msg->len, msg->nfds);
     memcpy(&rq, msg->body, sizeof(rq));
     if (rq.size == 0 || rq.size > xfer_limit(ctx, false) ||
         msg->len - sizeof(rq) != rq.size ||
         rq.argsz < sizeof(rq) + (uint64_t)rq.size)
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "size %u (argsz %u, %zu bytes sent) "
+                         "is 0, over the limit or does not match", rq.size,
+                         rq.argsz, msg->len - sizeof(rq));
     if (cur_state(ctx) != MIG_RESUMING)
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "migration state %u is not RESUMING",
+                         cur_state(ctx));
     rc = m->cb.load(ctx, msg->body + sizeof(rq), rq.size);
     if (rc > 0 || rc < -4095)
         rc = -EIO;
-    if (rc < 0)
+    if (rc < 0) {
         mu_log(ctx, MU_LOG_WARN, "migration: device rejected the stream: %s",
                strerror(-rc));
+        return mu_refuse(ctx, rc, "the device rejected %u bytes of stream",
+                         rq.size);
+    }
     return rc;
 }

@@ -506,14 +506,25 @@ ssize_t mu_pci_config_access(mu_ctx_t *ctx, uint8_t *buf, size_t count,
     bool partial, flr = false;
 
     if (count == 0 || !vfu_range_ok(offset, count, p->size))
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "config offset %#llx+%zu past config "
+                         "space size %#zx", (unsigned long long)offset, count,
+                         (size_t)p->size);
     h = find_hook(p, offset, count, &partial);
     if (h != NULL) {
+        ssize_t n;
+
         /* Half the device's register and half ours would need two
          * owners to agree on one access. */
         if (partial)
-            return -EINVAL;
-        return h->cb(ctx, buf, count, offset, is_write);
+            return mu_refuse(ctx, -EINVAL, "config access %#llx+%zu covers "
+                             "part of a device-handled register",
+                             (unsigned long long)offset, count);
+        n = h->cb(ctx, buf, count, offset, is_write);
+        if (n < 0)
+            return mu_refuse(ctx, (int)n, "the device's config hook refused "
+                             "%s of %#llx+%zu", is_write ? "write" : "read",
+                             (unsigned long long)offset, count);
+        return n;
     }
     if (!is_write) {
         memcpy(buf, p->cfg + offset, count);

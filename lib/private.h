@@ -34,6 +34,18 @@ void mu_log(mu_ctx_t *ctx, enum mu_log_level level, const char *fmt, ...)
 #define mu_dbg(ctx, ...) do { (void)(ctx); } while (0)
 #endif
 
+/*
+ * Why a request is refused, for the debug log of dispatch.c: a handler (or
+ * anything it calls on the context thread) returns mu_refuse(ctx, -EINVAL,
+ * "offset %#x ...", ...) instead of -EINVAL.  The first reason given for a
+ * message wins (the innermost check knows most).  Formatting happens only
+ * when the context logs at MU_LOG_DEBUG, so a refusal costs one comparison
+ * otherwise.  Returns err.
+ */
+int mu_refuse(mu_ctx_t *ctx, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline bool mu_log_debug_on(const mu_ctx_t *ctx);
+
 /* ---- transport ---- */
 
 /*
@@ -248,7 +260,18 @@ struct mu_ctx {
     bool reset_unmaps_dma;
     struct mu_mig *mig;         /* NULL: no migration (mig.c) */
     bool mig_quiet;             /* stopped for migration (mig.h) */
+
+    /* The reason for the current message's refusal (mu_refuse), valid
+     * only while dispatch.c runs a handler at MU_LOG_DEBUG.  Last, so the
+     * buffer does not push the hot fields apart. */
+    const char *why;
+    char why_buf[192];
 };
+
+static inline bool mu_log_debug_on(const mu_ctx_t *ctx)
+{
+    return ctx->log_level >= MU_LOG_DEBUG;
+}
 
 /* epoll tags */
 enum {

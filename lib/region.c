@@ -10,6 +10,7 @@
  * would make a side-effecting register see half a write.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,15 +307,17 @@ ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
 
     if (idx == MU_PCI_CONFIG)
         return mu_pci_config_access(ctx, buf, count, offset, is_write);
-    if (mu_mig_quiet(ctx))
-        return -EBUSY;      /* stopped for migration: state is frozen */
+    if (mu_mig_quiet(ctx))  /* stopped for migration: state is frozen */
+        return mu_refuse(ctx, -EBUSY, "device stopped for migration");
     if (idx >= ctx->nr_regions || !ctx->regions[idx].present)
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "region %u does not exist", idx);
     r = &ctx->regions[idx];
     if (count == 0 || !vfu_range_ok(offset, count, r->size))
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "offset %#" PRIx64 "+%zu past region "
+                         "%u size %#" PRIx64, offset, count, idx, r->size);
     if (!(r->flags & (is_write ? MU_REGION_WRITE : MU_REGION_READ)))
-        return -EACCES;
+        return mu_refuse(ctx, -EACCES, "region %u is not %s", idx,
+                         is_write ? "writable" : "readable");
 
     if (idx <= MU_PCI_BAR5) {
         n = mu_irqs_msix_access(ctx, idx, buf, count, offset, is_write);
@@ -323,7 +326,8 @@ ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
     }
     in = in_mmap_area(r, offset, count);
     if (in < 0)
-        return in;
+        return mu_refuse(ctx, in, "offset %#" PRIx64 "+%zu of region %u "
+                         "straddles an mmap area's edge", offset, count, idx);
     if (in) {
         n = fd_access(r, buf, count, offset, is_write);
         if (n > 0 && is_write)
@@ -331,13 +335,19 @@ ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
         return n;
     }
     if (r->cb == NULL)
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "region %u has no access callback "
+                         "outside its mmap areas", idx);
     n = r->cb(ctx, buf, count, offset, is_write);
     if (n >= 0 && (size_t)n != count) {
         mu_log(ctx, MU_LOG_WARN, "region %u callback did %zd of %zu bytes",
                idx, n, count);
-        return -EIO;
+        return mu_refuse(ctx, -EIO, "region %u callback did %zd of %zu bytes",
+                         idx, n, count);
     }
+    if (n < 0)
+        return mu_refuse(ctx, (int)n, "region %u callback refused %s of "
+                         "%zu bytes at %#" PRIx64, idx,
+                         is_write ? "write" : "read", count, offset);
     return n;
 }
 
@@ -354,9 +364,11 @@ int mu_handle_region_info(mu_ctx_t *ctx, struct mu_msg *msg,
 
     rc = vfu_check_region_info(msg->body, msg->len, msg->nfds, &in);
     if (rc < 0)
-        return rc;
+        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds)",
+                         msg->len, msg->nfds);
     if (in.index >= ctx->nr_regions)
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "region %u does not exist (%u regions)",
+                         in.index, ctx->nr_regions);
     r = &ctx->regions[in.index];
     out.index = in.index;
     if (in.index == MU_PCI_CONFIG) {
@@ -430,7 +442,8 @@ int mu_handle_region_rw(mu_ctx_t *ctx, struct mu_msg *msg,
         rc = vfu_check_region_write(msg->body, msg->len, msg->nfds, max, &a,
                                     &wdata);
         if (rc < 0)
-            return rc;
+            return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds, "
+                             "limit %u data bytes)", msg->len, msg->nfds, max);
         /* The body is ours: the callback may scribble on its buffer. */
         n = mu_region_access(ctx, a.region, (uint8_t *)wdata, a.count,
                              a.offset, true);
@@ -443,7 +456,8 @@ int mu_handle_region_rw(mu_ctx_t *ctx, struct mu_msg *msg,
 
     rc = vfu_check_region_read(msg->body, msg->len, msg->nfds, max, &a);
     if (rc < 0)
-        return rc;
+        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds, "
+                         "limit %u data bytes)", msg->len, msg->nfds, max);
     if (sizeof(a) + a.count <= sizeof(reply->small)) {
         buf = reply->small + sizeof(a);
     } else {
@@ -477,11 +491,12 @@ int mu_handle_write_multi(mu_ctx_t *ctx, struct mu_msg *msg,
     uint64_t cnt;
     int rc;
 
-    if (!ctx->peer.write_multiple)
-        return -ENOTSUP;    /* only when both sides said so */
+    if (!ctx->peer.write_multiple)  /* only when both sides said so */
+        return mu_refuse(ctx, -ENOTSUP, "write_multiple not negotiated");
     rc = vfu_check_write_multi(msg->body, msg->len, msg->nfds, &cnt, &e);
     if (rc < 0)
-        return rc;
+        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds)",
+                         msg->len, msg->nfds);
     for (uint64_t i = 0; i < cnt; i++) {
         struct vfu_write_multi_entry w;
         ssize_t n;
@@ -508,15 +523,17 @@ int mu_handle_region_io_fds(mu_ctx_t *ctx, struct mu_msg *msg,
 
     rc = vfu_check_region_io_fds(msg->body, msg->len, msg->nfds, &in);
     if (rc < 0)
-        return rc;
+        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds)",
+                         msg->len, msg->nfds);
     if (in.index >= ctx->nr_regions || !ctx->regions[in.index].present)
-        return -EINVAL;
+        return mu_refuse(ctx, -EINVAL, "region %u does not exist", in.index);
     r = &ctx->regions[in.index];
     n = r->nr_ioeventfds;
     if (n > max_fds || n > MU_REPLY_MAX_FDS) {
         mu_log(ctx, MU_LOG_WARN, "region %u has %u ioeventfds, client takes %u",
                in.index, n, max_fds);
-        return -E2BIG;
+        return mu_refuse(ctx, -E2BIG, "region %u has %u ioeventfds, client "
+                         "takes %u", in.index, n, max_fds);
     }
     full = sizeof(out) + n * sizeof(struct vfu_sub_region_ioeventfd);
     out.argsz = (uint32_t)full;

@@ -54,7 +54,8 @@ static void usage(FILE *f, const char *argv0)
             "  --ioeventfd             trapped doorbells kick ioeventfds\n"
             "  --serial SN             serial number (default from pid+time)\n"
             "  -1, --once              exit when the client disconnects\n"
-            "  -v, --verbose           log controller activity\n",
+            "  -v, --verbose           log controller activity and every vfio-user\n"
+            "                          message with its result\n",
             argv0);
 }
 
@@ -294,7 +295,7 @@ static int ctx_setup(struct nvme_ctrl *c)
     if (rc < 0)
         return rc;
     c->ctx = ctx;
-    mu_ctx_set_log(ctx, NULL, c->opts.verbose ? MU_LOG_INFO : MU_LOG_WARN);
+    mu_ctx_set_log(ctx, NULL, c->opts.verbose ? MU_LOG_DEBUG : MU_LOG_WARN);
     if (c->opts.once)
         mu_ctx_set_flags(ctx, MU_CTX_ONE_CLIENT);
     /*
