@@ -311,6 +311,9 @@ static int ctx_setup(struct nvme_ctrl *c)
     mu_ctx_set_reset_cb(ctx, ctrl_on_reset);
     mu_pci_set_command_cb(ctx, ctrl_on_command);
     mu_irq_set_state_cb(ctx, intr_on_state);
+    rc = mig_setup(ctx);
+    if (rc < 0)
+        return rc;
     return mu_ctx_realize(ctx);
 }
 
@@ -351,6 +354,7 @@ static void ctrl_teardown(struct nvme_ctrl *c)
     /* Unmap callbacks (MU_UNMAP_DESTROY) put the queues' references. */
     mu_ctx_destroy(c->ctx);
     c->ctx = NULL;
+    mig_fini();
     for (unsigned i = 0; i < c->nr_ns; i++) {
         ns_flush(&c->ns[i]);
         ns_fini(&c->ns[i]);

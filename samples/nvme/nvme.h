@@ -16,6 +16,7 @@
  *   prp.c       PRP1/PRP2/PRP list walking
  *   xfer.c      moving data between guest memory and namespaces
  *   ns.c        namespaces backed by RAM (memfd) or a file
+ *   mig.c       live migration: saving and restoring all of the above
  *
  * Threads.  The context thread runs muser (register accesses, DMA map and
  * unmap, resets, and in trapped-doorbell mode all command processing).  In
@@ -270,6 +271,10 @@ struct nvme_ctrl {
     uint64_t q_epoch;
     bool pass_cancelled;
     int poller_stop;        /* atomic */
+
+    /* migration (mig.c) */
+    bool mig_stopped;       /* a stopped migration state: run nothing */
+    bool mig_remap;         /* restored queues wait for their memory */
 };
 
 /* ---- poller.c: lock and polled doorbells ---- */
@@ -366,6 +371,13 @@ void aen_post(struct nvme_ctrl *c, uint8_t type, uint8_t info, uint8_t lid);
 void aen_deliver(struct nvme_ctrl *c);
 void aen_reset(struct nvme_ctrl *c);
 void smart_check_temp(struct nvme_ctrl *c);
+
+/* ---- mig.c ---- */
+/* Offer migration (before realize); 0 or -errno. */
+int mig_setup(mu_ctx_t *ctx);
+/* A controller or function reset: the library is back in RUNNING. */
+void mig_on_reset(struct nvme_ctrl *c);
+void mig_fini(void);
 
 /* ---- prp.c ---- */
 struct nvme_range {

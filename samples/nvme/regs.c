@@ -41,7 +41,7 @@ bool ctrl_ready(const struct nvme_ctrl *c)
 
 bool ctrl_running(const struct nvme_ctrl *c)
 {
-    return c->bme && ctrl_ready(c);
+    return c->bme && !c->mig_stopped && ctrl_ready(c);
 }
 
 void ctrl_fatal(struct nvme_ctrl *c, const char *why)
@@ -297,6 +297,7 @@ int ctrl_on_reset(mu_ctx_t *ctx, enum mu_reset_type type)
         ctrl_log(c, "client gone (CSTS %#x)", c->csts);
     } else {
         ctrl_reset(c, true);
+        mig_on_reset(c);
     }
     ctrl_unlock(c);
     return 0;

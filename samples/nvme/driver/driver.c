@@ -536,3 +536,57 @@ int nvd_shutdown(struct nvd *d)
     return nvd_wait_csts(d, NVME_CSTS_SHST_MASK, NVME_CSTS_SHST_CMPLT,
                          d->o.timeout_ms);
 }
+
+/* ---------------- live migration ---------------- */
+
+/*
+ * What a VMM does on the destination before it runs the device: the same
+ * guest memory (our fds, at the same addresses), memory and bus master on,
+ * the interrupt fds.  Queue state and registers come in the stream.
+ */
+int nvd_attach(struct nvd *d, muc_t *c)
+{
+    size_t per = d->o.mem_size / d->o.nr_regions;
+    uint16_t cmd;
+    int rc;
+
+    for (unsigned i = 0; i < d->o.nr_regions; i++) {
+        rc = muc_dma_map(c, d->mem_iova + i * per, per, d->memfd, i * per,
+                         MUC_DMA_READ | MUC_DMA_WRITE);
+        if (rc < 0)
+            return rc;
+    }
+    if (d->fdless != NULL &&
+        (rc = muc_dma_map_mem(c, d->fdless_iova, d->o.fdless_size, d->fdless,
+                              MUC_DMA_READ | MUC_DMA_WRITE)) < 0)
+        return rc;
+    if ((rc = muc_config_read16(c, PCI_COMMAND, &cmd)) < 0 ||
+        (rc = muc_config_write16(c, PCI_COMMAND, cmd | PCI_COMMAND_MEMORY |
+                                 PCI_COMMAND_MASTER)) < 0)
+        return rc;
+    return muc_irq_set_eventfds(c, d->o.irq == NVD_IRQ_MSIX ?
+                                NVD_IRQ_MSIX_INDEX : NVD_IRQ_INTX_INDEX,
+                                0, d->nr_irqfd, d->irqfd);
+}
+
+int nvd_migrate(struct nvd *d, muc_t *c, const struct muc_migrate_opts *mo,
+                struct muc_migrate_stats *stats)
+{
+    int rc;
+
+    if (d->o.db != NVD_DB_TRAPPED)
+        return -ENOTSUP;
+    rc = nvd_attach(d, c);
+    if (rc == 0)
+        rc = muc_migrate(d->c, c, mo, stats);
+    if (rc < 0)
+        return rc;
+    nvd_adopt(d, c);
+    return 0;
+}
+
+void nvd_adopt(struct nvd *d, muc_t *c)
+{
+    muc_close(d->c);
+    d->c = c;
+}

@@ -159,6 +159,23 @@ struct nvd {
 
 /* Connect, set up guest memory, doorbell access and interrupt fds. */
 int nvd_open(struct nvd **out, const struct nvd_opts *o);
+/*
+ * Live-migrate the controller to the (fresh) one on connection dst (made
+ * with max_msg_fds >= 2 * (NVD_MAX_IOQ + 1)): hand it the same guest
+ * memory and interrupt fds, muc_migrate() from the current connection,
+ * then close the old one and carry on with dst, which d now owns.
+ * Queues, commands in flight and AERs stay as they were: the caller just
+ * keeps reaping and submitting.  Trapped doorbells only (-ENOTSUP).  On
+ * an error the old connection is kept and dst stays the caller's (the
+ * source may be stopped: see muc_migrate()).
+ */
+int nvd_migrate(struct nvd *d, muc_t *dst, const struct muc_migrate_opts *mo,
+                struct muc_migrate_stats *stats);
+/* nvd_migrate()'s pieces, for callers that move the stream themselves:
+ * set dst up as the destination (memory, bus master, interrupt fds), and
+ * switch d over to dst (closing the old connection). */
+int nvd_attach(struct nvd *d, muc_t *dst);
+void nvd_adopt(struct nvd *d, muc_t *dst);
 /* Disconnect (queues stay live in the device) and free everything. */
 void nvd_close(struct nvd *d);
 

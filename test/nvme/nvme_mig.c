@@ -1,0 +1,540 @@
+/*
+ * nvme_mig.c - live migration of the nvme sample between two processes,
+ * driven by the driver-like client: in the middle of a QD32 random-write
+ * workload (every acknowledged block checked on the destination), with
+ * the stream corrupted, truncated or cut by a disconnect, and towards a
+ * controller with other namespaces.
+ *
+ * Usage: nvme_mig PATH_TO_muser-nvme
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "driver.h"
+#include "nvme-spec.h"
+#include "../slow.h"
+
+#define MIB (1024u * 1024u)
+#define NS_SIZE (16u * MIB)
+#define SLOT 4096u                  /* one write: 8 blocks of 512 */
+#define NR_SLOTS (NS_SIZE / SLOT)
+#define QD 32u
+#define CHUNK (128u * 1024u)        /* MDTS */
+
+static const char *nvme_bin;
+static int slow = 1;
+static char dir[64];
+
+struct dev {
+    pid_t pid;
+    char sock[128];
+};
+
+/* Device processes alive, for the teardown of a test that failed. */
+static struct dev live[8];
+
+static void msleep(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+    nanosleep(&ts, NULL);
+}
+
+static void spawn(struct dev *v, const char *name, const char *size,
+                  const char *nr_ns)
+{
+    const char *argv[16];
+    int n = 0;
+
+    if (mu_test_valgrind_env()) {
+        argv[n++] = "valgrind";
+        argv[n++] = "-q";
+        argv[n++] = "--error-exitcode=99";
+        argv[n++] = "--leak-check=full";
+    }
+    snprintf(v->sock, sizeof(v->sock), "%s/%s", dir, name);
+    argv[n++] = nvme_bin;
+    argv[n++] = "--size";
+    argv[n++] = size;
+    argv[n++] = "--namespaces";
+    argv[n++] = nr_ns;
+    argv[n++] = "--serial";
+    argv[n++] = name;
+    argv[n++] = v->sock;
+    argv[n] = NULL;
+    v->pid = fork();
+    assert_true(v->pid >= 0);
+    for (unsigned i = 0; i < 8; i++) {
+        if (live[i].pid == 0) {
+            live[i] = *v;
+            break;
+        }
+    }
+    if (v->pid == 0) {
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+}
+
+/* SIGTERM; the exit status must be clean (valgrind says 99 otherwise). */
+static void reap_dev(struct dev *v)
+{
+    int st = 0;
+
+    if (v->pid <= 0)
+        return;
+    pid_t pid = v->pid;
+
+    kill(pid, SIGTERM);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    v->pid = 0;
+    for (unsigned i = 0; i < 8; i++)
+        if (live[i].pid == pid)
+            live[i].pid = 0;
+    unlink(v->sock);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* Wait for the device process to listen (it binds after its setup). */
+static muc_t *connect_dev(struct dev *v)
+{
+    struct muc_opts o = { .max_msg_fds = 2 * (NVD_MAX_IOQ + 1) };
+    muc_t *c = NULL;
+    int rc = -ENOENT;
+
+    for (int i = 0; i < 500 * slow; i++) {
+        rc = muc_connect(&c, v->sock, &o);
+        if (rc != -ECONNREFUSED && rc != -ENOENT)
+            break;
+        msleep(20);
+    }
+    assert_int_equal(rc, 0);
+    return c;
+}
+
+static struct nvd *open_driver(struct dev *v)
+{
+    struct nvd_opts o = {
+        .sock = v->sock, .db = NVD_DB_TRAPPED, .io_qsize = 64,
+        .timeout_ms = 5000 * slow,
+    };
+    struct nvd *d = NULL;
+    int rc = -ENOENT;
+
+    for (int i = 0; i < 500 * slow; i++) {
+        rc = nvd_open(&d, &o);
+        if (rc != -ECONNREFUSED && rc != -ENOENT)
+            break;
+        msleep(20);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(nvd_bringup(d), 0);
+    return d;
+}
+
+/* ---------------- the workload ---------------- */
+
+struct work {
+    struct nvd *d;
+    uint32_t gen[NR_SLOTS];     /* acknowledged contents; 0 never written */
+    bool busy[NR_SLOTS];
+    uint64_t buf[QD];           /* one buffer per command slot */
+    int cid_of[QD];
+    struct { unsigned slot, gen, b; } cmd[4096];    /* by cid */
+    bool buf_busy[QD];
+    unsigned next_gen, inflight, acked;
+    unsigned seed;
+};
+
+static void pattern(uint8_t *p, unsigned slot, unsigned gen)
+{
+    for (unsigned i = 0; i < SLOT / 8; i++) {
+        uint64_t w = (uint64_t)slot << 40 | (uint64_t)gen << 12 | i;
+
+        memcpy(p + 8 * i, &w, 8);
+    }
+}
+
+static void submit_one(struct work *w)
+{
+    unsigned slot, b;
+    int cid;
+
+    do
+        slot = (unsigned)rand_r(&w->seed) % NR_SLOTS;
+    while (w->busy[slot]);
+    for (b = 0; w->buf_busy[b]; b++)
+        ;
+    w->next_gen++;
+    pattern(nvd_va(w->d, w->buf[b]), slot, w->next_gen);
+    cid = nvd_submit_rw(w->d, 1, NVME_IO_WRITE, 1, (uint64_t)slot * 8, 8,
+                        w->buf[b], SLOT);
+    assert_true(cid >= 0 && cid < 4096);
+    w->cmd[cid].slot = slot;
+    w->cmd[cid].gen = w->next_gen;
+    w->cmd[cid].b = b;
+    w->busy[slot] = w->buf_busy[b] = true;
+    w->inflight++;
+}
+
+static void reap_some(struct work *w)
+{
+    struct nvme_cqe cqe[QD];
+    int n = nvd_reap(w->d, 1, cqe, QD, w->d->o.timeout_ms);
+
+    assert_true(n > 0);
+    for (int i = 0; i < n; i++) {
+        unsigned cid = cqe[i].cid;
+
+        assert_int_equal(NVME_CQE_ST(cqe[i].status), 0);
+        assert_true(cid < 4096 && w->busy[w->cmd[cid].slot]);
+        w->gen[w->cmd[cid].slot] = w->cmd[cid].gen;
+        w->busy[w->cmd[cid].slot] = false;
+        w->buf_busy[w->cmd[cid].b] = false;
+        w->inflight--;
+        w->acked++;
+    }
+}
+
+/* Keep QD32 in flight until 'until' writes are acknowledged. */
+static void run_until(struct work *w, unsigned until)
+{
+    while (w->acked < until) {
+        while (w->inflight < QD)
+            submit_one(w);
+        assert_int_equal(nvd_ring(w->d, 1), 0);
+        reap_some(w);
+    }
+}
+
+static void drain(struct work *w)
+{
+    assert_int_equal(nvd_ring(w->d, 1), 0);
+    while (w->inflight > 0)
+        reap_some(w);
+}
+
+/* Every slot holds what was last acknowledged for it. */
+static void verify(struct work *w)
+{
+    uint64_t iova = nvd_alloc(w->d, CHUNK, NVD_PAGE);
+    uint8_t want[SLOT];
+
+    assert_true(iova != 0);
+    for (unsigned s0 = 0; s0 < NR_SLOTS; s0 += CHUNK / SLOT) {
+        const uint8_t *got = nvd_va(w->d, iova);
+
+        assert_int_equal(nvd_rw(w->d, 1, NVME_IO_READ, 1, (uint64_t)s0 * 8,
+                                CHUNK / 512, iova, CHUNK), 0);
+        for (unsigned s = s0; s < s0 + CHUNK / SLOT; s++) {
+            if (w->gen[s] == 0)
+                memset(want, 0, SLOT);
+            else
+                pattern(want, s, w->gen[s]);
+            assert_memory_equal(got + (size_t)(s - s0) * SLOT, want, SLOT);
+        }
+    }
+}
+
+static struct work *work_new(struct nvd *d)
+{
+    struct work *w = calloc(1, sizeof(*w));
+
+    assert_non_null(w);
+    w->d = d;
+    w->seed = 1234;
+    for (unsigned b = 0; b < QD; b++) {
+        w->buf[b] = nvd_alloc(d, SLOT, NVD_PAGE);
+        assert_true(w->buf[b] != 0);
+    }
+    return w;
+}
+
+/*
+ * Migrate with 16 writes completed on the source but not reaped, and 16
+ * queued in the SQ but not rung: the first need the CQ's tail and phase,
+ * the others the SQ's head, on the destination.
+ */
+static void test_mid_workload(void **state)
+{
+    struct dev src, dst;
+    struct muc_migrate_stats st;
+    struct work *w;
+    struct nvd *d;
+    muc_t *c;
+
+    (void)state;
+    spawn(&src, "src", "16M", "1");
+    spawn(&dst, "dst", "16M", "1");
+    d = open_driver(&src);
+    w = work_new(d);
+    run_until(w, 3000);
+    drain(w);
+    for (unsigned i = 0; i < QD / 2; i++)
+        submit_one(w);
+    assert_int_equal(nvd_ring(d, 1), 0);
+    for (unsigned i = 0; i < QD / 2; i++)
+        submit_one(w);
+    c = connect_dev(&dst);
+    assert_int_equal(nvd_migrate(d, c, NULL, &st), 0);
+    assert_true(st.stopcopy_bytes > NS_SIZE);
+    run_until(w, 6000);
+    drain(w);
+    verify(w);
+    /* And the admin queue moved too. */
+    uint8_t id[4096];
+    assert_int_equal(nvd_identify(d, NVME_CNS_CTRL, 0, id), 0);
+    assert_memory_equal(id + 4, "src", 3);      /* SN: the source's */
+    nvd_close(d);
+    free(w);
+    reap_dev(&dst);
+    reap_dev(&src);
+}
+
+/* ---------------- bad streams ---------------- */
+
+/* The whole STOP_COPY stream of a source. */
+static uint8_t *read_stream(muc_t *c, size_t *len)
+{
+    size_t cap = 40 * MIB, n = 0, chunk = muc_mig_read_max(c);
+    uint8_t *buf = malloc(cap);
+
+    assert_non_null(buf);
+    assert_int_equal(muc_mig_set_state(c, MUC_MIG_STOP_COPY), 0);
+    for (;;) {
+        ssize_t r;
+
+        assert_true(n + chunk <= cap);
+        r = muc_mig_read(c, buf + n, chunk);
+        assert_true(r >= 0);
+        n += (size_t)r;
+        if ((size_t)r < chunk)
+            break;
+    }
+    *len = n;
+    return buf;
+}
+
+/* Source with known data; returns its stream, the source left stopped. */
+static uint8_t *source_stream(struct dev *src, struct nvd **dp,
+                              struct work **wp, size_t *len)
+{
+    struct nvd *d = open_driver(src);
+    struct work *w = work_new(d);
+
+    run_until(w, 500);
+    drain(w);
+    *dp = d;
+    *wp = w;
+    return read_stream(d->c, len);
+}
+
+static void expect_state(muc_t *c, uint32_t want)
+{
+    uint32_t s;
+
+    assert_int_equal(muc_mig_get_state(c, &s), 0);
+    assert_int_equal(s, want);
+}
+
+/* Write the stream and run: 0, or the first error. */
+static int feed(muc_t *c, const uint8_t *buf, size_t len)
+{
+    int rc = muc_mig_write(c, buf, len);
+
+    return rc < 0 ? rc : muc_mig_set_state(c, MUC_MIG_RUNNING);
+}
+
+static void test_bad_streams(void **state)
+{
+    struct dev src, dst;
+    struct nvd *d;
+    struct work *w;
+    size_t len;
+    uint8_t *s;
+    muc_t *c;
+    uint32_t v;
+
+    (void)state;
+    spawn(&src, "src", "16M", "1");
+    spawn(&dst, "dst", "16M", "1");
+    s = source_stream(&src, &d, &w, &len);
+    c = connect_dev(&dst);
+    assert_int_equal(nvd_attach(d, c), 0);
+    assert_int_equal(muc_mig_set_state(c, MUC_MIG_RESUMING), 0);
+
+    /* One byte flipped in the namespace: the hash catches it at the end. */
+    s[len / 2] ^= 0x40;
+    assert_int_equal(feed(c, s, len), -EBADMSG);
+    expect_state(c, MUC_MIG_RESUMING);
+    s[len / 2] ^= 0x40;
+    /* Truncated. */
+    assert_int_equal(feed(c, s, len - 100), -ENODATA);
+    expect_state(c, MUC_MIG_RESUMING);
+    /* Longer than it says. */
+    uint8_t *longer = malloc(len + 8);
+    assert_non_null(longer);
+    memcpy(longer, s, len);
+    memset(longer + len, 0, 8);
+    assert_true(feed(c, longer, len + 8) < 0);
+    free(longer);
+    expect_state(c, MUC_MIG_RESUMING);
+    /* A version this build does not know: refused on the header. */
+    s[4] ^= 0x80;
+    assert_int_equal(muc_mig_write(c, s, len), -EPROTO);
+    s[4] ^= 0x80;
+    expect_state(c, MUC_MIG_RESUMING);
+    /* Nothing of the refused streams stuck: the good one goes in whole,
+     * and the controller is the source's, running, with its data. */
+    assert_int_equal(feed(c, s, len), 0);
+    nvd_adopt(d, c);
+    assert_int_equal(nvd_read32(d, NVME_REG_CSTS, &v), 0);
+    assert_int_equal(v & NVME_CSTS_RDY, NVME_CSTS_RDY);
+    verify(w);
+    free(s);
+    nvd_close(d);
+    free(w);
+    reap_dev(&dst);
+    reap_dev(&src);
+}
+
+/* Fewer or smaller namespaces on the destination: refused on the header,
+ * and the destination is still a fresh controller a new stream can fill. */
+static void test_other_namespaces(void **state)
+{
+    struct dev src, few, small;
+    struct nvd *d;
+    struct work *w;
+    size_t len;
+    uint8_t *s;
+    muc_t *c;
+
+    (void)state;
+    spawn(&src, "src", "16M", "2");
+    spawn(&few, "few", "16M", "1");
+    spawn(&small, "small", "8M", "2");
+    s = source_stream(&src, &d, &w, &len);
+    c = connect_dev(&few);
+    assert_int_equal(muc_mig_set_state(c, MUC_MIG_RESUMING), 0);
+    assert_int_equal(muc_mig_write(c, s, len), -ENOSPC);
+    assert_int_equal(muc_mig_set_state(c, MUC_MIG_RUNNING), -ENODATA);
+    muc_close(c);
+    c = connect_dev(&small);
+    assert_int_equal(muc_mig_set_state(c, MUC_MIG_RESUMING), 0);
+    assert_int_equal(muc_mig_write(c, s, len), -ENOSPC);
+    muc_close(c);
+    /* The source, told to run again, carries on with its data. */
+    assert_int_equal(muc_mig_set_state(d->c, MUC_MIG_RUNNING), 0);
+    run_until(w, 1000);
+    drain(w);
+    verify(w);
+    free(s);
+    nvd_close(d);
+    free(w);
+    reap_dev(&small);
+    reap_dev(&few);
+    reap_dev(&src);
+}
+
+/*
+ * Disconnects mid-stream.  The source's client goes away half-way through
+ * STOP_COPY: the source is left in STOP for the next client.  The
+ * destination's client goes away half-way through its write: the
+ * destination stays in RESUMING with nothing kept, and a new client
+ * writes the stream from the start and runs it.
+ */
+static void test_disconnect_mid_stream(void **state)
+{
+    struct dev src, dst;
+    struct nvd *d;
+    struct work *w;
+    size_t len, chunk;
+    uint8_t *s, *half;
+    muc_t *c;
+
+    (void)state;
+    spawn(&src, "src", "16M", "1");
+    spawn(&dst, "dst", "16M", "1");
+    s = source_stream(&src, &d, &w, &len);
+    /* Save again from STOP, leave half-way. */
+    assert_int_equal(muc_mig_set_state(d->c, MUC_MIG_STOP), 0);
+    chunk = muc_mig_read_max(d->c);
+    half = malloc(chunk);
+    assert_non_null(half);
+    assert_int_equal(muc_mig_set_state(d->c, MUC_MIG_STOP_COPY), 0);
+    for (size_t n = 0; n < NS_SIZE / 2; n += chunk)
+        assert_int_equal(muc_mig_read(d->c, half, chunk), (ssize_t)chunk);
+    free(half);
+    muc_close(d->c);
+    d->c = NULL;
+    c = connect_dev(&src);
+    expect_state(c, MUC_MIG_STOP);
+    muc_close(c);
+    /* The destination's writer leaves half-way. */
+    c = connect_dev(&dst);
+    assert_int_equal(muc_mig_set_state(c, MUC_MIG_RESUMING), 0);
+    assert_int_equal(muc_mig_write(c, s, len / 2), 0);
+    muc_close(c);
+    c = connect_dev(&dst);
+    expect_state(c, MUC_MIG_RESUMING);
+    assert_int_equal(nvd_attach(d, c), 0);
+    assert_int_equal(feed(c, s, len), 0);
+    d->c = c;
+    run_until(w, 1000);
+    drain(w);
+    verify(w);
+    free(s);
+    nvd_close(d);
+    free(w);
+    reap_dev(&dst);
+    reap_dev(&src);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (unsigned i = 0; i < 8; i++) {
+        if (live[i].pid > 0) {
+            kill(live[i].pid, SIGKILL);
+            waitpid(live[i].pid, NULL, 0);
+            unlink(live[i].sock);
+        }
+        live[i].pid = 0;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_mid_workload, teardown),
+        cmocka_unit_test_teardown(test_bad_streams, teardown),
+        cmocka_unit_test_teardown(test_other_namespaces, teardown),
+        cmocka_unit_test_teardown(test_disconnect_mid_stream, teardown),
+    };
+    int rc;
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s MUSER_NVME\n", argv[0]);
+        return 2;
+    }
+    nvme_bin = argv[1];
+    slow = mu_test_slow_factor();
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(dir, sizeof(dir), "/tmp/nvme-mig.XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        return 1;
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    rmdir(dir);
+    return rc;
+}
