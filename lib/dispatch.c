@@ -516,8 +516,23 @@ static void handle_command(mu_ctx_t *ctx, struct mu_msg *msg)
     }
     if (rc > 0 || rc < -4095)
         rc = -EIO;      /* a device callback returned nonsense */
+    /*
+     * Every message and what became of it, at debug level: what a client
+     * sent is otherwise only visible in its own trace (issue 11).  The
+     * fd count is the one received, before handlers took any.  mu_log,
+     * not mu_dbg: this must work without a debug build (one comparison
+     * per message when off).
+     */
     if (rc < 0)
-        mu_dbg(ctx, "%s failed: %s", vfu_cmd_name(msg->hdr.cmd), strerror(-rc));
+        mu_log(ctx, MU_LOG_DEBUG, "msg %u %s (%u bytes, %u fds): %s",
+               msg->hdr.msg_id, vfu_cmd_name(msg->hdr.cmd), msg->hdr.size, msg->nfds,
+               strerror(-rc));
+    else
+        mu_log(ctx, MU_LOG_DEBUG,
+               "msg %u %s (%u bytes, %u fds): ok, reply %zu bytes%s",
+               msg->hdr.msg_id, vfu_cmd_name(msg->hdr.cmd), msg->hdr.size,
+               msg->nfds, reply.len + reply.len2,
+               no_reply ? " (not sent: no-reply flag)" : "");
     if (!no_reply)
         send_reply(ctx, &msg->hdr, -rc, &reply);
     if (reply.data_free)

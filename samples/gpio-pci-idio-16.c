@@ -262,7 +262,8 @@ static void usage(FILE *f, const char *argv0)
     fprintf(f,
             "usage: %s [-v] [-1] [--toggle-ms N] SOCKET\n"
             "  Serve an emulated PCI-IDIO-16 on the UNIX socket SOCKET.\n"
-            "  -v, --verbose     log register and interrupt activity\n"
+            "  -v, --verbose     log register and interrupt activity and every\n"
+            "                    vfio-user message with its result\n"
             "  -1, --once        exit when the first client disconnects\n"
             "  --toggle-ms N     change the inputs every N milliseconds\n"
             "  SIGUSR1 changes the inputs once.\n",

@@ -52,7 +52,8 @@ static void usage(FILE *f, const char *argv0)
             "  --ioeventfd             trapped doorbells kick ioeventfds\n"
             "  --serial SN             serial number (default from pid+time)\n"
             "  -1, --once              exit when the client disconnects\n"
-            "  -v, --verbose           log controller activity\n",
+            "  -v, --verbose           log controller activity; twice: also every\n"
+            "                          vfio-user message and its result\n",
             argv0);
 }
 
@@ -127,7 +128,7 @@ static int parse_args(int argc, char **argv, struct nvme_opts *o)
         case 'e': o->ioeventfd = true; break;
         case 'S': o->serial = optarg; break;
         case '1': o->once = true; break;
-        case 'v': o->verbose = true; break;
+        case 'v': o->verbose++; break;
         case 'h': usage(stdout, argv[0]); exit(0);
         default: return -EINVAL;
         }
@@ -292,7 +293,8 @@ static int ctx_setup(struct nvme_ctrl *c)
     if (rc < 0)
         return rc;
     c->ctx = ctx;
-    mu_ctx_set_log(ctx, NULL, c->opts.verbose ? MU_LOG_INFO : MU_LOG_WARN);
+    mu_ctx_set_log(ctx, NULL, c->opts.verbose > 1 ? MU_LOG_DEBUG
+                              : c->opts.verbose ? MU_LOG_INFO : MU_LOG_WARN);
     if (c->opts.once)
         mu_ctx_set_flags(ctx, MU_CTX_ONE_CLIENT);
     /*

@@ -91,7 +91,7 @@ struct nvme_opts {
     enum nvme_db_mode db_mode;
     bool ioeventfd;         /* trapped: kicks through ioeventfds */
     bool once;
-    bool verbose;
+    unsigned verbose;       /* -v count: 1 info, 2 debug */
 };
 
 /* ---- namespaces (ns.c) ---- */

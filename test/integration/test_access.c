@@ -625,6 +625,35 @@ static void test_limits_advertised(void **state)
     inproc_stop(&srv_a);
 }
 
+/*
+ * At debug level every message a client sends is logged with its result
+ * (issue 11: the device's log showed none of what QEMU sent).  The line is
+ * logged before the reply goes out, so it is there once the reply is.
+ */
+static void test_debug_logs_every_message(void **state)
+{
+    struct muc_device_info di;
+    uint8_t b = 0;
+    muc_t *c = NULL;
+
+    (void)state;
+    srv_create(&srv_a, "dbg.sock");
+    mu_ctx_set_log(srv_a.ctx, log_capture, MU_LOG_DEBUG);
+    srv_run(&srv_a);
+    assert_int_equal(client_connect(&c, srv_a.sock), 0);
+    assert_true(log_has("VERSION ("));
+    assert_int_equal(muc_device_info(c, &di), 0);
+    assert_true(log_has("DEVICE_GET_INFO ("));
+    assert_int_equal(muc_region_read(c, MU_PCI_BAR0, 0x42, &b, 1), 0);
+    assert_true(log_has("REGION_READ ("));
+    assert_true(log_has("): ok, reply "));
+    /* Past the end of BAR0: the server refuses, and says so. */
+    assert_true(muc_region_read(c, MU_PCI_BAR0, 0x1000, &b, 1) < 0);
+    assert_true(log_has("fds): Invalid argument"));
+    muc_close(c);
+    inproc_stop(&srv_a);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, test_setup, test_teardown)
 
 int main(void)
@@ -640,6 +669,7 @@ int main(void)
         T(test_limits_out_of_range),
         T(test_limits_after_realize),
         T(test_limits_advertised),
+        T(test_debug_logs_every_message),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
