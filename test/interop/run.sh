@@ -246,7 +246,7 @@ MIB=$((1 << 20))
 sc_nvme() {  # sc_nvme DOORBELL-OPTIONS...
     local serial=MUSER-$SC-$$
     serial=${serial:0:20}
-    dev_start "$DIR" "$NVME" -v --size 128M --serial "$serial" "$@" || return 1
+    dev_start "$DIR" "$NVME" -v -v --size 128M --serial "$serial" "$@" || return 1
     kernel muser.scenario=nvme muser.size=$((128 * MIB)) muser.serial="$serial" \
         muser.seed=$$
     qemu_boot 1 "$TIMEOUT" "${KARGS[@]}" || return 1
@@ -258,7 +258,7 @@ sc_nvme_polled() { sc_nvme --doorbells polled; }
 sc_nvme_ioeventfd() { sc_nvme --ioeventfd; }
 
 sc_nvme_2ns() {
-    dev_start "$DIR" "$NVME" -v --namespaces 2 --size 96M || return 1
+    dev_start "$DIR" "$NVME" -v -v --namespaces 2 --size 96M || return 1
     kernel muser.scenario=nvme2ns muser.size=$((96 * MIB))
     qemu_boot 1 "$TIMEOUT" "${KARGS[@]}" || return 1
     guest_ok 1 nvme-bound-n1 nvme-bound-n2 size-n1 size-n2 write-n1 write-n2 \
@@ -292,7 +292,7 @@ sc_gpio() {
 }
 
 sc_reboot() {
-    dev_start "$DIR" "$NVME" -v --size 96M || return 1
+    dev_start "$DIR" "$NVME" -v -v --size 96M || return 1
     kernel muser.scenario=reboot muser.seed=$$
     qemu_start 1 "${KARGS[@]}"
     if ! wait_marker "$DIR/console-1.log" 'MUSER-BOOT 2' "$QPID" "$TIMEOUT"; then
@@ -309,7 +309,7 @@ sc_reboot() {
 }
 
 sc_kill() {
-    dev_start "$DIR" "$NVME" -v --size 160M || return 1
+    dev_start "$DIR" "$NVME" -v -v --size 160M || return 1
     kernel muser.scenario=killio muser.seed=$$
     qemu_start 1 "${KARGS[@]}"
     if ! wait_marker "$DIR/console-1.log" 'MUSER-IO-RUNNING' "$QPID" "$TIMEOUT"; then
@@ -333,7 +333,7 @@ sc_kill() {
 
 sc_seabios_boot() {
     local marker=MUSER-BOOTSECTOR-$$-$RANDOM
-    dev_start "$DIR" "$NVME" -v --size 64M || return 1
+    dev_start "$DIR" "$NVME" -v -v --size 64M || return 1
     kernel muser.scenario=bootsector muser.marker=$marker
     qemu_boot 1 "$TIMEOUT" "${KARGS[@]}" || return 1
     guest_ok 1 write-bootsector || return 1
@@ -349,7 +349,7 @@ sc_seabios_boot() {
 }
 
 sc_smp8() {
-    dev_start "$DIR" "$NVME" -v --size 96M || return 1
+    dev_start "$DIR" "$NVME" -v -v --size 96M || return 1
     kernel muser.scenario=smp muser.seed=$$
     qemu_boot 1 "$TIMEOUT" -smp 8 "${KARGS[@]}" || return 1
     guest_ok 1 nvme-bound-n1 io-queue-per-cpu parallel-io every-queue-interrupts ||
