@@ -232,9 +232,21 @@ guest_ok() {
     done
 }
 
+# The guest's figures, each QEMU run's after "runN:" when there are several
+# (kill: the killed guest's, then the new one's), each boot's after "bootN:"
+# when a run boots more than once (reboot).
 figures() {
-    grep -ahoE 'MUSER-NUM [a-z0-9_]+=[^ ]+' "$DIR"/console-*.log 2>/dev/null |
-        sed 's/MUSER-NUM //' | tr -d '\r' | paste -sd' ' -
+    local f n=0
+    for f in "$DIR"/console-*.log; do
+        n=$((n + 1))
+    done
+    for f in "$DIR"/console-*.log; do
+        [ -e "$f" ] || continue
+        [ $n -gt 1 ] && printf 'run%s: ' "$(basename "$f" .log | sed 's/console-//')"
+        grep -aoE 'MUSER-NUM [a-z0-9_]+=[^ ]+|MUSER-BOOT [0-9]+' "$f" |
+            sed -e 's/MUSER-NUM //' -e 's/MUSER-BOOT \([0-9]*\)/boot\1:/' |
+            tr -d '\r' | paste -sd' ' -
+    done | paste -sd' ' -
 }
 
 NVME_CHECKS="nvme-bound-n1 nvme-driver size-n1 identify-serial identify-model
@@ -338,11 +350,15 @@ sc_seabios_boot() {
     qemu_boot 1 "$TIMEOUT" "${KARGS[@]}" || return 1
     guest_ok 1 write-bootsector || return 1
     # No kernel this time: SeaBIOS finds the NVMe disk and runs its sector.
-    qemu_start 2
+    # SeaBIOS's own messages go to its debug port, kept with the logs.
+    qemu_start 2 -chardev "file,id=bios,path=$GRUN/$SC-bios.log" \
+        -device isa-debugcon,iobase=0x402,chardev=bios
     if ! wait_marker "$DIR/console-2.log" "$marker" "$QPID" "$TIMEOUT"; then
-        REASON="SeaBIOS did not run the boot sector: $(grep -a -m1 -iE 'could not|timeout|no bootable' "$DIR/console-2.log" || qemu_reason 2)"
+        cp "$RUN/$SC-bios.log" "$DIR/seabios-2.log" 2>/dev/null
+        REASON="SeaBIOS did not run the boot sector: $(grep -ah -m1 -iE 'could not|timeout|no bootable' "$DIR/seabios-2.log" "$DIR/console-2.log" | tr -d '\r' || qemu_reason 2)"
         return 1
     fi
+    cp "$RUN/$SC-bios.log" "$DIR/seabios-2.log" 2>/dev/null
     kill -KILL "$QPID"      # the sector halts forever
     wait "$QPID" 2>/dev/null
     dev_stop
