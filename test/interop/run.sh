@@ -232,9 +232,21 @@ guest_ok() {
     done
 }
 
+# The guest's figures, each QEMU run's after "runN:" when there are several
+# (kill: the killed guest's, then the new one's), each boot's after "bootN:"
+# when a run boots more than once (reboot).
 figures() {
-    grep -ahoE 'MUSER-NUM [a-z0-9_]+=[^ ]+' "$DIR"/console-*.log 2>/dev/null |
-        sed 's/MUSER-NUM //' | tr -d '\r' | paste -sd' ' -
+    local f n=0
+    for f in "$DIR"/console-*.log; do
+        n=$((n + 1))
+    done
+    for f in "$DIR"/console-*.log; do
+        [ -e "$f" ] || continue
+        [ $n -gt 1 ] && printf 'run%s: ' "$(basename "$f" .log | sed 's/console-//')"
+        grep -aoE 'MUSER-NUM [a-z0-9_]+=[^ ]+|MUSER-BOOT [0-9]+' "$f" |
+            sed -e 's/MUSER-NUM //' -e 's/MUSER-BOOT \([0-9]*\)/boot\1:/' |
+            tr -d '\r' | paste -sd' ' -
+    done | paste -sd' ' -
 }
 
 NVME_CHECKS="nvme-bound-n1 nvme-driver size-n1 identify-serial identify-model
@@ -246,7 +258,7 @@ MIB=$((1 << 20))
 sc_nvme() {  # sc_nvme DOORBELL-OPTIONS...
     local serial=MUSER-$SC-$$
     serial=${serial:0:20}
-    dev_start "$DIR" "$NVME" -v --size 128M --serial "$serial" "$@" || return 1
+    dev_start "$DIR" "$NVME" -v -v --size 128M --serial "$serial" "$@" || return 1
     kernel muser.scenario=nvme muser.size=$((128 * MIB)) muser.serial="$serial" \
         muser.seed=$$
     qemu_boot 1 "$TIMEOUT" "${KARGS[@]}" || return 1
@@ -258,7 +270,7 @@ sc_nvme_polled() { sc_nvme --doorbells polled; }
 sc_nvme_ioeventfd() { sc_nvme --ioeventfd; }
 
 sc_nvme_2ns() {
-    dev_start "$DIR" "$NVME" -v --namespaces 2 --size 96M || return 1
+    dev_start "$DIR" "$NVME" -v -v --namespaces 2 --size 96M || return 1
     kernel muser.scenario=nvme2ns muser.size=$((96 * MIB))
     qemu_boot 1 "$TIMEOUT" "${KARGS[@]}" || return 1
     guest_ok 1 nvme-bound-n1 nvme-bound-n2 size-n1 size-n2 write-n1 write-n2 \
@@ -292,7 +304,7 @@ sc_gpio() {
 }
 
 sc_reboot() {
-    dev_start "$DIR" "$NVME" -v --size 96M || return 1
+    dev_start "$DIR" "$NVME" -v -v --size 96M || return 1
     kernel muser.scenario=reboot muser.seed=$$
     qemu_start 1 "${KARGS[@]}"
     if ! wait_marker "$DIR/console-1.log" 'MUSER-BOOT 2' "$QPID" "$TIMEOUT"; then
@@ -309,7 +321,7 @@ sc_reboot() {
 }
 
 sc_kill() {
-    dev_start "$DIR" "$NVME" -v --size 160M || return 1
+    dev_start "$DIR" "$NVME" -v -v --size 160M || return 1
     kernel muser.scenario=killio muser.seed=$$
     qemu_start 1 "${KARGS[@]}"
     if ! wait_marker "$DIR/console-1.log" 'MUSER-IO-RUNNING' "$QPID" "$TIMEOUT"; then
@@ -333,23 +345,27 @@ sc_kill() {
 
 sc_seabios_boot() {
     local marker=MUSER-BOOTSECTOR-$$-$RANDOM
-    dev_start "$DIR" "$NVME" -v --size 64M || return 1
+    dev_start "$DIR" "$NVME" -v -v --size 64M || return 1
     kernel muser.scenario=bootsector muser.marker=$marker
     qemu_boot 1 "$TIMEOUT" "${KARGS[@]}" || return 1
     guest_ok 1 write-bootsector || return 1
     # No kernel this time: SeaBIOS finds the NVMe disk and runs its sector.
-    qemu_start 2
+    # SeaBIOS's own messages go to its debug port, kept with the logs.
+    qemu_start 2 -chardev "file,id=bios,path=$GRUN/$SC-bios.log" \
+        -device isa-debugcon,iobase=0x402,chardev=bios
     if ! wait_marker "$DIR/console-2.log" "$marker" "$QPID" "$TIMEOUT"; then
-        REASON="SeaBIOS did not run the boot sector: $(grep -a -m1 -iE 'could not|timeout|no bootable' "$DIR/console-2.log" || qemu_reason 2)"
+        cp "$RUN/$SC-bios.log" "$DIR/seabios-2.log" 2>/dev/null
+        REASON="SeaBIOS did not run the boot sector: $(grep -ah -m1 -iE 'could not|timeout|no bootable' "$DIR/seabios-2.log" "$DIR/console-2.log" | tr -d '\r' || qemu_reason 2)"
         return 1
     fi
+    cp "$RUN/$SC-bios.log" "$DIR/seabios-2.log" 2>/dev/null
     kill -KILL "$QPID"      # the sector halts forever
     wait "$QPID" 2>/dev/null
     dev_stop
 }
 
 sc_smp8() {
-    dev_start "$DIR" "$NVME" -v --size 96M || return 1
+    dev_start "$DIR" "$NVME" -v -v --size 96M || return 1
     kernel muser.scenario=smp muser.seed=$$
     qemu_boot 1 "$TIMEOUT" -smp 8 "${KARGS[@]}" || return 1
     guest_ok 1 nvme-bound-n1 io-queue-per-cpu parallel-io every-queue-interrupts ||

@@ -151,6 +151,14 @@ static int write_range(int fd, uint64_t off, uint64_t len, uint64_t seed)
     return fdatasync(fd);
 }
 
+/* "n1" for /dev/nvme0n1: figures name the namespace they were measured on. */
+static const char *ns_tag(const char *dev)
+{
+    const char *n = strrchr(dev, 'n');
+
+    return n != NULL && n != dev ? n : dev;
+}
+
 static int cmd_write(char **av)
 {
     int fd = open_dev(av[0], O_RDWR);
@@ -160,7 +168,8 @@ static int cmd_write(char **av)
     if (write_range(fd, off, len, seed) < 0)
         return 1;
     t = now() - t;
-    printf("MUSER-NUM write_mib_s=%.1f\n", (double)len / (1 << 20) / t);
+    printf("MUSER-NUM write_mib_s_%s=%.1f\n", ns_tag(av[0]),
+           (double)len / (1 << 20) / t);
     close(fd);
     return 0;
 }
@@ -181,7 +190,8 @@ static int cmd_verify(char **av)
             return 1;
     }
     t = now() - t;
-    printf("MUSER-NUM read_4k_per_s=%.0f\n", (double)count / t);
+    printf("MUSER-NUM read_4k_per_s_%s=%.0f\n", ns_tag(av[0]),
+           (double)count / t);
     close(fd);
     return 0;
 }
@@ -214,8 +224,9 @@ static int cmd_seqread(int ac, char **av)
             return 1;
     }
     t = now() - t;
-    printf("MUSER-NUM seqread_bytes=%" PRIu64 "\n", size);
-    printf("MUSER-NUM seqread_mib_s=%.1f\n", (double)size / (1 << 20) / t);
+    printf("MUSER-NUM seqread_bytes_%s=%" PRIu64 "\n", ns_tag(av[0]), size);
+    printf("MUSER-NUM seqread_mib_s_%s=%.1f\n", ns_tag(av[0]),
+           (double)size / (1 << 20) / t);
     close(fd);
     return 0;
 }
