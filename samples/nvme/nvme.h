@@ -115,6 +115,9 @@ int ns_init_ram(struct nvme_ns *ns, uint32_t nsid, uint64_t size,
                 unsigned lba_shift);
 int ns_init_file(struct nvme_ns *ns, uint32_t nsid, int fd, uint64_t off,
                  uint64_t size, unsigned lba_shift);
+/* RAM: allocate and map every page now (best effort), so that writing
+ * the namespace later takes no page fault. */
+void ns_populate(struct nvme_ns *ns);
 void ns_fini(struct nvme_ns *ns);
 /* Move bytes at namespace offset off; 0 or -errno. */
 int ns_rw(struct nvme_ns *ns, const struct iovec *iov, int iovcnt,
