@@ -57,5 +57,10 @@ int bench_dma(void);
 int bench_irq(void);
 int bench_nvme(void);
 int bench_soak(void);
+/* nvme.c and migrate.c, built with the samples: */
+int bench_migrate(void);
+/* The nvme sample to run (--nvme, else next to this binary, else where
+ * meson built it), in buf; NULL if none is found. */
+const char *bench_nvme_path(char *buf, size_t len);
 
 #endif

@@ -156,6 +156,7 @@ static const struct {
     { "soak", bench_soak },
 #ifdef HAVE_NVME_BENCH
     { "nvme", bench_nvme },
+    { "migrate", bench_migrate },
 #endif
 };
 
@@ -173,7 +174,9 @@ static void usage(FILE *f)
                "  baseline is measured in the same repetitions.\n");
 #ifdef HAVE_NVME_BENCH
     fprintf(f, "  nvme: the nvme sample under 4 KiB random I/O; --nvme PATH runs\n"
-               "  that nvme binary instead of the one built with this program.\n");
+               "  that nvme binary instead of the one built with this program.\n"
+               "  migrate: downtime of migrating the nvme sample (64 MiB RAM\n"
+               "  namespace) between two processes, against a socket copy.\n");
 #endif
 }
 

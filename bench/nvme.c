@@ -134,7 +134,7 @@ static uint64_t rnd(uint64_t *s)
  * survives moving the build directory; the path meson gave us at build
  * time is the fallback.
  */
-static const char *nvme_bin(char *buf, size_t len)
+const char *bench_nvme_path(char *buf, size_t len)
 {
     char self[PATH_MAX];
     ssize_t n;
@@ -824,7 +824,7 @@ int bench_nvme(void)
     struct copy_base cb = { .ns_fd = -1, .buf_fd = -1 };
     int reps = bench_reps, rc;
     char pathbuf[PATH_MAX];
-    const char *bin = nvme_bin(pathbuf, sizeof(pathbuf));
+    const char *bin = bench_nvme_path(pathbuf, sizeof(pathbuf));
     struct load *l = calloc(1, sizeof(*l));
     cpu_set_t old_cpus;
     bool pinned = false;
