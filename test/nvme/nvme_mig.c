@@ -3,7 +3,8 @@
  * driven by the driver-like client: in the middle of a QD32 random-write
  * workload (every acknowledged block checked on the destination), with
  * the stream corrupted, truncated or cut by a disconnect, and towards a
- * controller with other namespaces.
+ * controller with other namespaces; and every page the controller writes
+ * while the client pre-copies (PRE_COPY with DMA logging) reported.
  *
  * Usage: nvme_mig PATH_TO_muser-nvme
  */
@@ -49,10 +50,10 @@ static void msleep(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
-static void spawn(struct dev *v, const char *name, const char *size,
-                  const char *nr_ns)
+static void spawn_db(struct dev *v, const char *name, const char *size,
+                     const char *nr_ns, const char *db)
 {
-    const char *argv[16];
+    const char *argv[18];
     int n = 0;
 
     if (mu_test_valgrind_env()) {
@@ -69,6 +70,8 @@ static void spawn(struct dev *v, const char *name, const char *size,
     argv[n++] = nr_ns;
     argv[n++] = "--serial";
     argv[n++] = name;
+    argv[n++] = "--doorbells";
+    argv[n++] = db;
     argv[n++] = v->sock;
     argv[n] = NULL;
     v->pid = fork();
@@ -83,6 +86,12 @@ static void spawn(struct dev *v, const char *name, const char *size,
         execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
+}
+
+static void spawn(struct dev *v, const char *name, const char *size,
+                  const char *nr_ns)
+{
+    spawn_db(v, name, size, nr_ns, "trapped");
 }
 
 /* SIGTERM; the exit status must be clean (valgrind says 99 otherwise). */
@@ -122,11 +131,13 @@ static muc_t *connect_dev(struct dev *v)
     return c;
 }
 
-static struct nvd *open_driver(struct dev *v)
+static struct nvd *open_driver_with(struct dev *v, enum nvd_db_mode db,
+                                    size_t fdless_size)
 {
     struct nvd_opts o = {
-        .sock = v->sock, .db = NVD_DB_TRAPPED, .io_qsize = 64,
-        .timeout_ms = 5000 * slow,
+        .sock = v->sock, .db = db, .io_qsize = 64,
+        .timeout_ms = 5000 * slow, .fdless_size = fdless_size,
+        .nr_io_queues = fdless_size != 0 ? 2 : 1,
     };
     struct nvd *d = NULL;
     int rc = -ENOENT;
@@ -140,6 +151,11 @@ static struct nvd *open_driver(struct dev *v)
     assert_int_equal(rc, 0);
     assert_int_equal(nvd_bringup(d), 0);
     return d;
+}
+
+static struct nvd *open_driver(struct dev *v)
+{
+    return open_driver_with(v, NVD_DB_TRAPPED, 0);
 }
 
 /* ---------------- the workload ---------------- */
@@ -500,6 +516,268 @@ static void test_disconnect_mid_stream(void **state)
     reap_dev(&src);
 }
 
+/* ---------------- PRE_COPY: the pages the controller writes ---------------- */
+
+#define PAGE NVD_PAGE
+#define FD_POOL 256u            /* pages, across the two regions' boundary */
+#define FL_POOL 240u            /* pages of fd-less memory, from page 16 */
+#define READS 2000u
+
+struct dirty_run {
+    struct nvd *d;
+    unsigned mem_pages, fl_pages;
+    uint8_t *exp_mem, *exp_fl;      /* written by the controller */
+    uint8_t *ok_mem, *ok_fl;        /* may be reported */
+    uint64_t *got_mem, *got_fl;     /* reported so far */
+};
+
+static void note(struct dirty_run *r, uint64_t iova, uint64_t len, bool exp)
+{
+    struct nvd *d = r->d;
+
+    for (uint64_t a = iova & ~(uint64_t)(PAGE - 1); a < iova + len; a += PAGE) {
+        if (a - d->mem_iova < d->o.mem_size) {
+            r->ok_mem[(a - d->mem_iova) / PAGE] = 1;
+            if (exp)
+                r->exp_mem[(a - d->mem_iova) / PAGE] = 1;
+        } else if (a - d->fdless_iova < d->o.fdless_size) {
+            r->ok_fl[(a - d->fdless_iova) / PAGE] = 1;
+            if (exp)
+                r->exp_fl[(a - d->fdless_iova) / PAGE] = 1;
+        } else {
+            fail_msg("iova %#llx outside guest memory", (unsigned long long)a);
+        }
+    }
+}
+
+static void fetch_dirty(struct dirty_run *r)
+{
+    size_t bm = (r->mem_pages + 63) / 64 * 8, bf = (r->fl_pages + 63) / 64 * 8;
+    uint64_t *m = calloc(1, bm), *f = calloc(1, bf);
+
+    assert_true(m != NULL && f != NULL);
+    assert_int_equal(muc_dirty_report(r->d->c, r->d->mem_iova,
+                                      r->d->o.mem_size, PAGE, m, bm), 0);
+    assert_int_equal(muc_dirty_report(r->d->c, r->d->fdless_iova,
+                                      r->d->o.fdless_size, PAGE, f, bf), 0);
+    for (size_t i = 0; i < bm / 8; i++)
+        r->got_mem[i] |= m[i];
+    for (size_t i = 0; i < bf / 8; i++)
+        r->got_fl[i] |= f[i];
+    free(m);
+    free(f);
+}
+
+static bool got(const uint64_t *b, unsigned i)
+{
+    return (b[i / 64] >> (i % 64)) & 1;
+}
+
+static void check_reported(const char *what, const uint64_t *g,
+                           const uint8_t *exp, const uint8_t *ok, unsigned n,
+                           uint64_t base)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (exp[i] && !got(g, i))
+            fail_msg("%s: page %#llx written by the controller, not "
+                     "reported", what,
+                     (unsigned long long)(base + (uint64_t)i * PAGE));
+        if (got(g, i) && !ok[i])
+            fail_msg("%s: page %#llx reported, the controller never wrote "
+                     "it", what,
+                     (unsigned long long)(base + (uint64_t)i * PAGE));
+    }
+}
+
+/* Pages whose contents changed since the snapshot must be reported too:
+ * a check that does not rely on what we think the controller wrote. */
+static void check_changed(struct dirty_run *r, uint64_t iova, unsigned pages,
+                          const uint8_t *before)
+{
+    const uint8_t *now = nvd_va(r->d, iova);
+    struct nvd *d = r->d;
+
+    for (unsigned i = 0; i < pages; i++) {
+        uint64_t a = iova + (uint64_t)i * PAGE;
+        bool rep = a - d->mem_iova < d->o.mem_size
+                       ? got(r->got_mem, (unsigned)((a - d->mem_iova) / PAGE))
+                       : got(r->got_fl, (unsigned)((a - d->fdless_iova) / PAGE));
+
+        if (memcmp(now + (size_t)i * PAGE, before + (size_t)i * PAGE, PAGE) &&
+            !rep)
+            fail_msg("page %#llx changed, not reported", (unsigned long long)a);
+    }
+}
+
+/*
+ * A QD32 random-read workload while the source is in PRE_COPY with DMA
+ * logging on: two queue pairs (one in fd-backed memory, one in memory
+ * without an fd, so completions go by mapping and by DMA_WRITE), data
+ * buffers in both, some straddling a page (PRP1 + PRP2), some the DMA
+ * regions' boundary.  Reports are fetched as it runs and once stopped;
+ * every data page and completion page written is in them, and nothing
+ * the controller did not write (submission queues, PRP pages, untouched
+ * buffers).  With trapped doorbells the device then migrates on (through
+ * an empty PRE_COPY round) and the data is checked there.
+ */
+static void precopy_dirty(const char *db_name, enum nvd_db_mode db,
+                          bool migrate)
+{
+    struct dev src, dst = { 0 };
+    struct dirty_run r = { 0 };
+    struct nvme_cqe cqe[QD];
+    struct { uint64_t iova; } cmd[2][4096];
+    unsigned inflight[3] = { 0 }, submitted = 0, done = 0, since = 0;
+    unsigned seed = 99;
+    uint8_t *snap_fd, *snap_fl, *snap_cq;
+    uint64_t fdpool, flpool, cq2, lo[2], len[2];
+    struct work *w;
+    struct nvd *d;
+
+    spawn_db(&src, "src", "16M", "1", db_name);
+    if (migrate)
+        spawn(&dst, "dst", "16M", "1");
+    d = open_driver_with(&src, db, MIB);
+    r.d = d;
+    w = work_new(d);
+    run_until(w, 1000);
+    drain(w);
+    cq2 = d->fdless_iova + PAGE;
+    assert_int_equal(nvd_delete_qpair(d, 2), 0);
+    assert_int_equal(nvd_create_qpair_at(d, 2, 64, 64, d->fdless_iova, cq2),
+                     0);
+    r.mem_pages = (unsigned)(d->o.mem_size / PAGE);
+    r.fl_pages = (unsigned)(d->o.fdless_size / PAGE);
+    r.exp_mem = calloc(r.mem_pages, 1);
+    r.ok_mem = calloc(r.mem_pages, 1);
+    r.exp_fl = calloc(r.fl_pages, 1);
+    r.ok_fl = calloc(r.fl_pages, 1);
+    r.got_mem = calloc((r.mem_pages + 63) / 64, 8);
+    r.got_fl = calloc((r.fl_pages + 63) / 64, 8);
+    snap_fd = malloc((size_t)FD_POOL * PAGE);
+    snap_fl = malloc((size_t)FL_POOL * PAGE);
+    snap_cq = malloc(2 * PAGE);
+    assert_true(r.exp_mem && r.ok_mem && r.exp_fl && r.ok_fl && r.got_mem &&
+                r.got_fl && snap_fd && snap_fl && snap_cq);
+    fdpool = nvd_region_iova(d, 1) - FD_POOL / 2 * PAGE;
+    flpool = d->fdless_iova + 16 * PAGE;
+    memset(nvd_va(d, fdpool), 0xa5, (size_t)FD_POOL * PAGE);
+    memset(nvd_va(d, flpool), 0xa5, (size_t)FL_POOL * PAGE);
+    memcpy(snap_fd, nvd_va(d, fdpool), (size_t)FD_POOL * PAGE);
+    memcpy(snap_fl, nvd_va(d, flpool), (size_t)FL_POOL * PAGE);
+    memcpy(snap_cq, nvd_va(d, d->ioq[1].cq_iova), PAGE);
+    memcpy(snap_cq + PAGE, nvd_va(d, cq2), PAGE);
+    /* Completion rings may be reported whole (the controller writes them
+     * through long-held mappings and marks them when it stops). */
+    note(&r, d->aq.cq_iova, PAGE, false);
+    note(&r, d->ioq[1].cq_iova, PAGE, false);
+    note(&r, cq2, PAGE, false);
+
+    lo[0] = d->mem_iova;
+    len[0] = d->o.mem_size;
+    lo[1] = d->fdless_iova;
+    len[1] = d->o.fdless_size;
+    assert_int_equal(muc_dirty_start(d->c, PAGE, lo, len, 2), 0);
+    assert_int_equal(muc_mig_set_state(d->c, MUC_MIG_PRE_COPY), 0);
+    while (done < READS) {
+        for (unsigned q = 1; q <= 2; q++) {
+            while (inflight[q] < QD / 2 && submitted < READS) {
+                bool fl = rand_r(&seed) % 2;
+                unsigned pages = fl ? FL_POOL : FD_POOL;
+                uint64_t iova = (fl ? flpool : fdpool) +
+                                (uint64_t)(rand_r(&seed) % (pages - 1)) * PAGE;
+                int cid;
+
+                if (rand_r(&seed) % 4 == 0)
+                    iova += 512;        /* PRP1 + PRP2 */
+                cid = nvd_submit_rw(d, q, NVME_IO_READ, 1,
+                                    (uint64_t)(rand_r(&seed) % NR_SLOTS) * 8,
+                                    8, iova, SLOT);
+                assert_true(cid >= 0 && cid < 4096);
+                cmd[q - 1][cid].iova = iova;
+                inflight[q]++;
+                submitted++;
+            }
+            assert_int_equal(nvd_ring(d, q), 0);
+        }
+        for (unsigned q = 1; q <= 2; q++) {
+            int n;
+
+            if (inflight[q] == 0)
+                continue;
+            n = nvd_reap(d, q, cqe, QD, d->o.timeout_ms);
+            assert_true(n > 0);
+            for (int i = 0; i < n; i++) {
+                assert_int_equal(NVME_CQE_ST(cqe[i].status), 0);
+                assert_true(cqe[i].cid < 4096);
+                note(&r, cmd[q - 1][cqe[i].cid].iova, SLOT, true);
+            }
+            note(&r, q == 1 ? d->ioq[1].cq_iova : cq2, 16, true);
+            inflight[q] -= (unsigned)n;
+            done += (unsigned)n;
+            since += (unsigned)n;
+        }
+        if (since >= 256) {
+            fetch_dirty(&r);
+            since = 0;
+        }
+    }
+    /* Stopped: the last report has every page, and nothing else. */
+    assert_int_equal(muc_mig_set_state(d->c, MUC_MIG_STOP_COPY), 0);
+    fetch_dirty(&r);
+    check_reported("memory with an fd", r.got_mem, r.exp_mem, r.ok_mem,
+                   r.mem_pages, d->mem_iova);
+    check_reported("memory without an fd", r.got_fl, r.exp_fl, r.ok_fl,
+                   r.fl_pages, d->fdless_iova);
+    check_changed(&r, fdpool, FD_POOL, snap_fd);
+    check_changed(&r, flpool, FL_POOL, snap_fl);
+    check_changed(&r, d->ioq[1].cq_iova, 1, snap_cq);
+    check_changed(&r, cq2, 1, snap_cq + PAGE);
+    assert_int_equal(muc_dirty_stop(d->c), 0);
+    assert_int_equal(muc_mig_set_state(d->c, MUC_MIG_RUNNING), 0);
+
+    if (migrate) {
+        struct muc_migrate_opts mo = { .precopy_rounds = 1 };
+        struct muc_migrate_stats st;
+        muc_t *c = connect_dev(&dst);
+
+        assert_int_equal(nvd_migrate(d, c, &mo, &st), 0);
+        assert_int_equal(st.precopy_bytes, 0);     /* nvme: no PRE_COPY data */
+        assert_true(st.stopcopy_bytes > NS_SIZE);
+        /* The fd-less queue pair came along too. */
+        assert_int_equal(nvd_rw(d, 2, NVME_IO_READ, 1, 0, 8, flpool, SLOT), 0);
+    }
+    run_until(w, 1500);
+    drain(w);
+    verify(w);
+    nvd_close(d);
+    free(w);
+    free(r.exp_mem);
+    free(r.ok_mem);
+    free(r.exp_fl);
+    free(r.ok_fl);
+    free(r.got_mem);
+    free(r.got_fl);
+    free(snap_fd);
+    free(snap_fl);
+    free(snap_cq);
+    if (migrate)
+        reap_dev(&dst);
+    reap_dev(&src);
+}
+
+static void test_precopy_dirty_trapped(void **state)
+{
+    (void)state;
+    precopy_dirty("trapped", NVD_DB_TRAPPED, true);
+}
+
+static void test_precopy_dirty_polled(void **state)
+{
+    (void)state;
+    precopy_dirty("polled", NVD_DB_POLLED, false);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -521,6 +799,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_bad_streams, teardown),
         cmocka_unit_test_teardown(test_other_namespaces, teardown),
         cmocka_unit_test_teardown(test_disconnect_mid_stream, teardown),
+        cmocka_unit_test_teardown(test_precopy_dirty_trapped, teardown),
+        cmocka_unit_test_teardown(test_precopy_dirty_polled, teardown),
     };
     int rc;
 
