@@ -529,8 +529,14 @@ typedef struct mu_sg {
  */
 int mu_dma_get(mu_ctx_t *ctx, uint64_t iova, size_t len, unsigned prot,
                mu_sg_t *sg, unsigned max_sg);
-/* Release what mu_dma_get() returned; entries taken with MU_DMA_WRITE mark
- * their pages dirty when dirty logging is on.  Thread-safe. */
+/*
+ * Release what mu_dma_get() returned; entries taken with MU_DMA_WRITE mark
+ * their whole range dirty when dirty logging is on (also for a reference
+ * taken before logging started).  Writes through a reference are logged
+ * only when it is put: a device that keeps one across dirty reports (a
+ * queue mapped for its life) marks what it writes with mu_dma_mark_dirty(),
+ * at the latest when it stops for migration.  Thread-safe.
+ */
 void mu_dma_put(mu_ctx_t *ctx, mu_sg_t *sg, unsigned nr);
 
 /*
@@ -545,7 +551,10 @@ void mu_dma_put(mu_ctx_t *ctx, mu_sg_t *sg, unsigned nr);
 int mu_dma_read(mu_ctx_t *ctx, uint64_t iova, void *buf, size_t len);
 int mu_dma_write(mu_ctx_t *ctx, uint64_t iova, const void *buf, size_t len);
 
-/* Mark guest pages written by other means.  Thread-safe. */
+/* Mark guest pages written by other means.  Thread-safe.  (A write to
+ * memory without an fd is logged by the library, when the client's reply
+ * to the DMA_WRITE arrives: before any report the client asks for after
+ * it.) */
 int mu_dma_mark_dirty(mu_ctx_t *ctx, uint64_t iova, size_t len);
 
 struct mu_dma_stats {

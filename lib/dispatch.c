@@ -222,10 +222,19 @@ static const mu_handler_t handlers[VFU_CMD_MAX + 1] = {
 
 /* ---------------- server -> client calls ---------------- */
 
-/* Hand a reply to the call waiting for it.  Takes ownership of msg. */
+/*
+ * Hand a reply to the call waiting for it.  Takes ownership of msg.
+ *
+ * A DMA_WRITE the client says it did is logged dirty here, on the
+ * context thread, before it reads the client's next message: the client
+ * may ask for a dirty report right after its reply (the last one, once
+ * the device is stopped), and the device thread that made the call may
+ * not have run again by then.
+ */
 static bool route_reply(mu_ctx_t *ctx, struct mu_msg *msg)
 {
     struct mu_call **pp, *c;
+    uint64_t wr_iova = 0, wr_len = 0;
 
     pthread_mutex_lock(&ctx->call_lock);
     for (pp = &ctx->calls; (c = *pp) != NULL; pp = &c->next) {
@@ -248,10 +257,16 @@ static bool route_reply(mu_ctx_t *ctx, struct mu_msg *msg)
             c->result = -(int)msg->hdr.error;
         else
             c->result = -EIO;
+        if (c->cmd == VFU_CMD_DMA_WRITE && c->result == 0) {
+            wr_iova = c->wr_iova;
+            wr_len = c->wr_len;
+        }
         c->done = true;
         pthread_cond_broadcast(&ctx->call_cond);
     }
     pthread_mutex_unlock(&ctx->call_lock);
+    if (wr_len != 0)
+        mu_dma_mark_dirty(ctx, wr_iova, (size_t)wr_len);
     return c != NULL;
 }
 
@@ -441,6 +456,14 @@ int mu_ctx_call(mu_ctx_t *ctx, uint16_t cmd, const struct iovec *iov,
     }
     if (size > UINT32_MAX)
         return -EINVAL;
+    if (cmd == VFU_CMD_DMA_WRITE && iovcnt > 0 &&
+        iov[0].iov_len >= sizeof(struct vfu_dma_access)) {
+        struct vfu_dma_access a;
+
+        memcpy(&a, iov[0].iov_base, sizeof(a));
+        call.wr_iova = a.addr;
+        call.wr_len = a.count;
+    }
 
     pthread_mutex_lock(&ctx->call_lock);
     if (ctx->conn_fd < 0 || !ctx->negotiated) {

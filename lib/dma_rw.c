@@ -4,7 +4,8 @@
  *
  * Regions with an fd are copied through their mapping (translate, copy,
  * put, which also logs writes); regions without one through DMA_READ and
- * DMA_WRITE messages to the client.  Apart from mu_dma_lookup() this uses
+ * DMA_WRITE messages to the client (a DMA_WRITE is logged when the
+ * client's reply comes in).  Apart from mu_dma_lookup() this uses
  * only the public translation API, so it is as thread-safe as that is.
  */
 #include <errno.h>
@@ -89,11 +90,11 @@ static int copy_remote(mu_ctx_t *ctx, uint64_t iova, uint8_t *buf, size_t n,
     while (n > 0) {
         size_t chunk = n < max ? n : (size_t)max;
 
+        /* A write is logged dirty when its reply arrives (dispatch.c,
+         * route_reply), on the context thread. */
         rc = remote_rw(ctx, iova, buf, chunk, is_write);
         if (rc < 0)
             return rc;
-        if (is_write)
-            mu_dma_mark_dirty(ctx, iova, chunk);
         iova += chunk;
         buf += chunk;
         n -= chunk;

@@ -189,6 +189,7 @@ struct mu_mig;
 struct mu_call {
     uint16_t msg_id;
     uint16_t cmd;
+    uint64_t wr_iova, wr_len;   /* DMA_WRITE: what the client will write */
     bool done;
     int result;                 /* 0 or -errno */
     struct mu_msg reply;

@@ -19,6 +19,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,7 @@
 #include "harness.h"
 #include "muser.h"
 #include "muser-client.h"
+#include "wire.h"
 
 #define PG 4096u
 #define NREGS 8u
@@ -85,6 +88,10 @@ struct pc {
 static struct inproc srv[2];
 static struct pc *pcs[2];
 static muc_t *cl[2];
+/* test_fdless_write_in_next_report's device thread, parked by a signal */
+static volatile sig_atomic_t parked, unpark;
+static pthread_t fdless_th;
+static bool fdless_started;
 
 /* ---------------- the device ---------------- */
 
@@ -486,6 +493,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    unpark = 1;         /* a parked thread of a failed test */
     if (W.started) {
         pthread_mutex_lock(&W.lock);
         W.quit = true;
@@ -507,6 +515,11 @@ static int teardown(void **state)
             mu_dma_put(srv[i].ctx, d->l_sg, (unsigned)d->l_nr);
         muc_close(cl[i]);
         cl[i] = NULL;
+        if (i == 0 && fdless_started) {
+            /* Its call fails now that the client is gone. */
+            pthread_join(fdless_th, NULL);
+            fdless_started = false;
+        }
         inproc_stop(&srv[i]);
         free(d);
         pcs[i] = NULL;
@@ -821,6 +834,120 @@ static void test_precopy_dirty_pages(void **state)
     expect_same_state();
 }
 
+/*
+ * A device thread's DMA_WRITE to memory without an fd is in the report the
+ * client asks for right after its reply, even when the device thread has
+ * not run again by then (it may well not have: the client can send its
+ * last report at once).  The thread is parked in a signal handler while
+ * it waits for the reply, and let go only after the report.
+ */
+
+static void park(int sig)
+{
+    struct timespec ts = { 0, 100000 };
+
+    (void)sig;
+    parked = 1;
+    while (!unpark)
+        nanosleep(&ts, NULL);
+}
+
+static int fdless_rc = 1, fdless_tid;
+
+/* The system call the thread is in, from /proc; -1 if unknown. */
+static long thread_syscall(int tid)
+{
+    char path[64];
+    long nr = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
+    f = fopen(path, "r");
+    if (f != NULL) {
+        if (fscanf(f, "%ld", &nr) != 1)
+            nr = -1;
+        fclose(f);
+    }
+    return nr;
+}
+
+static void *fdless_writer(void *arg)
+{
+    uint8_t b = 0x3c;
+
+    __atomic_store_n(&fdless_tid, (int)gettid(), __ATOMIC_RELEASE);
+    __atomic_store_n(&fdless_rc,
+                     mu_dma_write(arg, B + 5 * PG + 7, &b, 1), __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void test_fdless_write_in_next_report(void **state)
+{
+    struct sigaction sa = { .sa_handler = park }, old;
+    struct vfu_hdr h;
+    struct {
+        struct vfu_hdr h;
+        uint64_t addr, count;
+        uint8_t data[8];
+    } __attribute__((packed)) rq;
+    struct {
+        struct vfu_hdr h;
+        uint64_t addr, count;
+    } __attribute__((packed)) rp;
+    uint64_t bits[1] = { 0 };
+    pthread_t th;
+    ssize_t n;
+
+    (void)state;
+    fdless = aligned_alloc(PG, NB * PG);
+    assert_non_null(fdless);
+    memset(fdless, 0, NB * PG);
+    assert_int_equal(muc_dma_map_mem(cl[0], B, NB * PG, fdless,
+                                     MUC_DMA_READ | MUC_DMA_WRITE), 0);
+    assert_int_equal(muc_dirty_start(cl[0], PG, NULL, NULL, 0), 0);
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    parked = unpark = 0;
+    assert_int_equal(pthread_create(&th, NULL, fdless_writer, srv[0].ctx), 0);
+    fdless_th = th;
+    fdless_started = true;
+
+    /* The request is out: the device thread waits for the reply.  Park
+     * it there, then answer as the client library would. */
+    n = muc_recv_msg(cl[0], &rq, sizeof(rq), 5000 * slow_factor());
+    assert_int_equal(n, sizeof(rq.h) + 16 + 1);
+    assert_int_equal(rq.h.cmd, VFU_CMD_DMA_WRITE);
+    assert_int_equal(rq.addr, B + 5 * PG + 7);
+    /* Past its send (which holds a lock the reply needs): waiting. */
+    for (int t = 0; thread_syscall(__atomic_load_n(&fdless_tid,
+                                                   __ATOMIC_ACQUIRE)) !=
+                    SYS_futex && t < 10000 * slow_factor(); t++)
+        usleep(100);
+    assert_int_equal(thread_syscall(fdless_tid), SYS_futex);
+    assert_int_equal(pthread_kill(th, SIGUSR1), 0);
+    for (int t = 0; !parked && t < 10000 * slow_factor(); t++)
+        usleep(100);
+    assert_true(parked);
+    fdless[5 * PG + 7] = rq.data[0];
+    h = rq.h;
+    h.size = sizeof(rp);
+    h.flags = VFU_F_TYPE_REPLY;
+    h.error = 0;
+    rp.h = h;
+    rp.addr = rq.addr;
+    rp.count = rq.count;
+    assert_int_equal(muc_send_bytes(cl[0], &rp, sizeof(rp), NULL, 0), 0);
+    assert_int_equal(muc_dirty_report(cl[0], B, NB * PG, PG, bits,
+                                      sizeof(bits)), 0);
+    unpark = 1;
+    pthread_join(th, NULL);
+    fdless_started = false;
+    sigaction(SIGUSR1, &old, NULL);
+    assert_int_equal(fdless_rc, 0);
+    assert_int_equal(bits[0], 1u << 5);
+    assert_int_equal(muc_dirty_stop(cl[0]), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -830,6 +957,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_precopy_migrate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precopy_dirty_pages, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_fdless_write_in_next_report,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
