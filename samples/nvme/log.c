@@ -210,7 +210,7 @@ void aen_deliver(struct nvme_ctrl *c)
         return;
     while (i < c->nr_aen && c->nr_aer > 0 && ctrl_running(c) && cq->valid &&
            !cq_full(cq)) {
-        uint32_t dw0 = c->aen[i];
+        uint32_t dw0 = c->aen[i], tail0 = cq->tail;
         uint8_t type = dw0 & 7;
 
         if (c->aen_masked & (1u << type)) {
@@ -224,6 +224,17 @@ void aen_deliver(struct nvme_ctrl *c)
         c->nr_aer--;
         cq_post(c, cq, dw0, (uint16_t)c->sq[0].head, 0, c->aer_cid[c->nr_aer],
                 NVME_SC_SUCCESS);
+        if (cq->tail == tail0 && c->pass_mig_stopped) {
+            /* Stopped for migration as it went out: keep the event and
+             * the AER for when the controller runs again. */
+            memmove(&c->aen[i + 1], &c->aen[i],
+                    (c->nr_aen - i) * sizeof(c->aen[0]));
+            c->aen[i] = dw0;
+            c->nr_aen++;
+            c->nr_aer++;
+            c->aen_masked &= (uint8_t)~(1u << type);
+            break;
+        }
     }
     if (cq->valid && cq->irq_due)
         intr_cq_flush(c, cq);

@@ -641,7 +641,12 @@ static int mig_transition(mu_ctx_t *ctx, enum mu_mig_state from,
 
     if (running_state(from) && !running_state(to)) {
         /* Commands complete before the next fetch: once we hold the
-         * lock nothing is in flight, and ctrl_running() keeps it so. */
+         * lock nothing is in flight, and ctrl_running() keeps it so;
+         * but for a command the poller was running when it left the lock
+         * for a DMA message (polled mode, memory without an fd): it sees
+         * the stop when it takes the lock again and leaves the command
+         * to run again from its fetch (poller.c, ctrl_dma; queues.c,
+         * sq_process), unless its completion went out. */
         ctrl_lock(c);
         c->mig_stopped = true;
         mark_rings(c);
@@ -667,6 +672,7 @@ static int mig_transition(mu_ctx_t *ctx, enum mu_mig_state from,
             rc = remap(c);
         if (rc == 0) {
             c->mig_stopped = false;
+            c->pass_mig_stopped = false;    /* the poller's, from the stop */
             if (c->opts.db_mode == NVME_DB_TRAPPED)
                 sq_process_all(c);
             aen_deliver(c);

@@ -273,6 +273,11 @@ struct nvme_ctrl {
      * the command it was running is then abandoned (pass_cancelled). */
     uint64_t q_epoch;
     bool pass_cancelled;
+    /* ...and a migration stop that came meanwhile ends the pass too: the
+     * command it interrupted runs again, from its fetch, once the
+     * controller runs again (here or on the destination), unless its
+     * completion is already posted (sq_process). */
+    bool pass_mig_stopped;
     int poller_stop;        /* atomic */
 
     /* migration (mig.c) */

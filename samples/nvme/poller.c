@@ -86,6 +86,14 @@ int ctrl_dma(struct nvme_ctrl *c, uint64_t iova, void *buf, size_t len,
         c->pass_cancelled = true;
         return -ECANCELED;
     }
+    if (c->mig_stopped) {
+        /* Stopped for migration meanwhile: no more DMA (the library
+         * refuses it now).  A copy that got through is done; either way
+         * the command goes no further (sq_process). */
+        c->pass_mig_stopped = true;
+        if (rc < 0)
+            return -ECANCELED;
+    }
     return rc;
 }
 
@@ -131,7 +139,7 @@ static unsigned poll_sqs(struct nvme_ctrl *c)
         }
         if (sq->head != sq->tail && !sq->stalled)
             done += sq_process(c, sq, SQ_BUDGET);
-        if (c->pass_cancelled)
+        if (c->pass_cancelled || c->pass_mig_stopped)
             break;      /* the queues changed under us: start over */
     }
     return done;
@@ -145,6 +153,7 @@ static int poll_pass(struct nvme_ctrl *c)
     if (!ctrl_running(c) || !c->db_poll)
         return -1;
     c->pass_cancelled = false;
+    c->pass_mig_stopped = false;
     poll_cqs(c);
     done = poll_sqs(c);
     intr_tick(c);

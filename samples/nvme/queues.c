@@ -318,7 +318,7 @@ void cq_post(struct nvme_ctrl *c, struct nvme_cq *cq, uint32_t dw0,
         memcpy(&dw3, (uint8_t *)&e + 12, sizeof(dw3));
         __atomic_store_n((uint32_t *)(p + 12), dw3, __ATOMIC_RELEASE);
     } else if (qmem_copy(c, &cq->mem, off, &e, sizeof(e), true) < 0) {
-        if (!c->pass_cancelled)
+        if (!c->pass_cancelled && !c->pass_mig_stopped)
             ctrl_fatal(c, "cannot write a completion");
         return;
     }
@@ -347,10 +347,12 @@ static bool fetch(struct nvme_ctrl *c, struct nvme_sq *sq,
         return true;
     }
     if (qmem_copy(c, &sq->mem, off, cmd, sizeof(*cmd), false) < 0) {
-        if (!c->pass_cancelled)
+        if (!c->pass_cancelled && !c->pass_mig_stopped)
             ctrl_fatal(c, "cannot read a submission");
         return false;
     }
+    if (c->pass_mig_stopped)
+        return false;       /* fetched as it stopped: fetch it again */
     return true;
 }
 
@@ -366,7 +368,7 @@ unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
     while (sq->valid && sq->head != sq->tail && done < budget &&
            ctrl_running(c)) {
         struct nvme_sqe cmd;
-        uint32_t dw0 = 0;
+        uint32_t dw0 = 0, head0 = sq->head, tail0;
         uint16_t st;
 
         if (cq_full(cq)) {
@@ -390,9 +392,20 @@ unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
             /* The command may have taken the controller down, or the
              * context thread may have torn the queues down while the
              * poller waited for a DMA reply (ctrl_dma). */
+            if (c->pass_mig_stopped && !c->pass_cancelled) {
+                sq->head = head0;   /* interrupted: it runs again */
+                break;
+            }
             if (!cq->valid || !ctrl_running(c) || c->pass_cancelled)
                 break;
+            tail0 = cq->tail;
             cq_post(c, cq, dw0, (uint16_t)sq->head, sq->qid, cmd.cid, st);
+            if (c->pass_mig_stopped && cq->tail == tail0) {
+                sq->head = head0;   /* its completion could not go */
+                break;
+            }
+            if (c->pass_mig_stopped)
+                break;
         }
         /* Events the command raised or made deliverable (AER, log read,
          * thresholds) go out after its own completion. */
