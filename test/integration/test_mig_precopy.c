@@ -9,7 +9,9 @@
  * started, or outside the logged ranges) is.  The device's own state goes
  * over in PRE_COPY (initial pages, then pages changed since they were
  * sent, with mu_mig_pending() telling how much remains) and the rest in
- * STOP_COPY, and the destination ends up with all of it.
+ * STOP_COPY, and the destination ends up with all of it.  A DMA_WRITE to
+ * memory without an fd is in the report that follows its reply even when
+ * the device thread that made it has not run again.
  */
 #include <stdarg.h>
 #include <stddef.h>
