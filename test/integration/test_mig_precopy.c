@@ -91,7 +91,7 @@ static struct inproc srv[2];
 static struct pc *pcs[2];
 static muc_t *cl[2];
 /* test_fdless_write_in_next_report's device thread, parked by a signal */
-static volatile sig_atomic_t parked, unpark;
+static int parked, unpark;        /* atomics: the handler runs on a thread */
 static pthread_t fdless_th;
 static bool fdless_started;
 
@@ -495,7 +495,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    unpark = 1;         /* a parked thread of a failed test */
+    __atomic_store_n(&unpark, 1, __ATOMIC_RELEASE);   /* a failed test's */
     if (W.started) {
         pthread_mutex_lock(&W.lock);
         W.quit = true;
@@ -849,8 +849,8 @@ static void park(int sig)
     struct timespec ts = { 0, 100000 };
 
     (void)sig;
-    parked = 1;
-    while (!unpark)
+    __atomic_store_n(&parked, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&unpark, __ATOMIC_ACQUIRE))
         nanosleep(&ts, NULL);
 }
 
@@ -909,7 +909,8 @@ static void test_fdless_write_in_next_report(void **state)
     assert_int_equal(muc_dirty_start(cl[0], PG, NULL, NULL, 0), 0);
     sigemptyset(&sa.sa_mask);
     assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
-    parked = unpark = 0;
+    __atomic_store_n(&parked, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&unpark, 0, __ATOMIC_RELEASE);
     assert_int_equal(pthread_create(&th, NULL, fdless_writer, srv[0].ctx), 0);
     fdless_th = th;
     fdless_started = true;
@@ -927,9 +928,10 @@ static void test_fdless_write_in_next_report(void **state)
         usleep(100);
     assert_int_equal(thread_syscall(fdless_tid), SYS_futex);
     assert_int_equal(pthread_kill(th, SIGUSR1), 0);
-    for (int t = 0; !parked && t < 10000 * slow_factor(); t++)
+    for (int t = 0; !__atomic_load_n(&parked, __ATOMIC_ACQUIRE) &&
+                    t < 10000 * slow_factor(); t++)
         usleep(100);
-    assert_true(parked);
+    assert_true(__atomic_load_n(&parked, __ATOMIC_ACQUIRE));
     fdless[5 * PG + 7] = rq.data[0];
     h = rq.h;
     h.size = sizeof(rp);
@@ -941,7 +943,7 @@ static void test_fdless_write_in_next_report(void **state)
     assert_int_equal(muc_send_bytes(cl[0], &rp, sizeof(rp), NULL, 0), 0);
     assert_int_equal(muc_dirty_report(cl[0], B, NB * PG, PG, bits,
                                       sizeof(bits)), 0);
-    unpark = 1;
+    __atomic_store_n(&unpark, 1, __ATOMIC_RELEASE);
     pthread_join(th, NULL);
     fdless_started = false;
     sigaction(SIGUSR1, &old, NULL);
