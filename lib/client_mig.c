@@ -5,6 +5,8 @@
  * device between two servers.  Dirty page logging is client_dma.c's.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -137,6 +139,126 @@ int muc_mig_write(muc_t *c, const void *buf, size_t len)
 
 /* ---------------- moving a device ---------------- */
 
+/*
+ * The stop-and-copy stream, pipelined: this thread reads chunks from src
+ * into a ring of buffers while a second thread writes them to dst, so
+ * the source's save and the destination's load (two processes, often two
+ * CPUs) overlap instead of taking turns; the downtime is then the slower
+ * of the two rather than their sum.  Each connection is used by one
+ * thread only.
+ */
+#define PIPE_BUFS 4u
+
+struct pipe {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    uint8_t *buf[PIPE_BUFS];
+    size_t len[PIPE_BUFS];
+    unsigned head, tail;        /* filled: [tail, head), counted mod 2^32 */
+    bool eof;                   /* the reader is done (or failed) */
+    int wrc;                    /* the writer's error */
+    muc_t *dst;
+};
+
+static void *pipe_writer(void *arg)
+{
+    struct pipe *p = arg;
+
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        unsigned i;
+        int rc;
+
+        while (p->head == p->tail && !p->eof)
+            pthread_cond_wait(&p->cond, &p->lock);
+        if (p->head == p->tail)
+            break;
+        i = p->tail % PIPE_BUFS;
+        pthread_mutex_unlock(&p->lock);
+        rc = muc_mig_write(p->dst, p->buf[i], p->len[i]);
+        pthread_mutex_lock(&p->lock);
+        p->tail++;
+        if (rc < 0)
+            p->wrc = rc;
+        pthread_cond_broadcast(&p->cond);
+        if (rc < 0)
+            break;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Buffers allocated and touched before the source stops: a first touch
+ * costs a page fault, and these would be paid in the downtime. */
+static int pipe_init(struct pipe *p, muc_t *dst, size_t chunk)
+{
+    memset(p, 0, sizeof(*p));
+    p->dst = dst;
+    for (unsigned i = 0; i < PIPE_BUFS; i++) {
+        p->buf[i] = malloc(chunk);
+        if (p->buf[i] == NULL) {
+            while (i-- > 0)
+                free(p->buf[i]);
+            return -ENOMEM;
+        }
+        memset(p->buf[i], 0, chunk);
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    return 0;
+}
+
+static void pipe_fini(struct pipe *p)
+{
+    for (unsigned i = 0; i < PIPE_BUFS; i++)
+        free(p->buf[i]);
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->lock);
+}
+
+/* pump() through the pipe: the stream until src is drained. */
+static int pipe_pump(struct pipe *p, muc_t *src, size_t chunk,
+                     uint64_t *bytes)
+{
+    pthread_t th;
+    int rc = 0, err;
+
+    err = pthread_create(&th, NULL, pipe_writer, p);
+    if (err != 0)
+        return -err;
+    pthread_mutex_lock(&p->lock);
+    while (rc == 0) {
+        unsigned i;
+        ssize_t n;
+
+        while (p->head - p->tail == PIPE_BUFS && p->wrc == 0)
+            pthread_cond_wait(&p->cond, &p->lock);
+        if (p->wrc != 0)
+            break;
+        i = p->head % PIPE_BUFS;
+        pthread_mutex_unlock(&p->lock);
+        n = muc_mig_read(src, p->buf[i], chunk);
+        pthread_mutex_lock(&p->lock);
+        if (n < 0) {
+            rc = (int)n;
+            break;
+        }
+        *bytes += (uint64_t)n;
+        if (n > 0) {
+            p->len[i] = (size_t)n;
+            p->head++;
+            pthread_cond_broadcast(&p->cond);
+        }
+        if ((size_t)n < chunk)
+            break;
+    }
+    p->eof = true;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(th, NULL);
+    return rc != 0 ? rc : p->wrc;
+}
+
 /* Copy what src has to give now into dst; *bytes grows by it. */
 static int pump(muc_t *src, muc_t *dst, uint8_t *buf, size_t chunk,
                 uint64_t *bytes)
@@ -161,6 +283,7 @@ int muc_migrate(muc_t *src, muc_t *dst, const struct muc_migrate_opts *opts,
     struct muc_migrate_stats st = { 0 };
     uint64_t fs, fd, t0;
     size_t chunk = muc_mig_read_max(src);
+    struct pipe pipe;
     bool precopy;
     uint8_t *buf;
     int rc;
@@ -175,6 +298,10 @@ int muc_migrate(muc_t *src, muc_t *dst, const struct muc_migrate_opts *opts,
     buf = malloc(chunk);
     if (buf == NULL)
         return -ENOMEM;
+    if ((rc = pipe_init(&pipe, dst, chunk)) < 0) {
+        free(buf);
+        return rc;
+    }
 
     /* The destination is ready to take the stream before the source
      * stops, so the downtime is the copy alone. */
@@ -192,7 +319,7 @@ int muc_migrate(muc_t *src, muc_t *dst, const struct muc_migrate_opts *opts,
     t0 = now_ns();
     rc = muc_mig_set_state(src, MUC_MIG_STOP_COPY);
     if (rc == 0)
-        rc = pump(src, dst, buf, chunk, &st.stopcopy_bytes);
+        rc = pipe_pump(&pipe, src, chunk, &st.stopcopy_bytes);
     if (rc == 0)
         rc = muc_mig_set_state(dst, MUC_MIG_RUNNING);
     if (rc < 0)
@@ -204,6 +331,7 @@ abort:
     /* Back to where the source was; dst keeps whatever it reached. */
     muc_mig_set_state(src, MUC_MIG_RUNNING);
 out:
+    pipe_fini(&pipe);
     free(buf);
     if (stats != NULL)
         *stats = st;
