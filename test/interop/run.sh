@@ -39,13 +39,21 @@ for b in "$NVME" "$GPIO"; do
     fi
 done
 
+if [ "$(id -u)" != 0 ]; then
+    echo "interop: needs root (debootstrap, chroot): run it as root or through sudo (make interop does)"
+    exit 1
+fi
 ROOT=$("$HERE/root.sh" "$CACHE") || exit 1
 KERNEL=$(cd "$ROOT" && ls boot/vmlinuz-* | head -1)
 KVER=${KERNEL#boot/vmlinuz-}
 
-# The run directory is inside the root: QEMU sees it as $GRUN.
+# The run directory is inside the root: QEMU sees it as $GRUN.  Those of
+# runs that were killed before they could clean up go first.
 GRUN=/muser-interop/run-$$
 RUN=$ROOT$GRUN
+for d in "$ROOT"/muser-interop/run-*; do
+    [ -d "$d" ] && ! kill -0 "${d##*-}" 2>/dev/null && rm -rf "$d"
+done
 rm -rf "$RUN"
 mkdir -p "$RUN" "$LOGS"
 
@@ -136,6 +144,7 @@ wait_exit() {
 # dev_start LOGDIR CMD...: start a device, wait for its socket; DPID.
 dev_start() {
     local dir=$1; shift
+    record "$@" "$RUN/$SC.sock"
     "$@" "$RUN/$SC.sock" >"$dir/device.log" 2>&1 &
     DPID=$!
     PIDS+=("$DPID")
@@ -165,17 +174,35 @@ dev_stop() {
     fi
 }
 
+# record CMD...: append the command, shell-quoted, to the scenario's
+# commands file (what to run to do the same by hand).
+record() {
+    local a line=
+    for a in "$@"; do
+        case $a in
+        *[!A-Za-z0-9_./=:,+@%-]*) a="'${a//\'/\'\\\'\'}'" ;;
+        esac
+        line="$line${line:+ }$a"
+    done
+    echo "$line" >>"$DIR/commands"
+}
+
 # qemu_start N EXTRA-ARGS...: QEMU run N of this scenario, in the
 # background (QPID); console-N.log and qemu-N.log in the scenario's logs.
+# QEMU waits up to x-msg-timeout ms for each reply of the device: far
+# longer than a device descheduled on a loaded machine takes (the default
+# is 5 s); the run as a whole is bounded by the caller.
 qemu_start() {
     local n=$1; shift
-    chroot "$ROOT" qemu-system-x86_64 -accel tcg -nodefaults -no-user-config \
-        -display none -m 512M \
-        -object memory-backend-memfd,id=mem,size=512M,share=on \
-        -machine q35,memory-backend=mem \
-        -serial stdio -trace 'enable=vfio_user*' \
-        -device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$GRUN/$SC.sock\",\"type\":\"unix\"}}" \
-        "$@" </dev/null >"$DIR/console-$n.log" 2>"$DIR/qemu-$n.log" &
+    local cmd=(chroot "$ROOT" qemu-system-x86_64 -accel tcg -nodefaults -no-user-config
+        -display none -m 512M
+        -object memory-backend-memfd,id=mem,size=512M,share=on
+        -machine q35,memory-backend=mem
+        -serial stdio -trace 'enable=vfio_user*'
+        -device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$GRUN/$SC.sock\",\"type\":\"unix\"},\"x-msg-timeout\":60000}"
+        "$@")
+    record "${cmd[@]}"
+    "${cmd[@]}" </dev/null >"$DIR/console-$n.log" 2>"$DIR/qemu-$n.log" &
     QPID=$!
     PIDS+=("$QPID")
 }
@@ -242,10 +269,13 @@ figures() {
     done
     for f in "$DIR"/console-*.log; do
         [ -e "$f" ] || continue
-        [ $n -gt 1 ] && printf 'run%s: ' "$(basename "$f" .log | sed 's/console-//')"
-        grep -aoE 'MUSER-NUM [a-z0-9_]+=[^ ]+|MUSER-BOOT [0-9]+' "$f" |
+        local nums
+        nums=$(grep -aoE 'MUSER-NUM [a-z0-9_]+=[^ ]+|MUSER-BOOT [0-9]+' "$f" |
             sed -e 's/MUSER-NUM //' -e 's/MUSER-BOOT \([0-9]*\)/boot\1:/' |
-            tr -d '\r' | paste -sd' ' -
+            tr -d '\r' | paste -sd' ' -)
+        [ -n "$nums" ] || continue      # a run without a kernel (SeaBIOS)
+        [ $n -gt 1 ] && printf 'run%s: ' "$(basename "$f" .log | sed 's/console-//')"
+        echo "$nums"
     done | paste -sd' ' -
 }
 
@@ -379,6 +409,9 @@ if ! build_initramfs >"$LOGS/initramfs.log" 2>&1; then
     echo "interop: building the guest initramfs failed, see $LOGS/initramfs.log"
     exit 1
 fi
+# The latest initramfs where running a scenario by hand finds it (README).
+cp "$RUN/initrd.gz" "$ROOT/muser-interop/.initrd.gz.$$" &&
+    mv "$ROOT/muser-interop/.initrd.gz.$$" "$ROOT/muser-interop/initrd.gz"
 
 passed=0 failed=0
 for SC in ${*:-$ALL}; do
@@ -390,6 +423,9 @@ for SC in ${*:-$ALL}; do
     DIR=$LOGS/$SC
     rm -rf "$DIR"
     mkdir -p "$DIR"
+    { echo "# $SC: the commands run, in order (the device in the background);"
+      echo "# the run directory exists after the run with MUSER_INTEROP_KEEP=1"
+    } >"$DIR/commands"
     REASON=
     start=$SECONDS
     PIDS=()
