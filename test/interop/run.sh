@@ -280,7 +280,7 @@ figures() {
 }
 
 NVME_CHECKS="nvme-bound-n1 nvme-driver size-n1 identify-serial identify-model
-             identify-firmware write-n1 verify-n1 seqread-n1"
+             identify-firmware write-n1 verify-n1 seqread-n1 nvme-no-timeouts"
 MIB=$((1 << 20))
 
 # ---------------- scenarios ----------------
@@ -304,7 +304,7 @@ sc_nvme_2ns() {
     kernel muser.scenario=nvme2ns muser.size=$((96 * MIB))
     qemu_boot 1 "$TIMEOUT" "${KARGS[@]}" || return 1
     guest_ok 1 nvme-bound-n1 nvme-bound-n2 size-n1 size-n2 write-n1 write-n2 \
-        verify-n1 verify-n2 seqread-n2 || return 1
+        verify-n1 verify-n2 seqread-n2 nvme-no-timeouts || return 1
     dev_stop
 }
 
@@ -346,7 +346,8 @@ sc_reboot() {
         REASON="data gone after reboot -f (first boot seen again)"
         return 1
     fi
-    guest_ok 1 write-n1 verify-n1 verify-after-reboot seqread-after-reboot || return 1
+    guest_ok 1 write-n1 verify-n1 verify-after-reboot seqread-after-reboot \
+        nvme-no-timeouts || return 1
     dev_stop
 }
 
@@ -369,7 +370,7 @@ sc_kill() {
     grep -aq 'MUSER-CHECK ok write-n1' "$DIR/console-1.log" || {
         REASON="first guest did not write its data"; return 1; }
     guest_ok 2 nvme-bound-n1 size-n1 verify-after-kill seqread-after-kill \
-        write-after-kill verify-written-after-kill || return 1
+        write-after-kill verify-written-after-kill nvme-no-timeouts || return 1
     dev_stop
 }
 
@@ -378,7 +379,7 @@ sc_seabios_boot() {
     dev_start "$DIR" "$NVME" -v -v --size 64M || return 1
     kernel muser.scenario=bootsector muser.marker=$marker
     qemu_boot 1 "$TIMEOUT" "${KARGS[@]}" || return 1
-    guest_ok 1 write-bootsector || return 1
+    guest_ok 1 write-bootsector nvme-no-timeouts || return 1
     # No kernel this time: SeaBIOS finds the NVMe disk and runs its sector.
     # SeaBIOS's own messages go to its debug port, kept with the logs.
     qemu_start 2 -chardev "file,id=bios,path=$GRUN/$SC-bios.log" \
@@ -398,7 +399,8 @@ sc_smp8() {
     dev_start "$DIR" "$NVME" -v -v --size 96M || return 1
     kernel muser.scenario=smp muser.seed=$$
     qemu_boot 1 "$TIMEOUT" -smp 8 "${KARGS[@]}" || return 1
-    guest_ok 1 nvme-bound-n1 io-queue-per-cpu parallel-io every-queue-interrupts ||
+    guest_ok 1 nvme-bound-n1 io-queue-per-cpu parallel-io every-queue-interrupts \
+        nvme-no-timeouts ||
         return 1
     dev_stop
 }
