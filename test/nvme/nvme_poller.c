@@ -113,12 +113,20 @@ void test_poller_idle(void **state)
     assert_true(poller_task(task, sizeof(task)));
     if (E->db == NVD_DB_POLLED)
         assert_int_equal(nvd_disable(E->d), 0);
-    /* Nothing asked of the device now, so futex is no lock contention:
-     * the poller has gone to sleep. */
-    for (t = 0; t < 1000 * slow && !task_in_futex(task); t++)
+    /* Asleep: in futex, and still there with no switch in between,
+     * across a request (a futex seen once may be the lock, taken by
+     * another device thread just then, on the poller's way to sleep). */
+    for (t = 0; t < 1000 * slow; t++) {
+        bool in = task_in_futex(task);
+
+        before = task_status(task, "voluntary_ctxt_switches");
+        request();
+        if (in && task_in_futex(task) &&
+            task_status(task, "voluntary_ctxt_switches") == before)
+            break;
         msleep(10);
-    assert_true(task_in_futex(task));
-    before = task_status(task, "voluntary_ctxt_switches");
+    }
+    assert_true(t < 1000 * slow);
     start = mono_ns();
     while (n < 20 || mono_ns() - start < IDLE_NS) {
         request();
