@@ -313,6 +313,7 @@ sc_gpio() {
     dev_start "$DIR" "$GPIO" -v || return 1
     kernel muser.scenario=gpio muser.outputs=$out
     qemu_start 1 "${KARGS[@]}"
+    echo "# then kill -USR1 the device each time the guest prints MUSER-GPIO-WAIT" >>"$DIR/commands"
     # Each input change is made once the guest waits for it.
     for i in 0 1 2; do
         if ! wait_marker "$DIR/console-1.log" "MUSER-GPIO-WAIT $i" "$QPID" "$TIMEOUT"; then
