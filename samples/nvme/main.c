@@ -324,6 +324,7 @@ static int ctrl_setup(struct nvme_ctrl *c)
     c->db_fd = c->timer_fd = -1;
     c->max_ioq = c->opts.ioeventfd ? NVME_MAX_IOQ_IOEVENTFD : NVME_MAX_IOQ;
     pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->poller_wake, NULL);
     if (c->opts.serial != NULL)
         snprintf(c->serial, sizeof(c->serial), "%s", c->opts.serial);
     else
@@ -365,6 +366,7 @@ static void ctrl_teardown(struct nvme_ctrl *c)
         close(c->db_fd);
     if (c->timer_fd >= 0)
         close(c->timer_fd);
+    pthread_cond_destroy(&c->poller_wake);
     pthread_mutex_destroy(&c->lock);
 }
 

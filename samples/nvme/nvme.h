@@ -279,6 +279,12 @@ struct nvme_ctrl {
      * completion is already posted (sq_process). */
     bool pass_mig_stopped;
     int poller_stop;        /* atomic */
+    /* With nothing to poll (controller not running, or ioeventfds taken)
+     * the poller sleeps on poller_wake, under the lock, until a change
+     * made under the lock gives it work (ctrl_unlock) or it is stopped:
+     * no wakeups while there is nothing to do. */
+    pthread_cond_t poller_wake;
+    bool poller_idle;       /* under the lock: it is waiting there */
 
     /* migration (mig.c) */
     bool mig_stopped;       /* a stopped migration state: run nothing */

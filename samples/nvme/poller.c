@@ -7,9 +7,12 @@
  * doorbell of every live SQ (and the head doorbell of every live CQ) and
  * runs what is new.  It spins with a pause instruction while busy, yields
  * after a short idle spell, then sleeps, from a few microseconds doubling
- * up to 200 us (1 ms while the controller is not running), so an idle
- * controller does not burn a core: the price is up to 200 us on the first
- * command after a long pause.
+ * up to 200 us, so an idle controller does not burn a core: the price is
+ * up to 200 us on the first command after a long pause.  With nothing to
+ * poll at all (the controller not running, or in ioeventfd mode a client
+ * that took the ioeventfds, whose kicks are the doorbells) it waits on a
+ * condition variable instead, woken by the register write, PCI command
+ * or migration change that gives it work (ctrl_unlock): no wakeups then.
  *
  * Locking: the poller holds ctrl->lock for one pass over the queues.  The
  * context thread (register writes, DMA unmap, reset) raises pause_req
@@ -39,7 +42,6 @@
 #define YIELD_NS 200000ull      /* then yield the CPU until this */
 #define NAP_MIN_NS 5000L        /* then sleep between passes, doubling */
 #define NAP_MAX_NS 200000L      /* up to this: ~5k wakeups a second */
-#define NAP_OFF_NS 1000000L     /* while the controller is not running */
 #define IDLE_CHECK 16u          /* spinning: idle passes per clock read */
 
 static inline void cpu_relax(void)
@@ -57,8 +59,17 @@ void ctrl_lock(struct nvme_ctrl *c)
     pthread_mutex_lock(&c->lock);
 }
 
+/* The poller has doorbells to watch (lock held). */
+static bool poller_has_work(const struct nvme_ctrl *c)
+{
+    return ctrl_running(c) && c->db_poll;
+}
+
 void ctrl_unlock(struct nvme_ctrl *c)
 {
+    /* Everything poller_has_work() reads changes under the lock. */
+    if (c->poller_idle && poller_has_work(c))
+        pthread_cond_signal(&c->poller_wake);
     pthread_mutex_unlock(&c->lock);
     __atomic_sub_fetch(&c->pause_req, 1, __ATOMIC_SEQ_CST);
 }
@@ -145,12 +156,13 @@ static unsigned poll_sqs(struct nvme_ctrl *c)
     return done;
 }
 
-/* One pass: the number of commands run, or -1 when not running. */
+/* One pass: the number of commands run, or -1 when there is nothing to
+ * poll. */
 static int poll_pass(struct nvme_ctrl *c)
 {
     unsigned done;
 
-    if (!ctrl_running(c) || !c->db_poll)
+    if (!poller_has_work(c))
         return -1;
     c->pass_cancelled = false;
     c->pass_mig_stopped = false;
@@ -176,6 +188,8 @@ static void *poller_main(void *arg)
     long sleep_ns = NAP_MIN_NS;
 
     on_poller = true;
+    /* Tests find it by this name (test_poller_idle). */
+    pthread_setname_np(pthread_self(), "nvme-poller");
     /* Let "a few microseconds" mean that, not the default 50 us slack. */
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     while (!__atomic_load_n(&c->poller_stop, __ATOMIC_ACQUIRE)) {
@@ -188,15 +202,19 @@ static void *poller_main(void *arg)
         }
         pthread_mutex_lock(&c->lock);
         done = poll_pass(c);
+        if (done < 0) {
+            /* Disabled, failed, shut down, stopped for migration, or the
+             * ioeventfds serve the doorbells: only the context thread
+             * changes that, and it wakes us when it does. */
+            c->poller_idle = true;
+            while (!poller_has_work(c) &&
+                   !__atomic_load_n(&c->poller_stop, __ATOMIC_ACQUIRE))
+                pthread_cond_wait(&c->poller_wake, &c->lock);
+            c->poller_idle = false;
+        }
         pthread_mutex_unlock(&c->lock);
         if (done != 0) {
-            if (done < 0) {
-                /* Disabled, failed or shut down: only a register write
-                 * (on the context thread) changes that; no hurry. */
-                nap(NAP_OFF_NS);
-            } else {
-                sleep_ns = NAP_MIN_NS;
-            }
+            sleep_ns = NAP_MIN_NS;
             idle_since = 0;
             idle_passes = 0;
             spinning = true;
@@ -243,6 +261,9 @@ void poller_stop(struct nvme_ctrl *c)
     if (!c->poller_started)
         return;
     __atomic_store_n(&c->poller_stop, 1, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&c->lock);
+    pthread_cond_signal(&c->poller_wake);
+    pthread_mutex_unlock(&c->lock);
     pthread_join(c->poller, NULL);
     c->poller_started = false;
 }

@@ -39,13 +39,21 @@ for b in "$NVME" "$GPIO"; do
     fi
 done
 
+if [ "$(id -u)" != 0 ]; then
+    echo "interop: needs root (debootstrap, chroot): run it as root or through sudo (make interop does)"
+    exit 1
+fi
 ROOT=$("$HERE/root.sh" "$CACHE") || exit 1
 KERNEL=$(cd "$ROOT" && ls boot/vmlinuz-* | head -1)
 KVER=${KERNEL#boot/vmlinuz-}
 
-# The run directory is inside the root: QEMU sees it as $GRUN.
+# The run directory is inside the root: QEMU sees it as $GRUN.  Those of
+# runs that were killed before they could clean up go first.
 GRUN=/muser-interop/run-$$
 RUN=$ROOT$GRUN
+for d in "$ROOT"/muser-interop/run-*; do
+    [ -d "$d" ] && ! kill -0 "${d##*-}" 2>/dev/null && rm -rf "$d"
+done
 rm -rf "$RUN"
 mkdir -p "$RUN" "$LOGS"
 
@@ -136,6 +144,7 @@ wait_exit() {
 # dev_start LOGDIR CMD...: start a device, wait for its socket; DPID.
 dev_start() {
     local dir=$1; shift
+    record "$@" "$RUN/$SC.sock"
     "$@" "$RUN/$SC.sock" >"$dir/device.log" 2>&1 &
     DPID=$!
     PIDS+=("$DPID")
@@ -165,17 +174,35 @@ dev_stop() {
     fi
 }
 
+# record CMD...: append the command, shell-quoted, to the scenario's
+# commands file (what to run to do the same by hand).
+record() {
+    local a line=
+    for a in "$@"; do
+        case $a in
+        *[!A-Za-z0-9_./=:,+@%-]*) a="'${a//\'/\'\\\'\'}'" ;;
+        esac
+        line="$line${line:+ }$a"
+    done
+    echo "$line" >>"$DIR/commands"
+}
+
 # qemu_start N EXTRA-ARGS...: QEMU run N of this scenario, in the
 # background (QPID); console-N.log and qemu-N.log in the scenario's logs.
+# QEMU waits up to x-msg-timeout ms for each reply of the device: far
+# longer than a device descheduled on a loaded machine takes (the default
+# is 5 s); the run as a whole is bounded by the caller.
 qemu_start() {
     local n=$1; shift
-    chroot "$ROOT" qemu-system-x86_64 -accel tcg -nodefaults -no-user-config \
-        -display none -m 512M \
-        -object memory-backend-memfd,id=mem,size=512M,share=on \
-        -machine q35,memory-backend=mem \
-        -serial stdio -trace 'enable=vfio_user*' \
-        -device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$GRUN/$SC.sock\",\"type\":\"unix\"}}" \
-        "$@" </dev/null >"$DIR/console-$n.log" 2>"$DIR/qemu-$n.log" &
+    local cmd=(chroot "$ROOT" qemu-system-x86_64 -accel tcg -nodefaults -no-user-config
+        -display none -m 512M
+        -object memory-backend-memfd,id=mem,size=512M,share=on
+        -machine q35,memory-backend=mem
+        -serial stdio -trace 'enable=vfio_user*'
+        -device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$GRUN/$SC.sock\",\"type\":\"unix\"},\"x-msg-timeout\":60000}"
+        "$@")
+    record "${cmd[@]}"
+    "${cmd[@]}" </dev/null >"$DIR/console-$n.log" 2>"$DIR/qemu-$n.log" &
     QPID=$!
     PIDS+=("$QPID")
 }
@@ -242,15 +269,18 @@ figures() {
     done
     for f in "$DIR"/console-*.log; do
         [ -e "$f" ] || continue
-        [ $n -gt 1 ] && printf 'run%s: ' "$(basename "$f" .log | sed 's/console-//')"
-        grep -aoE 'MUSER-NUM [a-z0-9_]+=[^ ]+|MUSER-BOOT [0-9]+' "$f" |
+        local nums
+        nums=$(grep -aoE 'MUSER-NUM [a-z0-9_]+=[^ ]+|MUSER-BOOT [0-9]+' "$f" |
             sed -e 's/MUSER-NUM //' -e 's/MUSER-BOOT \([0-9]*\)/boot\1:/' |
-            tr -d '\r' | paste -sd' ' -
+            tr -d '\r' | paste -sd' ' -)
+        [ -n "$nums" ] || continue      # a run without a kernel (SeaBIOS)
+        [ $n -gt 1 ] && printf 'run%s: ' "$(basename "$f" .log | sed 's/console-//')"
+        echo "$nums"
     done | paste -sd' ' -
 }
 
 NVME_CHECKS="nvme-bound-n1 nvme-driver size-n1 identify-serial identify-model
-             identify-firmware write-n1 verify-n1 seqread-n1"
+             identify-firmware write-n1 verify-n1 seqread-n1 nvme-no-timeouts"
 MIB=$((1 << 20))
 
 # ---------------- scenarios ----------------
@@ -274,7 +304,7 @@ sc_nvme_2ns() {
     kernel muser.scenario=nvme2ns muser.size=$((96 * MIB))
     qemu_boot 1 "$TIMEOUT" "${KARGS[@]}" || return 1
     guest_ok 1 nvme-bound-n1 nvme-bound-n2 size-n1 size-n2 write-n1 write-n2 \
-        verify-n1 verify-n2 seqread-n2 || return 1
+        verify-n1 verify-n2 seqread-n2 nvme-no-timeouts || return 1
     dev_stop
 }
 
@@ -283,6 +313,7 @@ sc_gpio() {
     dev_start "$DIR" "$GPIO" -v || return 1
     kernel muser.scenario=gpio muser.outputs=$out
     qemu_start 1 "${KARGS[@]}"
+    echo "# then kill -USR1 the device each time the guest prints MUSER-GPIO-WAIT" >>"$DIR/commands"
     # Each input change is made once the guest waits for it.
     for i in 0 1 2; do
         if ! wait_marker "$DIR/console-1.log" "MUSER-GPIO-WAIT $i" "$QPID" "$TIMEOUT"; then
@@ -316,7 +347,8 @@ sc_reboot() {
         REASON="data gone after reboot -f (first boot seen again)"
         return 1
     fi
-    guest_ok 1 write-n1 verify-n1 verify-after-reboot seqread-after-reboot || return 1
+    guest_ok 1 write-n1 verify-n1 verify-after-reboot seqread-after-reboot \
+        nvme-no-timeouts || return 1
     dev_stop
 }
 
@@ -339,7 +371,7 @@ sc_kill() {
     grep -aq 'MUSER-CHECK ok write-n1' "$DIR/console-1.log" || {
         REASON="first guest did not write its data"; return 1; }
     guest_ok 2 nvme-bound-n1 size-n1 verify-after-kill seqread-after-kill \
-        write-after-kill verify-written-after-kill || return 1
+        write-after-kill verify-written-after-kill nvme-no-timeouts || return 1
     dev_stop
 }
 
@@ -348,7 +380,7 @@ sc_seabios_boot() {
     dev_start "$DIR" "$NVME" -v -v --size 64M || return 1
     kernel muser.scenario=bootsector muser.marker=$marker
     qemu_boot 1 "$TIMEOUT" "${KARGS[@]}" || return 1
-    guest_ok 1 write-bootsector || return 1
+    guest_ok 1 write-bootsector nvme-no-timeouts || return 1
     # No kernel this time: SeaBIOS finds the NVMe disk and runs its sector.
     # SeaBIOS's own messages go to its debug port, kept with the logs.
     qemu_start 2 -chardev "file,id=bios,path=$GRUN/$SC-bios.log" \
@@ -368,7 +400,8 @@ sc_smp8() {
     dev_start "$DIR" "$NVME" -v -v --size 96M || return 1
     kernel muser.scenario=smp muser.seed=$$
     qemu_boot 1 "$TIMEOUT" -smp 8 "${KARGS[@]}" || return 1
-    guest_ok 1 nvme-bound-n1 io-queue-per-cpu parallel-io every-queue-interrupts ||
+    guest_ok 1 nvme-bound-n1 io-queue-per-cpu parallel-io every-queue-interrupts \
+        nvme-no-timeouts ||
         return 1
     dev_stop
 }
@@ -379,6 +412,9 @@ if ! build_initramfs >"$LOGS/initramfs.log" 2>&1; then
     echo "interop: building the guest initramfs failed, see $LOGS/initramfs.log"
     exit 1
 fi
+# The latest initramfs where running a scenario by hand finds it (README).
+cp "$RUN/initrd.gz" "$ROOT/muser-interop/.initrd.gz.$$" &&
+    mv "$ROOT/muser-interop/.initrd.gz.$$" "$ROOT/muser-interop/initrd.gz"
 
 passed=0 failed=0
 for SC in ${*:-$ALL}; do
@@ -390,6 +426,9 @@ for SC in ${*:-$ALL}; do
     DIR=$LOGS/$SC
     rm -rf "$DIR"
     mkdir -p "$DIR"
+    { echo "# $SC: the commands run, in order (the device in the background);"
+      echo "# the run directory exists after the run with MUSER_INTEROP_KEEP=1"
+    } >"$DIR/commands"
     REASON=
     start=$SECONDS
     PIDS=()

@@ -403,6 +403,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_remap_live_queues),
         cmocka_unit_test(test_unmap_live_queues),
         cmocka_unit_test(test_reconnect),
+        cmocka_unit_test(test_poller_idle),
         cmocka_unit_test(test_ioeventfds_not_taken),
     };
     int failed = 0;

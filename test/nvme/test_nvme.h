@@ -106,5 +106,7 @@ void test_remap_live_queues(void **state);
 void test_unmap_live_queues(void **state);
 void test_reconnect(void **state);
 void test_ioeventfds_not_taken(void **state);
+/* nvme_poller.c */
+void test_poller_idle(void **state);
 
 #endif
