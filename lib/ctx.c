@@ -510,6 +510,8 @@ static void handle_event(mu_ctx_t *ctx, uint64_t tag)
     }
 }
 
+/* One round: the number of events handled, or -errno (-ESHUTDOWN once
+ * stopping). */
 static int loop_once(mu_ctx_t *ctx, int timeout_ms)
 {
     struct epoll_event evs[16];
@@ -528,12 +530,19 @@ static int loop_once(mu_ctx_t *ctx, int timeout_ms)
         return errno == EINTR ? 0 : -errno;
     for (int i = 0; i < n && !ctx->stopping; i++)
         handle_event(ctx, evs[i].data.u64);
-    return ctx->stopping ? -ESHUTDOWN : 0;
+    return ctx->stopping ? -ESHUTDOWN : n;
 }
 
 int mu_ctx_poll(mu_ctx_t *ctx)
 {
-    return loop_once(ctx, 0);
+    int rc = loop_once(ctx, 0);
+
+    return rc < 0 ? rc : 0;
+}
+
+int mu_ctx_poll_wait(mu_ctx_t *ctx, int timeout_ms)
+{
+    return loop_once(ctx, timeout_ms);
 }
 
 int mu_ctx_run(mu_ctx_t *ctx)
@@ -542,7 +551,7 @@ int mu_ctx_run(mu_ctx_t *ctx)
 
     do {
         rc = loop_once(ctx, -1);
-    } while (rc == 0);
+    } while (rc >= 0);
     if (rc == -ESHUTDOWN) {
         /* Leave the context reusable: a later run serves again. */
         ctx->stopping = false;

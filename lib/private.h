@@ -304,6 +304,15 @@ int mu_ctx_call(mu_ctx_t *ctx, uint16_t cmd, const struct iovec *iov,
  */
 int mu_ctx_attach_fd(mu_ctx_t *ctx, int fd);
 
+/*
+ * mu_ctx_poll() that waits up to timeout_ms (0: not at all, -1: forever)
+ * for work and says whether there was any: the number of events handled
+ * (0 when none came), or mu_ctx_poll()'s errors.  For harnesses that run
+ * a context until it is idle: one epoll_wait per round, no poll() of
+ * mu_ctx_fd() beforehand.
+ */
+int mu_ctx_poll_wait(mu_ctx_t *ctx, int timeout_ms);
+
 /* Drop the client once the current message is done (dispatch.c). */
 void mu_ctx_fail(mu_ctx_t *ctx, const char *why);
 void mu_ctx_detach(mu_ctx_t *ctx, const char *why);

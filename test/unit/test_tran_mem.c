@@ -206,12 +206,53 @@ static void test_inline_dma_read_on_turn(void **state)
     mu_ctx_destroy(ctx);
 }
 
+/* mu_ctx_poll_wait() tells a context with work from an idle one. */
+static void test_poll_wait_counts_events(void **state)
+{
+    static const char json[] = "{\"capabilities\":{\"pgsizes\":4096}}";
+    uint8_t msg[VFU_HDR_SIZE + sizeof(struct vfu_version) + sizeof(json)];
+    struct vfu_version v = { VFU_VERSION_MAJOR, VFU_VERSION_MINOR };
+    struct vfu_hdr h;
+    uint8_t reply[512];
+    unsigned nfds;
+    mu_ctx_t *ctx = new_ctx();
+
+    (void)state;
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);      /* nothing yet */
+    assert_int_equal(mu_mem_connect(ctx), 0);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 1);      /* the bell */
+    assert_true(mu_mem_attached(ctx));
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);
+
+    vfu_hdr_init(&h, 1, VFU_CMD_VERSION, sizeof(msg), VFU_F_TYPE_COMMAND, 0);
+    memcpy(msg, &h, sizeof(h));
+    memcpy(msg + sizeof(h), &v, sizeof(v));
+    memcpy(msg + sizeof(h) + sizeof(v), json, sizeof(json));
+    assert_int_equal(mu_mem_send(ctx, msg, sizeof(msg), NULL, 0), 0);
+    /* A wait that may block returns as soon as the work is done. */
+    assert_int_equal(mu_ctx_poll_wait(ctx, -1), 1);
+    assert_true(mu_ctx_client_ready(ctx));
+    assert_true(mu_mem_recv(ctx, reply, sizeof(reply), NULL, 0, &nfds) >
+                (ssize_t)VFU_HDR_SIZE);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);
+
+    mu_mem_hang_up(ctx);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 1);      /* EOF: detach */
+    assert_false(mu_mem_attached(ctx));
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);
+    /* After a stop request it fails the way mu_ctx_poll() does. */
+    mu_ctx_stop(ctx);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), -ESHUTDOWN);
+    mu_ctx_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_raw_version_and_region_read),
         cmocka_unit_test(test_client_over_mem),
         cmocka_unit_test(test_inline_dma_read_on_turn),
+        cmocka_unit_test(test_poll_wait_counts_events),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
