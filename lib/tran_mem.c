@@ -312,8 +312,8 @@ static int mem_accept(mu_ctx_t *ctx)
         pthread_mutex_unlock(&m->lock);
         return -EAGAIN;
     }
-    rc = msgio_init_mem(&m->io, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
-                        (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
+    rc = msgio_reset_mem(&m->io, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
+                         (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
     if (rc == 0) {
         m->conn = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         rc = m->conn < 0 ? -errno : 0;
@@ -422,7 +422,9 @@ static void mem_detach(mu_ctx_t *ctx)
 
     pthread_mutex_lock(&m->lock);
     q_clear(&m->in);
-    msgio_fini(&m->io);
+    /* Forgets the client's bytes and closes its fds; the buffer stays
+     * for the next client (msgio_fini in mem_fini frees it). */
+    msgio_reset_mem(&m->io, m->io.max_size, m->io.max_fds);
     if (m->conn >= 0)
         close(m->conn);
     m->conn = -1;
