@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -206,6 +207,45 @@ static void test_inline_dma_read_on_turn(void **state)
     mu_ctx_destroy(ctx);
 }
 
+/*
+ * What a client leaves behind (part of a message, with an fd) goes with
+ * it: the fd is closed at detach and the next client's stream starts
+ * clean, although the framing keeps its buffer from one to the next.
+ */
+static void test_next_client_starts_clean(void **state)
+{
+    uint8_t partial[VFU_HDR_SIZE + 4];
+    struct vfu_hdr h;
+    int fds = count_fds(), idle, efd;
+    mu_ctx_t *ctx = new_ctx();
+
+    (void)state;
+    idle = count_fds();
+    connect_client(ctx);
+    send_version(ctx);
+    vfu_hdr_init(&h, 2, VFU_CMD_DMA_MAP, VFU_HDR_SIZE + 32,
+                 VFU_F_TYPE_COMMAND, 0);
+    memcpy(partial, &h, sizeof(h));
+    memset(partial + sizeof(h), 0, 4);
+    efd = eventfd(0, EFD_CLOEXEC);
+    assert_true(efd >= 0);
+    assert_int_equal(mu_mem_send(ctx, partial, sizeof(partial), &efd, 1), 0);
+    close(efd);
+    assert_int_equal(mu_ctx_poll(ctx), 0);      /* read, not complete */
+    assert_true(mu_mem_msgio(ctx)->tail > mu_mem_msgio(ctx)->head);
+    assert_int_equal(count_fds(), idle + 2);    /* the client's, the dup */
+    hang_up(ctx);
+    assert_int_equal(count_fds(), idle);
+    /* The next client's first bytes are a header, not the rest of the
+     * last one's message. */
+    connect_client(ctx);
+    assert_int_equal(mu_mem_msgio(ctx)->tail, mu_mem_msgio(ctx)->head);
+    send_version(ctx);
+    hang_up(ctx);
+    mu_ctx_destroy(ctx);
+    assert_int_equal(count_fds(), fds);
+}
+
 /* mu_ctx_poll_wait() tells a context with work from an idle one. */
 static void test_poll_wait_counts_events(void **state)
 {
@@ -253,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_client_over_mem),
         cmocka_unit_test(test_inline_dma_read_on_turn),
         cmocka_unit_test(test_poll_wait_counts_events),
+        cmocka_unit_test(test_next_client_starts_clean),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
