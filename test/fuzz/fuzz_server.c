@@ -305,9 +305,15 @@ static bool stranded(void)
 static int timer_next_ms(void)
 {
     struct itimerspec its;
+    bool periodic;
 
-    if (timerfd_gettime(g_ctx->timer_fd, &its) < 0 ||
-        (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) ||
+    if (timerfd_gettime(g_ctx->timer_fd, &its) < 0)
+        return -1;
+    periodic = its.it_interval.tv_sec != 0 || its.it_interval.tv_nsec != 0;
+    /* A value of 0 is "disarmed" only for a one-shot timer: a periodic
+     * one reads 0 while its expiry is due and not yet fired (a kick's
+     * 1 ns, the hrtimer interrupt late on a loaded machine). */
+    if ((!periodic && its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) ||
         its.it_value.tv_sec > 0)
         return -1;
     return (int)(its.it_value.tv_nsec / 1000000) + 1;
