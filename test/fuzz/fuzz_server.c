@@ -554,6 +554,7 @@ static void op_send(struct fz_in *in, uint8_t p, bool build_hdr)
     uint8_t cmd = 0, flagsel = 0;
     uint8_t *msg;
     int fds[3];
+    bool efd[3];                /* made as an eventfd (fz_make_fd's kind) */
     unsigned nfds = p & 3, got = 0;
     size_t len;
     uint16_t want;
@@ -570,8 +571,10 @@ static void op_send(struct fz_in *in, uint8_t p, bool build_hdr)
         if (in->end)
             break;
         fd = fz_make_fd(spec);
-        if (fd >= 0)
+        if (fd >= 0) {
+            efd[got] = (spec & 7) == FZ_FD_EVENTFD;
             fds[got++] = fd;
+        }
     }
     len = fz_bytes(in, &data, want);
     msg = malloc(VFU_HDR_SIZE + len);
@@ -603,7 +606,7 @@ static void op_send(struct fz_in *in, uint8_t p, bool build_hdr)
     free(msg);
     for (unsigned i = 0; i < got; i++) {
         /* A client keeps its mask/unmask eventfds, to signal them. */
-        if (st.nr_kept < ARRAY_SIZE(st.kept) && fz_is_eventfd(fds[i]))
+        if (st.nr_kept < ARRAY_SIZE(st.kept) && efd[i])
             st.kept[st.nr_kept++] = fds[i];
         else
             close(fds[i]);
