@@ -237,6 +237,7 @@ struct mu_ctx {
     int epfd;
     int stop_fd;                /* eventfd: mu_ctx_stop() */
     int timer_fd;               /* periodic housekeeping while connected */
+    uint64_t timer_ms;          /* its period, 0 while disarmed */
 
     /* server -> client calls */
     pthread_mutex_t send_lock;  /* one message at a time on the socket */

@@ -7,8 +7,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -16,6 +18,7 @@
 #include "client_priv.h"
 #include "private.h"
 #include "tran_mem.h"
+#include "../slow.h"
 #include "unit_util.h"
 
 static uint8_t bar0[256];
@@ -248,6 +251,53 @@ static void test_next_client_starts_clean(void **state)
     assert_int_equal(count_fds(), fds);
 }
 
+static bool timer_armed(mu_ctx_t *ctx)
+{
+    struct itimerspec its;
+
+    assert_int_equal(timerfd_gettime(ctx->timer_fd, &its), 0);
+    return its.it_interval.tv_sec != 0 || its.it_interval.tv_nsec != 0 ||
+           its.it_value.tv_sec != 0 || its.it_value.tv_nsec != 0;
+}
+
+/*
+ * The housekeeping timer runs while a client is attached and stops at its
+ * first tick after the last one left, not at the detach itself: a client
+ * coming back before that tick finds it running.
+ */
+static void test_timer_stops_at_tick_after_client(void **state)
+{
+    struct pollfd p;
+    mu_ctx_t *ctx;
+
+    (void)state;
+    assert_int_equal(mu_ctx_create(&ctx, "/nonexistent/unused", MU_DEV_PCI,
+                                   NULL), 0);
+    assert_int_equal(mu_ctx_use_mem(ctx), 0);
+    /* A 10 ms period (a quarter of the receive timeout, at least 10). */
+    assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_RECV_TIMEOUT_MS, 40), 0);
+    assert_int_equal(mu_ctx_realize(ctx), 0);
+    assert_false(timer_armed(ctx));
+
+    connect_client(ctx);
+    assert_true(timer_armed(ctx));
+    hang_up(ctx);
+    assert_true(timer_armed(ctx));      /* until its next tick */
+    connect_client(ctx);
+    assert_true(timer_armed(ctx));
+    hang_up(ctx);
+
+    /* The next tick, with nobody attached, stops it. */
+    p = (struct pollfd){ .fd = ctx->timer_fd, .events = POLLIN };
+    assert_int_equal(poll(&p, 1, 5000 * mu_test_slow_factor()), 1);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 1);
+    assert_false(timer_armed(ctx));
+    connect_client(ctx);
+    assert_true(timer_armed(ctx));
+    hang_up(ctx);
+    mu_ctx_destroy(ctx);
+}
+
 /* mu_ctx_poll_wait() tells a context with work from an idle one. */
 static void test_poll_wait_counts_events(void **state)
 {
@@ -296,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_inline_dma_read_on_turn),
         cmocka_unit_test(test_poll_wait_counts_events),
         cmocka_unit_test(test_next_client_starts_clean),
+        cmocka_unit_test(test_timer_stops_at_tick_after_client),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
