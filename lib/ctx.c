@@ -325,15 +325,19 @@ static void timer_off(mu_ctx_t *ctx)
 /* Make fd (already wrapped by the transport) the current client. */
 static int attach_conn(mu_ctx_t *ctx, int fd)
 {
-    int rc = mu_ctx_watch(ctx, fd, MU_EV(MU_EV_CONN, 0));
+    int rc = 0;
 
+    if (!ctx->tran->fixed_conn_fd || !ctx->conn_watched)
+        rc = mu_ctx_watch(ctx, fd, MU_EV(MU_EV_CONN, 0));
     if (rc < 0) {
         mu_log(ctx, MU_LOG_ERR, "cannot watch client fd: %s", strerror(-rc));
         ctx->tran->detach(ctx);
         return rc;
     }
+    ctx->conn_watched = ctx->tran->fixed_conn_fd;
     /* One client at a time: later ones wait in the listen backlog. */
-    mu_ctx_unwatch(ctx, ctx->listen_fd);
+    if (!ctx->tran->listen_quiet)
+        mu_ctx_unwatch(ctx, ctx->listen_fd);
     pthread_mutex_lock(&ctx->send_lock);
     ctx->conn_fd = fd;
     pthread_mutex_unlock(&ctx->send_lock);
@@ -420,7 +424,8 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
     if (ctx->conn_fd < 0)
         return;
     mu_log(ctx, MU_LOG_INFO, "client dropped: %s", why);
-    mu_ctx_unwatch(ctx, ctx->conn_fd);
+    if (!ctx->tran->fixed_conn_fd)
+        mu_ctx_unwatch(ctx, ctx->conn_fd);
     pthread_mutex_lock(&ctx->send_lock);
     ctx->tran->detach(ctx);
     ctx->conn_fd = -1;
@@ -440,7 +445,8 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
     if (ctx->reset_cb != NULL)
         ctx->reset_cb(ctx, MU_RESET_LOST);
 
-    if (mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0)) < 0)
+    if (!ctx->tran->listen_quiet &&
+        mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0)) < 0)
         mu_log(ctx, MU_LOG_ERR, "cannot watch the socket again: %s",
                strerror(errno));
     if (ctx->flags & MU_CTX_ONE_CLIENT)

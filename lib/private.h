@@ -82,6 +82,16 @@ struct mu_tran_ops {
     void (*detach)(mu_ctx_t *ctx);
     /* Remove the endpoint. */
     void (*fini)(mu_ctx_t *ctx);
+    /*
+     * The listening fd is never readable while a client is attached (no
+     * second one can arrive): the context leaves it watched.
+     */
+    bool listen_quiet;
+    /*
+     * accept() gives every client the same fd, and nothing makes it
+     * readable between clients: the context watches it once, for good.
+     */
+    bool fixed_conn_fd;
 };
 
 extern const struct mu_tran_ops mu_tran_sock_ops;
@@ -238,6 +248,7 @@ struct mu_ctx {
     int stop_fd;                /* eventfd: mu_ctx_stop() */
     int timer_fd;               /* periodic housekeeping while connected */
     uint64_t timer_ms;          /* its period, 0 while disarmed */
+    bool conn_watched;          /* tran->fixed_conn_fd: in the epoll set */
 
     /* server -> client calls */
     pthread_mutex_t send_lock;  /* one message at a time on the socket */

@@ -322,12 +322,6 @@ static int mem_accept(mu_ctx_t *ctx)
     }
     rc = msgio_reset_mem(&m->io, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
                          (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
-    if (rc == 0) {
-        m->conn = m->spare >= 0 ? m->spare :
-                  eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        m->spare = -1;
-        rc = m->conn < 0 ? -errno : 0;
-    }
     if (rc < 0) {
         /* Refused: the client sees the server gone. */
         m->state = MEM_IDLE;
@@ -336,6 +330,8 @@ static int mem_accept(mu_ctx_t *ctx)
         pthread_mutex_unlock(&m->lock);
         return rc;
     }
+    m->conn = m->spare;         /* unrung since the last detach */
+    m->spare = -1;
     m->state = MEM_ATTACHED;
     m->conn_ready = false;
     conn_update(m);
@@ -479,6 +475,11 @@ const struct mu_tran_ops mu_tran_mem_ops = {
     .send = mem_send,
     .detach = mem_detach,
     .fini = mem_fini,
+    /* The bell rings only from mu_mem_connect(), which waits for the
+     * last client to be gone; conn is the same eventfd for every client,
+     * unrung at detach and rung only while one is attached. */
+    .listen_quiet = true,
+    .fixed_conn_fd = true,
 };
 
 /* ---------------- the client's side ---------------- */

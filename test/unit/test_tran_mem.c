@@ -315,6 +315,10 @@ static void test_poll_wait_counts_events(void **state)
     assert_int_equal(mu_ctx_poll_wait(ctx, 0), 1);      /* the bell */
     assert_true(mu_mem_attached(ctx));
     assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);
+    /* The bell stays watched while a client is attached: a second client
+     * cannot ring it. */
+    assert_int_equal(mu_mem_connect(ctx), -EBUSY);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);
 
     vfu_hdr_init(&h, 1, VFU_CMD_VERSION, sizeof(msg), VFU_F_TYPE_COMMAND, 0);
     memcpy(msg, &h, sizeof(h));
