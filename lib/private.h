@@ -246,7 +246,8 @@ struct mu_ctx {
     /* event loop */
     int epfd;
     int stop_fd;                /* eventfd: mu_ctx_stop() */
-    int timer_fd;               /* periodic housekeeping while connected */
+    int timer_fd;               /* periodic housekeeping while connected
+                                   (stopped by the first tick after) */
     uint64_t timer_ms;          /* its period, 0 while disarmed */
     bool conn_watched;          /* tran->fixed_conn_fd: in the epoll set */
 
