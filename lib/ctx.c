@@ -286,8 +286,13 @@ fail:
     return rc;
 }
 
-/* Housekeeping period: fine enough for the shortest timeout in force. */
-static void arm_timer(mu_ctx_t *ctx, bool on)
+/*
+ * Housekeeping period: fine enough for the shortest timeout in force.
+ * Armed while a client is attached (or accept is paused); disarmed at the
+ * first tick with neither, not at detach, so that a client following
+ * another costs no timerfd_settime (a fuzzer connects one per input).
+ */
+static void timer_on(mu_ctx_t *ctx)
 {
     struct itimerspec its = { 0 };
     uint64_t ms = ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS];
@@ -300,26 +305,39 @@ static void arm_timer(mu_ctx_t *ctx, bool on)
         ms = 10;
     if (ms > 500)
         ms = 500;
-    if (on) {
-        its.it_interval.tv_sec = (time_t)(ms / 1000);
-        its.it_interval.tv_nsec = (long)(ms % 1000) * 1000000L;
-        its.it_value = its.it_interval;
-    }
+    if (ms == ctx->timer_ms)
+        return;
+    its.it_interval.tv_sec = (time_t)(ms / 1000);
+    its.it_interval.tv_nsec = (long)(ms % 1000) * 1000000L;
+    its.it_value = its.it_interval;
+    if (timerfd_settime(ctx->timer_fd, 0, &its, NULL) == 0)
+        ctx->timer_ms = ms;
+}
+
+static void timer_off(mu_ctx_t *ctx)
+{
+    struct itimerspec its = { 0 };
+
     timerfd_settime(ctx->timer_fd, 0, &its, NULL);
+    ctx->timer_ms = 0;
 }
 
 /* Make fd (already wrapped by the transport) the current client. */
 static int attach_conn(mu_ctx_t *ctx, int fd)
 {
-    int rc = mu_ctx_watch(ctx, fd, MU_EV(MU_EV_CONN, 0));
+    int rc = 0;
 
+    if (!ctx->tran->fixed_conn_fd || !ctx->conn_watched)
+        rc = mu_ctx_watch(ctx, fd, MU_EV(MU_EV_CONN, 0));
     if (rc < 0) {
         mu_log(ctx, MU_LOG_ERR, "cannot watch client fd: %s", strerror(-rc));
         ctx->tran->detach(ctx);
         return rc;
     }
+    ctx->conn_watched = ctx->tran->fixed_conn_fd;
     /* One client at a time: later ones wait in the listen backlog. */
-    mu_ctx_unwatch(ctx, ctx->listen_fd);
+    if (!ctx->tran->listen_quiet)
+        mu_ctx_unwatch(ctx, ctx->listen_fd);
     pthread_mutex_lock(&ctx->send_lock);
     ctx->conn_fd = fd;
     pthread_mutex_unlock(&ctx->send_lock);
@@ -327,7 +345,7 @@ static int attach_conn(mu_ctx_t *ctx, int fd)
     ctx->negotiated = false;
     ctx->accept_paused = false;
     vfu_caps_default(&ctx->peer);
-    arm_timer(ctx, true);
+    timer_on(ctx);
     mu_log(ctx, MU_LOG_INFO, "client connected");
     return 0;
 }
@@ -347,7 +365,7 @@ static void attach(mu_ctx_t *ctx)
                strerror(-fd));
         mu_ctx_unwatch(ctx, ctx->listen_fd);
         ctx->accept_paused = true;
-        arm_timer(ctx, true);
+        timer_on(ctx);
         return;
     }
     if (fd < 0) {
@@ -366,7 +384,7 @@ static void resume_accept(mu_ctx_t *ctx)
     if (fd == -EMFILE || fd == -ENFILE)
         return;
     ctx->accept_paused = false;
-    arm_timer(ctx, false);
+    /* (The timer stops at its next tick if no client came.) */
     /* Watched again first: attach_conn() unwatches it once the client's
      * fd is watched, and leaves it watched if that fails. */
     rc = mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0));
@@ -406,7 +424,8 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
     if (ctx->conn_fd < 0)
         return;
     mu_log(ctx, MU_LOG_INFO, "client dropped: %s", why);
-    mu_ctx_unwatch(ctx, ctx->conn_fd);
+    if (!ctx->tran->fixed_conn_fd)
+        mu_ctx_unwatch(ctx, ctx->conn_fd);
     pthread_mutex_lock(&ctx->send_lock);
     ctx->tran->detach(ctx);
     ctx->conn_fd = -1;
@@ -417,7 +436,7 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
     ctx->negotiated = false;
     pthread_mutex_unlock(&ctx->call_lock);
     ctx->drop_reason = NULL;
-    arm_timer(ctx, false);
+    /* The timer stops at its next tick, unless a client comes first. */
 
     mu_mig_client_gone(ctx);
     mu_dma_remove_all(ctx, MU_UNMAP_DISCONNECT);
@@ -426,7 +445,8 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
     if (ctx->reset_cb != NULL)
         ctx->reset_cb(ctx, MU_RESET_LOST);
 
-    if (mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0)) < 0)
+    if (!ctx->tran->listen_quiet &&
+        mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0)) < 0)
         mu_log(ctx, MU_LOG_ERR, "cannot watch the socket again: %s",
                strerror(errno));
     if (ctx->flags & MU_CTX_ONE_CLIENT)
@@ -443,8 +463,10 @@ static void on_timer(mu_ctx_t *ctx)
         resume_accept(ctx);
         return;
     }
-    if (ctx->conn_fd < 0)
+    if (ctx->conn_fd < 0) {
+        timer_off(ctx);     /* nothing to keep house for */
         return;
+    }
     /*
      * Commands a DMA call on this thread parked outside message
      * processing (dispatch.c, kick_if_parked) run here.  First: a whole
@@ -510,6 +532,8 @@ static void handle_event(mu_ctx_t *ctx, uint64_t tag)
     }
 }
 
+/* One round: the number of events handled, or -errno (-ESHUTDOWN once
+ * stopping). */
 static int loop_once(mu_ctx_t *ctx, int timeout_ms)
 {
     struct epoll_event evs[16];
@@ -528,12 +552,19 @@ static int loop_once(mu_ctx_t *ctx, int timeout_ms)
         return errno == EINTR ? 0 : -errno;
     for (int i = 0; i < n && !ctx->stopping; i++)
         handle_event(ctx, evs[i].data.u64);
-    return ctx->stopping ? -ESHUTDOWN : 0;
+    return ctx->stopping ? -ESHUTDOWN : n;
 }
 
 int mu_ctx_poll(mu_ctx_t *ctx)
 {
-    return loop_once(ctx, 0);
+    int rc = loop_once(ctx, 0);
+
+    return rc < 0 ? rc : 0;
+}
+
+int mu_ctx_poll_wait(mu_ctx_t *ctx, int timeout_ms)
+{
+    return loop_once(ctx, timeout_ms);
 }
 
 int mu_ctx_run(mu_ctx_t *ctx)
@@ -542,7 +573,7 @@ int mu_ctx_run(mu_ctx_t *ctx)
 
     do {
         rc = loop_once(ctx, -1);
-    } while (rc == 0);
+    } while (rc >= 0);
     if (rc == -ESHUTDOWN) {
         /* Leave the context reusable: a later run serves again. */
         ctx->stopping = false;

@@ -497,6 +497,27 @@ int msgio_init_mem(struct msgio *m, uint32_t max_size, unsigned max_fds)
     return 0;
 }
 
+int msgio_reset_mem(struct msgio *m, uint32_t max_size, unsigned max_fds)
+{
+    uint8_t *buf = m->buf;
+    size_t cap = m->cap;
+    struct msgio_fdchunk *chunks = m->chunks;
+    unsigned chunk_cap = m->chunk_cap;
+    int rc;
+
+    for (unsigned i = 0; i < m->nchunks; i++)
+        close(m->chunks[i].fd);
+    m->nchunks = 0;
+    rc = msgio_init_mem(m, max_size, max_fds);
+    /* A client after client: the buffers of the last one serve again (a
+     * fuzzer connects one per input; each allocation is page faults). */
+    m->buf = buf;
+    m->cap = cap;
+    m->chunks = chunks;
+    m->chunk_cap = chunk_cap;
+    return rc;
+}
+
 int msgio_push(struct msgio *m, const void *data, size_t len, int *fds,
                unsigned nfds)
 {

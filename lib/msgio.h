@@ -106,6 +106,13 @@ int msgio_send(struct msgio *m, const struct iovec *iov, int iovcnt,
  */
 int msgio_init_mem(struct msgio *m, uint32_t max_size, unsigned max_fds);
 /*
+ * The next peer on an in-memory framing (initialized by msgio_init_mem):
+ * what the last one left is dropped (its fds closed) and the limits set
+ * again, as msgio_init_mem() would, but the buffers are kept for the new
+ * stream rather than freed and allocated again.  msgio_fini() frees them.
+ */
+int msgio_reset_mem(struct msgio *m, uint32_t max_size, unsigned max_fds);
+/*
  * Append what one recvmsg would have returned: len (> 0) bytes, with nfds
  * fds that arrived with them.  The fds are taken in every case (closed on
  * failure; fds[] is set to -1).  Returns len, -EPROTO when more fds came

@@ -82,6 +82,16 @@ struct mu_tran_ops {
     void (*detach)(mu_ctx_t *ctx);
     /* Remove the endpoint. */
     void (*fini)(mu_ctx_t *ctx);
+    /*
+     * The listening fd is never readable while a client is attached (no
+     * second one can arrive): the context leaves it watched.
+     */
+    bool listen_quiet;
+    /*
+     * accept() gives every client the same fd, and nothing makes it
+     * readable between clients: the context watches it once, for good.
+     */
+    bool fixed_conn_fd;
 };
 
 extern const struct mu_tran_ops mu_tran_sock_ops;
@@ -237,7 +247,10 @@ struct mu_ctx {
     /* event loop */
     int epfd;
     int stop_fd;                /* eventfd: mu_ctx_stop() */
-    int timer_fd;               /* periodic housekeeping while connected */
+    int timer_fd;               /* periodic housekeeping while connected
+                                   (stopped by the first tick after) */
+    uint64_t timer_ms;          /* its period, 0 while disarmed */
+    bool conn_watched;          /* tran->fixed_conn_fd: in the epoll set */
 
     /* server -> client calls */
     pthread_mutex_t send_lock;  /* one message at a time on the socket */
@@ -304,6 +317,15 @@ int mu_ctx_call(mu_ctx_t *ctx, uint16_t cmd, const struct iovec *iov,
  * idle; fd is owned by the context from here on.  0 or -errno.
  */
 int mu_ctx_attach_fd(mu_ctx_t *ctx, int fd);
+
+/*
+ * mu_ctx_poll() that waits up to timeout_ms (0: not at all, -1: forever)
+ * for work and says whether there was any: the number of events handled
+ * (0 when none came), or mu_ctx_poll()'s errors.  For harnesses that run
+ * a context until it is idle: one epoll_wait per round, no poll() of
+ * mu_ctx_fd() beforehand.
+ */
+int mu_ctx_poll_wait(mu_ctx_t *ctx, int timeout_ms);
 
 /* Drop the client once the current message is done (dispatch.c). */
 void mu_ctx_fail(mu_ctx_t *ctx, const char *why);

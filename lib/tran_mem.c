@@ -6,9 +6,9 @@
  * and stops after one that carried fds, which is how a UNIX stream socket
  * returns them (msgio.c relies on that to give each message its fds).
  * The "listening" fd is an eventfd the harness rings by connecting, and
- * the client fd another one, readable while the client has sent something
- * the server has not read (or hung up): the context's epoll loop, accept
- * path and timers run unchanged.
+ * the client fd another one (the same for every client), readable while
+ * the client has sent something the server has not read (or hung up): the
+ * context's epoll loop, accept path and timers run unchanged.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +44,9 @@ struct mem {
     pthread_mutex_t lock;       /* everything below */
     int bell;                   /* eventfd: a client waits to be accepted */
     int conn;                   /* eventfd: the client's fd, -1 if none */
+    int spare;                  /* conn while no client is attached: one
+                                   eventfd for the transport's life, not
+                                   one per client */
     bool conn_ready;            /* conn is signalled */
     enum mem_state state;
     bool hung_up;               /* the client closed its end */
@@ -285,9 +288,14 @@ static int mem_init(mu_ctx_t *ctx)
     if (m == NULL)
         return -ENOMEM;
     m->bell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (m->bell < 0) {
+    m->spare = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (m->bell < 0 || m->spare < 0) {
         int err = -errno;
 
+        if (m->bell >= 0)
+            close(m->bell);
+        if (m->spare >= 0)
+            close(m->spare);
         free(m);
         return err;
     }
@@ -312,12 +320,8 @@ static int mem_accept(mu_ctx_t *ctx)
         pthread_mutex_unlock(&m->lock);
         return -EAGAIN;
     }
-    rc = msgio_init_mem(&m->io, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
-                        (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
-    if (rc == 0) {
-        m->conn = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        rc = m->conn < 0 ? -errno : 0;
-    }
+    rc = msgio_reset_mem(&m->io, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
+                         (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
     if (rc < 0) {
         /* Refused: the client sees the server gone. */
         m->state = MEM_IDLE;
@@ -326,6 +330,8 @@ static int mem_accept(mu_ctx_t *ctx)
         pthread_mutex_unlock(&m->lock);
         return rc;
     }
+    m->conn = m->spare;         /* unrung since the last detach */
+    m->spare = -1;
     m->state = MEM_ATTACHED;
     m->conn_ready = false;
     conn_update(m);
@@ -422,9 +428,14 @@ static void mem_detach(mu_ctx_t *ctx)
 
     pthread_mutex_lock(&m->lock);
     q_clear(&m->in);
-    msgio_fini(&m->io);
+    /* Forgets the client's bytes and closes its fds; the buffer stays
+     * for the next client (msgio_fini in mem_fini frees it). */
+    msgio_reset_mem(&m->io, m->io.max_size, m->io.max_fds);
+    /* The context no longer watches it: quiet, it serves the next. */
+    if (m->conn >= 0 && m->conn_ready)
+        unring(m->conn);
     if (m->conn >= 0)
-        close(m->conn);
+        m->spare = m->conn;
     m->conn = -1;
     m->conn_ready = false;
     m->state = MEM_IDLE;
@@ -443,6 +454,8 @@ static void mem_fini(mu_ctx_t *ctx)
     msgio_fini(&m->io);
     if (m->conn >= 0)
         close(m->conn);
+    if (m->spare >= 0)
+        close(m->spare);
     close(m->bell);
     pthread_mutex_destroy(&m->lock);
     free(m);
@@ -462,6 +475,11 @@ const struct mu_tran_ops mu_tran_mem_ops = {
     .send = mem_send,
     .detach = mem_detach,
     .fini = mem_fini,
+    /* The bell rings only from mu_mem_connect(), which waits for the
+     * last client to be gone; conn is the same eventfd for every client,
+     * unrung at detach and rung only while one is attached. */
+    .listen_quiet = true,
+    .fixed_conn_fd = true,
 };
 
 /* ---------------- the client's side ---------------- */

@@ -312,7 +312,7 @@ int vfu_caps_parse(const char *json, size_t len, struct vfu_caps *out);
 
 /*
  * Build the JSON for our side into buf (NUL included).  Returns the length
- * including the NUL, or -ENOSPC if it does not fit, or -ENOMEM.
+ * including the NUL, or -ENOSPC if it does not fit (buf is then untouched).
  */
 int vfu_caps_build(const struct vfu_caps *c, char *buf, size_t buflen);
 

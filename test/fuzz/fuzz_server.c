@@ -37,7 +37,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,11 +267,11 @@ static void drain_replies(bool kick)
 /* One round of the context's work, if it has any.  False when idle. */
 static bool pump(bool drain, int wait_ms)
 {
-    struct pollfd p = { .fd = mu_ctx_fd(g_ctx), .events = POLLIN };
-    int n = poll(&p, 1, wait_ms);
+    /* The context's own epoll_wait says whether there was work: no
+     * poll() of mu_ctx_fd() first (a syscall per round). */
+    int n = mu_ctx_poll_wait(g_ctx, wait_ms);
 
-    if (n > 0)
-        check(mu_ctx_poll(g_ctx) == 0);
+    check(n >= 0);
     if (drain)
         drain_replies(false);
     return n > 0;
@@ -306,9 +305,15 @@ static bool stranded(void)
 static int timer_next_ms(void)
 {
     struct itimerspec its;
+    bool periodic;
 
-    if (timerfd_gettime(g_ctx->timer_fd, &its) < 0 ||
-        (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) ||
+    if (timerfd_gettime(g_ctx->timer_fd, &its) < 0)
+        return -1;
+    periodic = its.it_interval.tv_sec != 0 || its.it_interval.tv_nsec != 0;
+    /* A value of 0 is "disarmed" only for a one-shot timer: a periodic
+     * one reads 0 while its expiry is due and not yet fired (a kick's
+     * 1 ns, the hrtimer interrupt late on a loaded machine). */
+    if ((!periodic && its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) ||
         its.it_value.tv_sec > 0)
         return -1;
     return (int)(its.it_value.tv_nsec / 1000000) + 1;
@@ -549,6 +554,7 @@ static void op_send(struct fz_in *in, uint8_t p, bool build_hdr)
     uint8_t cmd = 0, flagsel = 0;
     uint8_t *msg;
     int fds[3];
+    bool efd[3];                /* made as an eventfd (fz_make_fd's kind) */
     unsigned nfds = p & 3, got = 0;
     size_t len;
     uint16_t want;
@@ -565,8 +571,10 @@ static void op_send(struct fz_in *in, uint8_t p, bool build_hdr)
         if (in->end)
             break;
         fd = fz_make_fd(spec);
-        if (fd >= 0)
+        if (fd >= 0) {
+            efd[got] = (spec & 7) == FZ_FD_EVENTFD;
             fds[got++] = fd;
+        }
     }
     len = fz_bytes(in, &data, want);
     msg = malloc(VFU_HDR_SIZE + len);
@@ -598,7 +606,7 @@ static void op_send(struct fz_in *in, uint8_t p, bool build_hdr)
     free(msg);
     for (unsigned i = 0; i < got; i++) {
         /* A client keeps its mask/unmask eventfds, to signal them. */
-        if (st.nr_kept < ARRAY_SIZE(st.kept) && fz_is_eventfd(fds[i]))
+        if (st.nr_kept < ARRAY_SIZE(st.kept) && efd[i])
             st.kept[st.nr_kept++] = fds[i];
         else
             close(fds[i]);

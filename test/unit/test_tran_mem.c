@@ -7,7 +7,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -15,6 +18,7 @@
 #include "client_priv.h"
 #include "private.h"
 #include "tran_mem.h"
+#include "../slow.h"
 #include "unit_util.h"
 
 static uint8_t bar0[256];
@@ -206,12 +210,147 @@ static void test_inline_dma_read_on_turn(void **state)
     mu_ctx_destroy(ctx);
 }
 
+/*
+ * What a client leaves behind (part of a message, with an fd) goes with
+ * it: the fd is closed at detach and the next client's stream starts
+ * clean, although the framing keeps its buffer from one to the next.
+ */
+static void test_next_client_starts_clean(void **state)
+{
+    uint8_t partial[VFU_HDR_SIZE + 4];
+    struct vfu_hdr h;
+    int fds = count_fds(), idle, efd;
+    mu_ctx_t *ctx = new_ctx();
+
+    (void)state;
+    idle = count_fds();
+    connect_client(ctx);
+    /* The client's eventfd is the transport's, made once. */
+    assert_int_equal(count_fds(), idle);
+    send_version(ctx);
+    vfu_hdr_init(&h, 2, VFU_CMD_DMA_MAP, VFU_HDR_SIZE + 32,
+                 VFU_F_TYPE_COMMAND, 0);
+    memcpy(partial, &h, sizeof(h));
+    memset(partial + sizeof(h), 0, 4);
+    efd = eventfd(0, EFD_CLOEXEC);
+    assert_true(efd >= 0);
+    assert_int_equal(mu_mem_send(ctx, partial, sizeof(partial), &efd, 1), 0);
+    close(efd);
+    assert_int_equal(mu_ctx_poll(ctx), 0);      /* read, not complete */
+    assert_true(mu_mem_msgio(ctx)->tail > mu_mem_msgio(ctx)->head);
+    assert_int_equal(count_fds(), idle + 1);    /* the dup of efd */
+    hang_up(ctx);
+    assert_int_equal(count_fds(), idle);
+    /* The next client's first bytes are a header, not the rest of the
+     * last one's message. */
+    connect_client(ctx);
+    assert_int_equal(mu_mem_msgio(ctx)->tail, mu_mem_msgio(ctx)->head);
+    send_version(ctx);
+    hang_up(ctx);
+    mu_ctx_destroy(ctx);
+    assert_int_equal(count_fds(), fds);
+}
+
+static bool timer_armed(mu_ctx_t *ctx)
+{
+    struct itimerspec its;
+
+    assert_int_equal(timerfd_gettime(ctx->timer_fd, &its), 0);
+    return its.it_interval.tv_sec != 0 || its.it_interval.tv_nsec != 0 ||
+           its.it_value.tv_sec != 0 || its.it_value.tv_nsec != 0;
+}
+
+/*
+ * The housekeeping timer runs while a client is attached and stops at its
+ * first tick after the last one left, not at the detach itself: a client
+ * coming back before that tick finds it running.
+ */
+static void test_timer_stops_at_tick_after_client(void **state)
+{
+    struct pollfd p;
+    mu_ctx_t *ctx;
+
+    (void)state;
+    assert_int_equal(mu_ctx_create(&ctx, "/nonexistent/unused", MU_DEV_PCI,
+                                   NULL), 0);
+    assert_int_equal(mu_ctx_use_mem(ctx), 0);
+    /* A 10 ms period (a quarter of the receive timeout, at least 10). */
+    assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_RECV_TIMEOUT_MS, 40), 0);
+    assert_int_equal(mu_ctx_realize(ctx), 0);
+    assert_false(timer_armed(ctx));
+
+    connect_client(ctx);
+    assert_true(timer_armed(ctx));
+    hang_up(ctx);
+    assert_true(timer_armed(ctx));      /* until its next tick */
+    connect_client(ctx);
+    assert_true(timer_armed(ctx));
+    hang_up(ctx);
+
+    /* The next tick, with nobody attached, stops it. */
+    p = (struct pollfd){ .fd = ctx->timer_fd, .events = POLLIN };
+    assert_int_equal(poll(&p, 1, 5000 * mu_test_slow_factor()), 1);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 1);
+    assert_false(timer_armed(ctx));
+    connect_client(ctx);
+    assert_true(timer_armed(ctx));
+    hang_up(ctx);
+    mu_ctx_destroy(ctx);
+}
+
+/* mu_ctx_poll_wait() tells a context with work from an idle one. */
+static void test_poll_wait_counts_events(void **state)
+{
+    static const char json[] = "{\"capabilities\":{\"pgsizes\":4096}}";
+    uint8_t msg[VFU_HDR_SIZE + sizeof(struct vfu_version) + sizeof(json)];
+    struct vfu_version v = { VFU_VERSION_MAJOR, VFU_VERSION_MINOR };
+    struct vfu_hdr h;
+    uint8_t reply[512];
+    unsigned nfds;
+    mu_ctx_t *ctx = new_ctx();
+
+    (void)state;
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);      /* nothing yet */
+    assert_int_equal(mu_mem_connect(ctx), 0);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 1);      /* the bell */
+    assert_true(mu_mem_attached(ctx));
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);
+    /* The bell stays watched while a client is attached: a second client
+     * cannot ring it. */
+    assert_int_equal(mu_mem_connect(ctx), -EBUSY);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);
+
+    vfu_hdr_init(&h, 1, VFU_CMD_VERSION, sizeof(msg), VFU_F_TYPE_COMMAND, 0);
+    memcpy(msg, &h, sizeof(h));
+    memcpy(msg + sizeof(h), &v, sizeof(v));
+    memcpy(msg + sizeof(h) + sizeof(v), json, sizeof(json));
+    assert_int_equal(mu_mem_send(ctx, msg, sizeof(msg), NULL, 0), 0);
+    /* A wait that may block returns as soon as the work is done. */
+    assert_int_equal(mu_ctx_poll_wait(ctx, -1), 1);
+    assert_true(mu_ctx_client_ready(ctx));
+    assert_true(mu_mem_recv(ctx, reply, sizeof(reply), NULL, 0, &nfds) >
+                (ssize_t)VFU_HDR_SIZE);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);
+
+    mu_mem_hang_up(ctx);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 1);      /* EOF: detach */
+    assert_false(mu_mem_attached(ctx));
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);
+    /* After a stop request it fails the way mu_ctx_poll() does. */
+    mu_ctx_stop(ctx);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), -ESHUTDOWN);
+    mu_ctx_destroy(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_raw_version_and_region_read),
         cmocka_unit_test(test_client_over_mem),
         cmocka_unit_test(test_inline_dma_read_on_turn),
+        cmocka_unit_test(test_poll_wait_counts_events),
+        cmocka_unit_test(test_next_client_starts_clean),
+        cmocka_unit_test(test_timer_stops_at_tick_after_client),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
