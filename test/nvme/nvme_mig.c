@@ -744,8 +744,10 @@ static void precopy_dirty(const char *db_name, enum nvd_db_mode db,
         muc_t *c = connect_dev(&dst);
 
         assert_int_equal(nvd_migrate(d, c, &mo, &st), 0);
-        assert_int_equal(st.precopy_bytes, 0);     /* nvme: no PRE_COPY data */
-        assert_true(st.stopcopy_bytes > NS_SIZE);
+        /* The namespace went while the source ran; nothing wrote it
+         * since, so the downtime carried the controller's state alone. */
+        assert_true(st.precopy_bytes > NS_SIZE);
+        assert_true(st.stopcopy_bytes < 64 * 1024);
         /* The fd-less queue pair came along too. */
         assert_int_equal(nvd_rw(d, 2, NVME_IO_READ, 1, 0, 8, flpool, SLOT), 0);
     }
