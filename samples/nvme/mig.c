@@ -41,6 +41,7 @@ static struct {
     bool tracking;              /* bitmaps in c->ns[].dirty */
     bool stopped;               /* STOP_COPY: no pass ends the stream */
     bool first_pass;
+    bool pass_over;             /* a pass ended in this read: return 0 */
     unsigned phase;             /* E_* */
     unsigned cur_ns;            /* the passes' cursor */
     uint64_t cur_g;
@@ -109,6 +110,7 @@ static int save_start(struct nvme_ctrl *c)
     E.tracking = true;
     E.stopped = false;
     E.first_pass = true;
+    E.pass_over = false;
     E.phase = E_BEGIN;
     E.cur_ns = 0;
     E.cur_g = 0;
@@ -240,7 +242,9 @@ static bool next_item(struct nvme_ctrl *c)
                 E.total = sizeof(E.rec) + E.rec.len;
                 return true;
             }
-            /* The pass is over; the next read begins another. */
+            /* The pass is over: this read ends here (the library calls
+             * save() until it returns 0), the next begins another. */
+            E.pass_over = true;
             E.first_pass = false;
             E.cur_ns = 0;
             E.cur_g = 0;
@@ -288,6 +292,10 @@ static ssize_t mig_save(mu_ctx_t *ctx, void *buf, size_t len)
 
     if ((st != MU_MIG_STOP_COPY && st != MU_MIG_PRE_COPY) || !E.tracking)
         return 0;
+    if (E.pass_over) {
+        E.pass_over = false;
+        return 0;
+    }
     while (done < len) {
         size_t n = len - done;
         uint64_t hl;
@@ -325,6 +333,8 @@ static ssize_t mig_save(mu_ctx_t *ctx, void *buf, size_t len)
         if (E.pos == E.total)
             E.busy = false;
     }
+    if (done == 0)
+        E.pass_over = false;    /* this read is the short one already */
     return (ssize_t)done;
 }
 
