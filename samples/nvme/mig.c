@@ -467,10 +467,15 @@ static int mig_transition(mu_ctx_t *ctx, enum mu_mig_state from,
         ctrl_unlock(c);
     }
     if (to == MU_MIG_STOP_COPY) {
-        /* From PRE_COPY: the stream goes on, with what is left of it. */
+        /* From PRE_COPY: the stream goes on, with what is left of it
+         * (always tracking by then: PRE_COPY started it). */
         ctrl_lock(c);
-        save_prepare(c);
-        E.stopped = true;
+        if (!E.tracking)
+            rc = save_start(c);
+        if (rc == 0) {
+            save_prepare(c);
+            E.stopped = true;
+        }
         ctrl_unlock(c);
     } else if (to == MU_MIG_RESUMING) {
         mig_load_reset();

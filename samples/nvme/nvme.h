@@ -16,7 +16,9 @@
  *   prp.c       PRP1/PRP2/PRP list walking
  *   xfer.c      moving data between guest memory and namespaces
  *   ns.c        namespaces backed by RAM (memfd) or a file
- *   mig.c       live migration: saving and restoring all of the above
+ *   mig.c       live migration: the state machine, the source's stream
+ *               (pre-copy of the RAM namespaces, dirty granules)
+ *   mig_load.c  live migration: the destination's checks and restore
  *
  * Threads.  The context thread runs muser (register accesses, DMA map and
  * unmap, resets, and in trapped-doorbell mode all command processing).  In
