@@ -475,6 +475,7 @@ static int mig_transition(mu_ctx_t *ctx, enum mu_mig_state from,
         if (rc == 0) {
             save_prepare(c);
             E.stopped = true;
+            E.pass_over = false;
         }
         ctrl_unlock(c);
     } else if (to == MU_MIG_RESUMING) {
