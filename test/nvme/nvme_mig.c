@@ -597,7 +597,8 @@ static uint8_t *splice(const uint8_t *s, size_t len, size_t at, size_t cut,
 
     assert_non_null(o);
     memcpy(o, s, at);
-    memcpy(o + at, ins, n);
+    if (n > 0)
+        memcpy(o + at, ins, n);
     memcpy(o + at + n, s + at + cut, len - at - cut);
     *out_len = len - cut + n;
     return o;
