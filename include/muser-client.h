@@ -255,7 +255,10 @@ int muc_mig_write(muc_t *c, const void *buf, size_t len);
 
 struct muc_migrate_opts {
     /* Rounds of PRE_COPY on the source while it runs, before stopping it
-     * (0: none; ignored when either side lacks PRE_COPY). */
+     * (0: none; ignored when either side lacks PRE_COPY): at most this
+     * many, each reading until the source has nothing more for now; the
+     * rounds end early after one that brought less than one read (the
+     * largest muc_mig_read() takes) of data. */
     unsigned precopy_rounds;
 };
 struct muc_migrate_stats {

@@ -311,8 +311,16 @@ int muc_migrate(muc_t *src, muc_t *dst, const struct muc_migrate_opts *opts,
     t0 = now_ns();
     if (precopy) {
         rc = muc_mig_set_state(src, MUC_MIG_PRE_COPY);
-        for (unsigned i = 0; rc == 0 && i < opts->precopy_rounds; i++)
+        for (unsigned i = 0; rc == 0 && i < opts->precopy_rounds; i++) {
+            uint64_t before = st.precopy_bytes;
+
             rc = pump(src, dst, buf, chunk, &st.precopy_bytes);
+            /* Less than one read's worth: about nothing is left to
+             * send while running, another round would not shorten the
+             * stop. */
+            if (st.precopy_bytes - before < chunk)
+                break;
+        }
         if (rc < 0)
             goto abort;
     }

@@ -178,9 +178,20 @@ static int file_rw(struct nvme_ns *ns, const struct iovec *iov, int iovcnt,
     return 0;
 }
 
+void ns_mark_dirty(struct nvme_ns *ns, uint64_t off, uint64_t len)
+{
+    if (ns->dirty == NULL || len == 0)
+        return;
+    for (uint64_t g = off >> NS_GRAN_SHIFT; g <= (off + len - 1) >> NS_GRAN_SHIFT;
+         g++)
+        ns->dirty[g / 64] |= 1ull << (g % 64);
+}
+
 int ns_rw(struct nvme_ns *ns, const struct iovec *iov, int iovcnt,
           uint64_t off, bool write)
 {
+    uint64_t start = off;
+
     if (ns->is_file)
         return file_rw(ns, iov, iovcnt, off, write);
     for (int i = 0; i < iovcnt; i++) {
@@ -190,6 +201,9 @@ int ns_rw(struct nvme_ns *ns, const struct iovec *iov, int iovcnt,
             memcpy(iov[i].iov_base, ns->mem + off, iov[i].iov_len);
         off += iov[i].iov_len;
     }
+    /* After the bytes: a granule being sent meanwhile goes again. */
+    if (write)
+        ns_mark_dirty(ns, start, off - start);
     return 0;
 }
 
@@ -210,10 +224,8 @@ static int zero_by_writing(struct nvme_ns *ns, uint64_t off, uint64_t len)
     return 0;
 }
 
-int ns_zero(struct nvme_ns *ns, uint64_t off, uint64_t len)
+static int zero(struct nvme_ns *ns, uint64_t off, uint64_t len)
 {
-    if (len == 0)
-        return 0;
     if (fallocate(ns->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                   (off_t)(ns->fd_off + off), (off_t)len) == 0)
         return 0;
@@ -224,6 +236,19 @@ int ns_zero(struct nvme_ns *ns, uint64_t off, uint64_t len)
         return 0;
     }
     return zero_by_writing(ns, off, len);
+}
+
+int ns_zero(struct nvme_ns *ns, uint64_t off, uint64_t len)
+{
+    int rc;
+
+    if (len == 0)
+        return 0;
+    rc = zero(ns, off, len);
+    /* Even on a failure: part of the range may be zeros by now. */
+    if (!ns->is_file)
+        ns_mark_dirty(ns, off, len);
+    return rc;
 }
 
 int ns_flush(struct nvme_ns *ns)

@@ -16,7 +16,9 @@
  *   prp.c       PRP1/PRP2/PRP list walking
  *   xfer.c      moving data between guest memory and namespaces
  *   ns.c        namespaces backed by RAM (memfd) or a file
- *   mig.c       live migration: saving and restoring all of the above
+ *   mig.c       live migration: the state machine, the source's stream
+ *               (pre-copy of the RAM namespaces, dirty granules)
+ *   mig_load.c  live migration: the destination's checks and restore
  *
  * Threads.  The context thread runs muser (register accesses, DMA map and
  * unmap, resets, and in trapped-doorbell mode all command processing).  In
@@ -109,7 +111,15 @@ struct nvme_ns {
     unsigned lba_shift;
     uint8_t nguid[16];
     uint8_t uuid[16];
+    /* Migration (mig.c owns it): a bit per granule of NS_GRAN bytes,
+     * set when the granule's bytes change; NULL when nobody tracks.
+     * Read and written under the controller lock only, as the bytes are
+     * (every command runs with it held). */
+    uint64_t *dirty;
 };
+
+#define NS_GRAN_SHIFT 16u               /* migration granule: 64 KiB */
+#define NS_GRAN (1ull << NS_GRAN_SHIFT)
 
 int ns_init_ram(struct nvme_ns *ns, uint32_t nsid, uint64_t size,
                 unsigned lba_shift);
@@ -123,6 +133,8 @@ void ns_fini(struct nvme_ns *ns);
 int ns_rw(struct nvme_ns *ns, const struct iovec *iov, int iovcnt,
           uint64_t off, bool write);
 int ns_zero(struct nvme_ns *ns, uint64_t off, uint64_t len);
+/* Granules of [off, off + len) changed (a no-op when nobody tracks). */
+void ns_mark_dirty(struct nvme_ns *ns, uint64_t off, uint64_t len);
 int ns_flush(struct nvme_ns *ns);
 void ns_make_ids(struct nvme_ns *ns, const char *serial);
 

@@ -279,11 +279,102 @@ static struct work *work_new(struct nvd *d)
 }
 
 /*
- * Migrate with 16 writes completed on the source but not reaped, and 16
- * queued in the SQ but not rung: the first need the CQ's tail and phase,
- * the others the SQ's head, on the destination.
+ * One PRE_COPY pass of src (reads until a short one), each chunk written
+ * to dst (if any) and appended to *acc (if any), with 'writes' more writes
+ * of w acknowledged after each chunk (w may be NULL).  Returns the bytes.
+ */
+static uint64_t precopy_pass(muc_t *src, muc_t *dst, struct work *w,
+                             unsigned writes, uint8_t *acc, size_t *acc_len,
+                             size_t acc_cap)
+{
+    size_t chunk = muc_mig_read_max(src);
+    uint8_t *buf = malloc(chunk);
+    uint64_t total = 0;
+
+    assert_non_null(buf);
+    for (;;) {
+        ssize_t n = muc_mig_read(src, buf, chunk);
+
+        assert_true(n >= 0);
+        if (dst != NULL && n > 0)
+            assert_int_equal(muc_mig_write(dst, buf, (size_t)n), 0);
+        if (acc != NULL) {
+            assert_true(*acc_len + (size_t)n <= acc_cap);
+            memcpy(acc + *acc_len, buf, (size_t)n);
+            *acc_len += (size_t)n;
+        }
+        total += (uint64_t)n;
+        if ((size_t)n < chunk)
+            break;
+        if (w != NULL)
+            run_until(w, w->acked + writes);
+    }
+    free(buf);
+    return total;
+}
+
+/*
+ * Migrate with pre-copy under a QD32 random-write workload: the first
+ * pass sends every granule while writes land behind and ahead of it, a
+ * second pass the ones written meanwhile while more writes land, then
+ * the stop, with 16 writes completed on the source but not reaped, and
+ * 16 queued in the SQ but not rung: the first need the CQ's tail and
+ * phase, the others the SQ's head, on the destination.  Every write
+ * acknowledged after its granule was sent is only on the destination if
+ * the granule went again: verify() reads every block there.
  */
 static void test_mid_workload(void **state)
+{
+    struct dev src, dst;
+    uint64_t pass1, pass2, stop;
+    struct work *w;
+    struct nvd *d;
+    muc_t *c;
+
+    (void)state;
+    spawn(&src, "src", "16M", "1");
+    spawn(&dst, "dst", "16M", "1");
+    d = open_driver(&src);
+    w = work_new(d);
+    run_until(w, 3000);
+    c = connect_dev(&dst);
+    assert_int_equal(nvd_attach(d, c), 0);
+    assert_int_equal(muc_mig_set_state(c, MUC_MIG_RESUMING), 0);
+    assert_int_equal(muc_mig_set_state(d->c, MUC_MIG_PRE_COPY), 0);
+    pass1 = precopy_pass(d->c, c, w, 8, NULL, NULL, 0);
+    assert_true(pass1 > NS_SIZE);
+    pass2 = precopy_pass(d->c, c, w, 8, NULL, NULL, 0);
+    assert_true(pass2 > 0 && pass2 < pass1);    /* written granules only */
+    drain(w);
+    for (unsigned i = 0; i < QD / 2; i++)
+        submit_one(w);
+    assert_int_equal(nvd_ring(d, 1), 0);
+    for (unsigned i = 0; i < QD / 2; i++)
+        submit_one(w);
+    assert_int_equal(muc_mig_set_state(d->c, MUC_MIG_STOP_COPY), 0);
+    stop = precopy_pass(d->c, c, NULL, 0, NULL, NULL, 0);
+    /* The state and the granules written since their last pass (the
+     * last 16 writes at least), not the whole namespace. */
+    assert_true(stop > 64 * 1024 && stop < NS_SIZE);
+    assert_int_equal(muc_mig_set_state(c, MUC_MIG_RUNNING), 0);
+    assert_int_equal(muc_mig_set_state(d->c, MUC_MIG_STOP), 0);
+    nvd_adopt(d, c);
+    run_until(w, w->acked + 3000);
+    drain(w);
+    verify(w);
+    /* And the admin queue moved too. */
+    uint8_t id[4096];
+    assert_int_equal(nvd_identify(d, NVME_CNS_CTRL, 0, id), 0);
+    assert_memory_equal(id + 4, "src", 3);      /* SN: the source's */
+    nvd_close(d);
+    free(w);
+    reap_dev(&dst);
+    reap_dev(&src);
+}
+
+/* Migrate without pre-copy, mid-workload as above: the whole namespace
+ * goes in STOP_COPY. */
+static void test_mid_workload_stop_copy(void **state)
 {
     struct dev src, dst;
     struct muc_migrate_stats st;
@@ -305,17 +396,142 @@ static void test_mid_workload(void **state)
         submit_one(w);
     c = connect_dev(&dst);
     assert_int_equal(nvd_migrate(d, c, NULL, &st), 0);
+    assert_int_equal(st.precopy_bytes, 0);
     assert_true(st.stopcopy_bytes > NS_SIZE);
     run_until(w, 6000);
     drain(w);
     verify(w);
-    /* And the admin queue moved too. */
-    uint8_t id[4096];
-    assert_int_equal(nvd_identify(d, NVME_CNS_CTRL, 0, id), 0);
-    assert_memory_equal(id + 4, "src", 3);      /* SN: the source's */
     nvd_close(d);
     free(w);
     reap_dev(&dst);
+    reap_dev(&src);
+}
+
+/* ---------------- the stream's records ---------------- */
+
+#define REC_HDR 24u
+enum { REC_GRAN = 1, REC_STATE = 2, REC_END = 3 };
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Offset of the nth (from 0) record of a type in a stream. */
+static size_t rec_at(const uint8_t *s, size_t len, uint32_t type,
+                     unsigned nth)
+{
+    size_t off = get32(s + 8);      /* the begin record's length */
+
+    while (off + REC_HDR <= len) {
+        if (get32(s + off) == type && nth-- == 0)
+            return off;
+        off += REC_HDR + (size_t)get64(s + off + 16);
+    }
+    fail_msg("no record %u of type %u", nth, type);
+    return 0;
+}
+
+static size_t rec_len(const uint8_t *s, size_t off)
+{
+    return REC_HDR + (size_t)get64(s + off + 16);
+}
+
+/*
+ * The namespace's bytes as a destination would have them: every granule
+ * record applied in order (the last copy wins), checked to be in range.
+ */
+static void stream_image(const uint8_t *s, size_t len, uint8_t *img)
+{
+    size_t off = get32(s + 8);
+    bool end = false;
+
+    memset(img, 0x5a, NS_SIZE);
+    while (off + REC_HDR <= len && !end) {
+        uint32_t type = get32(s + off);
+        uint64_t at = get64(s + off + 8), n = get64(s + off + 16);
+
+        assert_true(off + REC_HDR + n <= len);
+        if (type == REC_GRAN) {
+            assert_int_equal(get32(s + off + 4), 0);
+            assert_true(at < NS_SIZE && n <= NS_SIZE - at);
+            memcpy(img + at, s + off + REC_HDR, (size_t)n);
+        }
+        end = type == REC_END;
+        off += REC_HDR + (size_t)n;
+    }
+    assert_true(end);
+    assert_int_equal(off, len);
+}
+
+/* Every slot of the image holds what was last acknowledged for it. */
+static void verify_image(const struct work *w, const uint8_t *img)
+{
+    uint8_t want[SLOT];
+
+    for (unsigned s = 0; s < NR_SLOTS; s++) {
+        if (w->gen[s] == 0)
+            memset(want, 0, SLOT);
+        else
+            pattern(want, s, w->gen[s]);
+        if (memcmp(img + (size_t)s * SLOT, want, SLOT) != 0)
+            fail_msg("slot %u: not what was last acknowledged (gen %u)", s,
+                     w->gen[s]);
+    }
+}
+
+/*
+ * Polled doorbells: the poller thread writes the namespace while the
+ * context thread sends it.  Two passes under QD32 random writes, then
+ * the stop; the stream, replayed, holds every write acknowledged.  Fails
+ * if a granule written after it was sent is not sent again.
+ */
+static void test_precopy_resend_polled(void **state)
+{
+    size_t cap = 4 * NS_SIZE, len = 0;
+    uint8_t *s = malloc(cap), *img = malloc(NS_SIZE);
+    uint64_t pass1, pass2;
+    struct dev src;
+    struct work *w;
+    struct nvd *d;
+
+    (void)state;
+    assert_true(s != NULL && img != NULL);
+    spawn_db(&src, "src", "16M", "1", "polled");
+    d = open_driver_with(&src, NVD_DB_POLLED, 0);
+    w = work_new(d);
+    run_until(w, 1000);
+    assert_int_equal(muc_mig_set_state(d->c, MUC_MIG_PRE_COPY), 0);
+    pass1 = precopy_pass(d->c, NULL, w, 8, s, &len, cap);
+    pass2 = precopy_pass(d->c, NULL, w, 8, s, &len, cap);
+    assert_true(pass1 > NS_SIZE && pass2 > 0);
+    /* More writes after the last pass: only STOP_COPY can carry them. */
+    run_until(w, w->acked + 200);
+    drain(w);
+    assert_int_equal(muc_mig_set_state(d->c, MUC_MIG_STOP_COPY), 0);
+    assert_true(precopy_pass(d->c, NULL, NULL, 0, s, &len, cap) > 64 * 1024);
+    stream_image(s, len, img);
+    verify_image(w, img);
+    /* The source runs on with its data. */
+    assert_int_equal(muc_mig_set_state(d->c, MUC_MIG_RUNNING), 0);
+    run_until(w, w->acked + 200);
+    drain(w);
+    verify(w);
+    nvd_close(d);
+    free(w);
+    free(s);
+    free(img);
     reap_dev(&src);
 }
 
@@ -373,6 +589,85 @@ static int feed(muc_t *c, const uint8_t *buf, size_t len)
     return rc < 0 ? rc : muc_mig_set_state(c, MUC_MIG_RUNNING);
 }
 
+/* s with [at, at + cut) replaced by ins/n; *out_len set; caller frees. */
+static uint8_t *splice(const uint8_t *s, size_t len, size_t at, size_t cut,
+                       const uint8_t *ins, size_t n, size_t *out_len)
+{
+    uint8_t *o = malloc(len - cut + n);
+
+    assert_non_null(o);
+    memcpy(o, s, at);
+    if (n > 0)
+        memcpy(o + at, ins, n);
+    memcpy(o + at + n, s + at + cut, len - at - cut);
+    *out_len = len - cut + n;
+    return o;
+}
+
+/* A record header changed in place: refused when it comes, with rc. */
+static void bad_field(muc_t *c, uint8_t *s, size_t len, size_t field,
+                      uint64_t val, size_t width, int rc)
+{
+    uint8_t keep[8];
+
+    memcpy(keep, s + field, width);
+    memcpy(s + field, &val, width);
+    assert_int_equal(muc_mig_write(c, s, len), rc);
+    memcpy(s + field, keep, width);
+    expect_state(c, MUC_MIG_RESUMING);
+}
+
+/*
+ * Records that cannot be taken, each refused as it comes (or at the end
+ * record) with its errno, the destination left in RESUMING: a version 1
+ * stream, a granule out of range, of the wrong length or in a file
+ * namespace... (a namespace index we do not have), an unknown record, a
+ * granule twice after the state, a second state record, a granule
+ * missing, the end before the state.
+ */
+static void bad_records(muc_t *c, uint8_t *s, size_t len)
+{
+    size_t g0 = rec_at(s, len, REC_GRAN, 0), g1 = rec_at(s, len, REC_GRAN, 1);
+    size_t st = rec_at(s, len, REC_STATE, 0), end = rec_at(s, len, REC_END, 0);
+    size_t glen = rec_len(s, g0), n;
+    uint8_t *o;
+
+    assert_true(st < g0);   /* no pre-copy: the state first */
+    /* Version 1 (the whole state in STOP_COPY): refused on its header. */
+    bad_field(c, s, len, 4, 1, 2, -EPROTO);
+    /* Out of range: past the namespace, not on a granule, another ns. */
+    bad_field(c, s, len, g0 + 8, NS_SIZE, 8, -ERANGE);
+    bad_field(c, s, len, g0 + 8, 4096, 8, -ERANGE);
+    bad_field(c, s, len, g0 + 4, 1, 4, -ERANGE);
+    /* Short (or long) granule. */
+    bad_field(c, s, len, g0 + 16, glen - REC_HDR - 4096, 8, -EINVAL);
+    bad_field(c, s, len, g0 + 16, glen - REC_HDR + 4096, 8, -EINVAL);
+    /* A record this version does not know. */
+    bad_field(c, s, len, g0, 9, 4, -EPROTO);
+    /* A state record of another size. */
+    bad_field(c, s, len, st + 16, 64, 8, -EINVAL);
+    /* The same granule twice after the state. */
+    o = splice(s, len, g1, 0, s + g0, glen, &n);
+    assert_int_equal(muc_mig_write(c, o, n), -EEXIST);
+    free(o);
+    expect_state(c, MUC_MIG_RESUMING);
+    /* A second state record. */
+    o = splice(s, len, g0, 0, s + st, rec_len(s, st), &n);
+    assert_int_equal(muc_mig_write(c, o, n), -EEXIST);
+    free(o);
+    expect_state(c, MUC_MIG_RESUMING);
+    /* A granule missing: refused at the end record. */
+    o = splice(s, len, g1, rec_len(s, g1), NULL, 0, &n);
+    assert_int_equal(muc_mig_write(c, o, n), -ENODATA);
+    free(o);
+    expect_state(c, MUC_MIG_RESUMING);
+    /* The end before the state. */
+    o = splice(s, len, st, 0, s + end, rec_len(s, end), &n);
+    assert_int_equal(muc_mig_write(c, o, n), -ENODATA);
+    free(o);
+    expect_state(c, MUC_MIG_RESUMING);
+}
+
 static void test_bad_streams(void **state)
 {
     struct dev src, dst;
@@ -412,6 +707,7 @@ static void test_bad_streams(void **state)
     assert_int_equal(muc_mig_write(c, s, len), -EPROTO);
     s[4] ^= 0x80;
     expect_state(c, MUC_MIG_RESUMING);
+    bad_records(c, s, len);
     /* Nothing of the refused streams stuck: the good one goes in whole,
      * and the controller is the source's, running, with its data. */
     assert_int_equal(feed(c, s, len), 0);
@@ -744,8 +1040,10 @@ static void precopy_dirty(const char *db_name, enum nvd_db_mode db,
         muc_t *c = connect_dev(&dst);
 
         assert_int_equal(nvd_migrate(d, c, &mo, &st), 0);
-        assert_int_equal(st.precopy_bytes, 0);     /* nvme: no PRE_COPY data */
-        assert_true(st.stopcopy_bytes > NS_SIZE);
+        /* The namespace went while the source ran; nothing wrote it
+         * since, so the downtime carried the controller's state alone. */
+        assert_true(st.precopy_bytes > NS_SIZE);
+        assert_true(st.stopcopy_bytes < 64 * 1024);
         /* The fd-less queue pair came along too. */
         assert_int_equal(nvd_rw(d, 2, NVME_IO_READ, 1, 0, 8, flpool, SLOT), 0);
     }
@@ -838,6 +1136,8 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_mid_workload, teardown),
+        cmocka_unit_test_teardown(test_mid_workload_stop_copy, teardown),
+        cmocka_unit_test_teardown(test_precopy_resend_polled, teardown),
         cmocka_unit_test_teardown(test_bad_streams, teardown),
         cmocka_unit_test_teardown(test_other_namespaces, teardown),
         cmocka_unit_test_teardown(test_disconnect_mid_stream, teardown),
