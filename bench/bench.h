@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 extern bool bench_json;
 extern int bench_reps;
@@ -51,6 +52,19 @@ void bench_unpin(const cpu_set_t *saved);
 
 /* A scratch directory for sockets; removed at exit. */
 const char *bench_tmpdir(void);
+
+/*
+ * Start argv[0] with argv, its output in the file log, pinned to cpu when
+ * cpu >= 0; it gets SIGKILL when this process dies.  Returns its pid or a
+ * negative errno.
+ */
+pid_t bench_spawn(const char *const argv[], const char *log, int cpu);
+/*
+ * Collect the child *pid started by bench_spawn() (nothing when *pid <= 0):
+ * waits 3 s for it to leave, then SIGTERM, after 5 s SIGKILL.  Returns its
+ * wait status (0 for nothing to collect) and sets *pid to 0.
+ */
+int bench_reap(pid_t *pid);
 
 int bench_rtt(void);
 int bench_dma(void);

@@ -95,46 +95,18 @@ static int mdev_spawn(struct mdev *v, const char *bin, unsigned n)
     snprintf(serial, sizeof(serial), "MIG-%u", n);
     snprintf(v->sock, sizeof(v->sock), "%s/mig-%u.sock", bench_tmpdir(), n);
     snprintf(v->log, sizeof(v->log), "%s/mig-%u.log", bench_tmpdir(), n);
-    fflush(NULL);
-    v->pid = fork();
-    if (v->pid < 0)
-        return -errno;
-    if (v->pid == 0) {
-        int fd = open(v->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (fd >= 0) {
-            dup2(fd, STDOUT_FILENO);
-            dup2(fd, STDERR_FILENO);
-        }
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    return 0;
+    v->pid = bench_spawn(argv, v->log, -1);
+    return v->pid < 0 ? (int)v->pid : 0;
 }
 
 /* With --once the device leaves when its client does. */
 static void mdev_reap(struct mdev *v)
 {
-    int st;
+    int st = bench_reap(&v->pid);
 
-    if (v->pid <= 0)
-        return;
-    for (int i = 0; i < 500; i++) {
-        if (waitpid(v->pid, &st, WNOHANG) == v->pid) {
-            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-                fprintf(stderr, "migrate: nvme exit status %#x (log %s)\n",
-                        st, v->log);
-            v->pid = 0;
-            return;
-        }
-        if (i == 300)
-            kill(v->pid, SIGTERM);
-        usleep(10000);
-    }
-    kill(v->pid, SIGKILL);
-    waitpid(v->pid, &st, 0);
-    v->pid = 0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fprintf(stderr, "migrate: nvme exit status %#x (log %s)\n", st,
+                v->log);
 }
 
 static int connect_retry(muc_t **c, const char *sock)

@@ -181,57 +181,19 @@ static int dev_spawn(struct dev *v, const char *bin)
              v->mode);
     snprintf(v->log, sizeof(v->log), "%s/nvme-%s.log", bench_tmpdir(),
              v->mode);
-    fflush(NULL);
-    v->pid = fork();
-    if (v->pid < 0)
-        return -errno;
-    if (v->pid == 0) {
-        int fd = open(v->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        cpu_set_t set;
-
-        /* The device may be stopped (dev_run()) when we die: take it
-         * along rather than leave it behind, stopped, for ever. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        /* Before exec: the device's threads inherit it. */
-        if (cpu_dev >= 0) {
-            CPU_ZERO(&set);
-            CPU_SET(cpu_dev, &set);
-            sched_setaffinity(0, sizeof(set), &set);
-        }
-        if (fd >= 0) {
-            dup2(fd, STDOUT_FILENO);
-            dup2(fd, STDERR_FILENO);
-        }
-        execv(bin, (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
-        _exit(127);
-    }
-    return 0;
+    v->pid = bench_spawn(argv, v->log, cpu_dev);
+    return v->pid < 0 ? (int)v->pid : 0;
 }
 
 /* Collect the device; with --once it leaves when we disconnect. */
 static void dev_reap(struct dev *v)
 {
-    int st;
+    int st = bench_reap(&v->pid);
 
-    if (v->pid <= 0)
-        return;
-    for (int i = 0; i < 500; i++) {
-        if (waitpid(v->pid, &st, WNOHANG) == v->pid) {
-            v->pid = 0;
-            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-                fprintf(stderr, "nvme (%s) exit status %#x\n", v->mode, st);
-                show_log(v);
-            }
-            return;
-        }
-        if (i == 300)
-            kill(v->pid, SIGTERM);
-        usleep(10000);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "nvme (%s) exit status %#x\n", v->mode, st);
+        show_log(v);
     }
-    kill(v->pid, SIGKILL);
-    waitpid(v->pid, &st, 0);
-    v->pid = 0;
 }
 
 static void dev_stop(struct dev *v)
