@@ -68,8 +68,8 @@ static int server_start(struct server *s, const char *name, uint64_t regions,
     if (rc < 0)
         return rc;
     ctx = s->srv.ctx;
-    mu_ctx_set_log(ctx, quiet_log, MU_LOG_ERR);
-    if ((rc = mu_ctx_set_limit(ctx, MU_LIMIT_DMA_REGIONS, regions)) < 0 ||
+    if ((rc = mu_ctx_set_log(ctx, quiet_log, MU_LOG_ERR)) < 0 ||
+        (rc = mu_ctx_set_limit(ctx, MU_LIMIT_DMA_REGIONS, regions)) < 0 ||
         (rc = mu_ctx_set_limit(ctx, MU_LIMIT_DMA_MAPPED_BYTES, budget)) < 0 ||
         (rc = bench_server_start(&s->srv)) < 0 ||
         (rc = muc_connect(&s->c, s->srv.path, NULL)) < 0)

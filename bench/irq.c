@@ -53,7 +53,7 @@ static void *device_thread(void *arg)
             int rc = mu_irq_trigger(p->ctx, MU_IRQ_MSIX, 0);
 
             if (rc != 0) {
-                p->err = rc > 0 ? -EAGAIN : rc;     /* 1: masked */
+                p->err = rc == MU_IRQ_PENDING ? -EAGAIN : rc;
                 break;
             }
         } else if (write(p->irq_fd, &one, sizeof(one)) != sizeof(one)) {

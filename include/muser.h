@@ -13,6 +13,32 @@
  * on success and a negative errno on failure.  Nothing a client sends makes
  * the library exit or abort.
  *
+ * Setup calls: every call that describes the device (the mu_ctx_set_*,
+ * mu_pci_*, mu_region_*, mu_irq_setup/_set_*, mu_dma_set_* and
+ * mu_mig_setup calls, and mu_ctx_allow_uid) is made between
+ * mu_ctx_create() and mu_ctx_realize(), and returns -EBUSY, changing
+ * nothing, after it.  The one exception is mu_ctx_set_limit() for the two
+ * DMA eviction limits, which the context thread may also change later.
+ *
+ * File descriptors: an fd passed to the library is borrowed.  The library
+ * dups what it keeps and never closes the caller's fd, whether the call
+ * succeeds or fails; the caller closes its own when it likes.  An fd the
+ * library hands out (muser-client.h's region and ioeventfd fds) is the
+ * caller's to close.
+ *
+ * Structs and ABI: structs the library allocates are reached through
+ * pointers (mu_ctx_t, mu_dma_region_t, and const struct mu_dma_info *) and
+ * may grow at their end.  A struct the caller allocates either starts with
+ * a size field the caller sets to sizeof the struct (struct
+ * mu_mig_callbacks), or ends in reserved space: reserved fields must be 0
+ * in what the caller passes in (-EINVAL otherwise, so a later version can
+ * give them a meaning) and are set to 0 in what the library fills in.
+ * struct mu_mmap_area and mu_sg_t are array elements of a fixed size;
+ * mu_sg_t's fields other than addr and len are the library's.  The
+ * library's version is mu_version() (the header's is MU_VERSION_*); the
+ * symbols are versioned (MUSER_0) and their ABI is checked by `make test`
+ * against test/abi/libmuser.abi.
+ *
  * Threads: a context is driven by one thread, the "context thread": the one
  * calling mu_ctx_run() or mu_ctx_poll().  All callbacks run on it.  Setup
  * calls (everything before mu_ctx_realize()) must come from one thread.
@@ -94,7 +120,7 @@ enum mu_log_level {
 typedef void (*mu_log_cb_t)(mu_ctx_t *ctx, enum mu_log_level level,
                             const char *msg);
 /* cb NULL restores the stderr default.  Messages above 'level' are dropped. */
-void mu_ctx_set_log(mu_ctx_t *ctx, mu_log_cb_t cb, enum mu_log_level level);
+int mu_ctx_set_log(mu_ctx_t *ctx, mu_log_cb_t cb, enum mu_log_level level);
 
 /*
  * Limits, with safe defaults.  Each may be set before mu_ctx_realize();
@@ -147,7 +173,8 @@ enum mu_ctx_flags {
      * instead of waiting for the next one. */
     MU_CTX_ONE_CLIENT = 1u << 0,
 };
-void mu_ctx_set_flags(mu_ctx_t *ctx, unsigned flags);
+/* Before realize; -EINVAL for an unknown flag. */
+int mu_ctx_set_flags(mu_ctx_t *ctx, unsigned flags);
 
 /*
  * Finish setup: check it is consistent (e.g. MSI-X table inside a BAR),
@@ -261,7 +288,7 @@ int mu_pci_hook_config(mu_ctx_t *ctx, uint32_t offset, uint32_t len,
  * master, INTx disable...). */
 typedef void (*mu_pci_command_cb_t)(mu_ctx_t *ctx, uint16_t old_cmd,
                                     uint16_t new_cmd);
-void mu_pci_set_command_cb(mu_ctx_t *ctx, mu_pci_command_cb_t cb);
+int mu_pci_set_command_cb(mu_ctx_t *ctx, mu_pci_command_cb_t cb);
 
 /* ------------------------------------------------------------------ */
 /* Regions                                                            */
@@ -341,9 +368,12 @@ int mu_region_set_mmap(mu_ctx_t *ctx, unsigned idx, int fd,
  * when the written value equals datamatch.  The library watches the fd and
  * calls cb(ctx, opaque_value) when it fires, on the context thread, so the
  * device sees the doorbell without a message round trip.  fd < 0 makes the
- * library create the eventfd.  The library owns the fd after this call and
- * makes it non-blocking (the client holds a copy and may drain it).
- * Returns 0 or a negative errno.  Before realize.
+ * library create the eventfd.  Otherwise the library dups fd (the caller
+ * keeps and closes its own, on success and on failure) and makes the open
+ * file non-blocking, which the caller's copy shares (the client holds a
+ * copy too and may drain it).  Returns 0, -EINVAL (bad idx, offset, size
+ * or datamatch without a size), -ENOSPC (65535 on the region), -ENOMEM,
+ * the fcntl/eventfd errno, or -EBUSY after realize.
  */
 typedef void (*mu_ioeventfd_cb_t)(mu_ctx_t *ctx, uint64_t opaque_value);
 int mu_region_add_ioeventfd(mu_ctx_t *ctx, unsigned idx, uint64_t offset,
@@ -392,11 +422,19 @@ enum mu_irq_type {
 int mu_irq_setup(mu_ctx_t *ctx, enum mu_irq_type type, uint32_t count);
 
 /*
- * Raise a vector.  Returns 0 when the client's eventfd was signalled, 1
- * when the vector is masked (it is then pending and fires on unmask), or
- * -ENOENT when the client gave no eventfd for it (also remembered as
- * pending), -EINVAL for a bad type/vector.  Thread-safe.
+ * Raise a vector.  Returns one of:
+ *   0               the client's eventfd was signalled;
+ *   MU_IRQ_PENDING  not delivered now but remembered as pending: the
+ *                   vector is masked, the client gave no eventfd for it
+ *                   yet, or the device is stopped for migration.  It fires
+ *                   when what held it back goes (unmask, eventfd assigned,
+ *                   device running again); mu_irq_masked() tells masked
+ *                   from the rest;
+ *   -EINVAL         a bad type or vector;
+ *   another -errno  writing the eventfd failed (the vector stays pending).
+ * Thread-safe.
  */
+#define MU_IRQ_PENDING 1
 int mu_irq_trigger(mu_ctx_t *ctx, enum mu_irq_type type, uint32_t vector);
 
 /* Masked state as the guest/client set it.  Thread-safe. */
@@ -409,7 +447,7 @@ bool mu_irq_masked(mu_ctx_t *ctx, enum mu_irq_type type, uint32_t vector);
  */
 typedef void (*mu_irq_state_cb_t)(mu_ctx_t *ctx, enum mu_irq_type type,
                                   bool enabled);
-void mu_irq_set_state_cb(mu_ctx_t *ctx, mu_irq_state_cb_t cb);
+int mu_irq_set_state_cb(mu_ctx_t *ctx, mu_irq_state_cb_t cb);
 
 /* ------------------------------------------------------------------ */
 /* Reset                                                              */
@@ -424,10 +462,10 @@ enum mu_reset_type {
 };
 /* Return 0 or a negative errno (sent to the client for DEVICE_RESET). */
 typedef int (*mu_reset_cb_t)(mu_ctx_t *ctx, enum mu_reset_type type);
-void mu_ctx_set_reset_cb(mu_ctx_t *ctx, mu_reset_cb_t cb);
+int mu_ctx_set_reset_cb(mu_ctx_t *ctx, mu_reset_cb_t cb);
 /* Whether a reset (client or FLR) also unmaps every DMA region (with
  * MU_UNMAP_RESET).  Default false: vfio keeps DMA mappings across reset. */
-void mu_ctx_set_reset_unmaps_dma(mu_ctx_t *ctx, bool unmap);
+int mu_ctx_set_reset_unmaps_dma(mu_ctx_t *ctx, bool unmap);
 
 /* ------------------------------------------------------------------ */
 /* DMA: guest memory handed over by the client                       */
@@ -480,8 +518,8 @@ const char *mu_unmap_reason_str(enum mu_unmap_reason reason);
 typedef int (*mu_dma_map_cb_t)(mu_ctx_t *ctx, mu_dma_region_t *r);
 typedef void (*mu_dma_unmap_cb_t)(mu_ctx_t *ctx, mu_dma_region_t *r,
                                   enum mu_unmap_reason reason);
-void mu_dma_set_callbacks(mu_ctx_t *ctx, mu_dma_map_cb_t map,
-                          mu_dma_unmap_cb_t unmap);
+int mu_dma_set_callbacks(mu_ctx_t *ctx, mu_dma_map_cb_t map,
+                         mu_dma_unmap_cb_t unmap);
 
 /*
  * What a DMA_MAP that overlaps mapped regions does.  REJECT answers EEXIST
@@ -495,14 +533,14 @@ enum mu_overlap_policy {
 };
 /* Default for when no overlap callback is set.  Its initial value comes from
  * the transport: the socket delivers unmaps, so REJECT. */
-void mu_dma_set_overlap_policy(mu_ctx_t *ctx, enum mu_overlap_policy p);
+int mu_dma_set_overlap_policy(mu_ctx_t *ctx, enum mu_overlap_policy p);
 enum mu_overlap_policy mu_dma_get_overlap_policy(const mu_ctx_t *ctx);
 /* Per-event choice: 'incoming' is the new map, old[0..n) the regions it
  * overlaps, in address order. */
 typedef enum mu_overlap_policy (*mu_dma_overlap_cb_t)(
     mu_ctx_t *ctx, const struct mu_dma_info *incoming,
     mu_dma_region_t *const *old, size_t n);
-void mu_dma_set_overlap_cb(mu_ctx_t *ctx, mu_dma_overlap_cb_t cb);
+int mu_dma_set_overlap_cb(mu_ctx_t *ctx, mu_dma_overlap_cb_t cb);
 
 /*
  * Translation.  A scatter-gather entry describes one host-virtual piece of a
@@ -610,10 +648,11 @@ int mu_dma_foreach(mu_ctx_t *ctx,
  * states: the device works, DMAs and raises interrupts.  STOP, STOP_COPY
  * and RESUMING are stopped states: the device must not change guest memory
  * or raise interrupts, and the library enforces it:
- *   - mu_irq_trigger() holds the vector as pending and returns 1; every
- *     held vector is delivered (if unmasked, with a trigger fd) when the
- *     device runs again.  A client that goes away meanwhile takes its
- *     pending interrupts with it, as on any disconnect;
+ *   - mu_irq_trigger() holds the vector as pending and returns
+ *     MU_IRQ_PENDING; every held vector is delivered (if unmasked, with a
+ *     trigger fd) when the device runs again.  A client that goes away
+ *     meanwhile takes its pending interrupts with it, as on any
+ *     disconnect;
  *   - mu_dma_get(), mu_dma_read() and mu_dma_write() fail with -EPERM
  *     (from any thread).  References taken before stay valid: a device
  *     that holds a queue mapping keeps it, and is trusted not to write

@@ -181,19 +181,30 @@ int mu_ctx_allow_uid(mu_ctx_t *ctx, uid_t uid)
     return 0;
 }
 
-void mu_ctx_set_flags(mu_ctx_t *ctx, unsigned flags)
+int mu_ctx_set_flags(mu_ctx_t *ctx, unsigned flags)
 {
+    if (ctx->realized)
+        return -EBUSY;
+    if ((flags & ~(unsigned)MU_CTX_ONE_CLIENT) != 0)
+        return -EINVAL;
     ctx->flags = flags;
+    return 0;
 }
 
-void mu_ctx_set_reset_cb(mu_ctx_t *ctx, mu_reset_cb_t cb)
+int mu_ctx_set_reset_cb(mu_ctx_t *ctx, mu_reset_cb_t cb)
 {
+    if (ctx->realized)
+        return -EBUSY;
     ctx->reset_cb = cb;
+    return 0;
 }
 
-void mu_ctx_set_reset_unmaps_dma(mu_ctx_t *ctx, bool unmap)
+int mu_ctx_set_reset_unmaps_dma(mu_ctx_t *ctx, bool unmap)
 {
+    if (ctx->realized)
+        return -EBUSY;
     ctx->reset_unmaps_dma = unmap;
+    return 0;
 }
 
 bool mu_ctx_client_ready(const mu_ctx_t *ctx)

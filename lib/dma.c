@@ -64,6 +64,7 @@
 #include "private.h"
 #include "sigbus.h"
 #include "mig.h"
+#include "test_hooks.h"
 
 #define MU_DMA_PROT_ALL (MU_DMA_READ | MU_DMA_WRITE)
 
@@ -222,20 +223,24 @@ void mu_dma_fini(mu_ctx_t *ctx)
     ctx->dma = NULL;
 }
 
-void mu_dma_set_callbacks(mu_ctx_t *ctx, mu_dma_map_cb_t map,
-                          mu_dma_unmap_cb_t unmap)
+int mu_dma_set_callbacks(mu_ctx_t *ctx, mu_dma_map_cb_t map,
+                         mu_dma_unmap_cb_t unmap)
 {
+    if (ctx->realized)
+        return -EBUSY;
     ctx->dma->map_cb = map;
     ctx->dma->unmap_cb = unmap;
+    return 0;
 }
 
-void mu_dma_set_overlap_policy(mu_ctx_t *ctx, enum mu_overlap_policy p)
+int mu_dma_set_overlap_policy(mu_ctx_t *ctx, enum mu_overlap_policy p)
 {
-    if (p != MU_OVERLAP_REJECT && p != MU_OVERLAP_REPLACE) {
-        mu_log(ctx, MU_LOG_WARN, "ignoring unknown overlap policy %d", (int)p);
-        return;
-    }
+    if (ctx->realized)
+        return -EBUSY;
+    if (p != MU_OVERLAP_REJECT && p != MU_OVERLAP_REPLACE)
+        return -EINVAL;
     ctx->dma->policy = p;
+    return 0;
 }
 
 enum mu_overlap_policy mu_dma_get_overlap_policy(const mu_ctx_t *ctx)
@@ -243,8 +248,18 @@ enum mu_overlap_policy mu_dma_get_overlap_policy(const mu_ctx_t *ctx)
     return ctx->dma->policy;
 }
 
-void mu_dma_set_overlap_cb(mu_ctx_t *ctx, mu_dma_overlap_cb_t cb)
+int mu_dma_set_overlap_cb(mu_ctx_t *ctx, mu_dma_overlap_cb_t cb)
 {
+    if (ctx->realized)
+        return -EBUSY;
+    ctx->dma->overlap_cb = cb;
+    return 0;
+}
+
+void mu_dma__set_overlap(mu_ctx_t *ctx, enum mu_overlap_policy p,
+                         mu_dma_overlap_cb_t cb)
+{
+    ctx->dma->policy = p;
     ctx->dma->overlap_cb = cb;
 }
 

@@ -240,9 +240,12 @@ int mu_irq_setup(mu_ctx_t *ctx, enum mu_irq_type type, uint32_t count)
     return 0;
 }
 
-void mu_irq_set_state_cb(mu_ctx_t *ctx, mu_irq_state_cb_t cb)
+int mu_irq_set_state_cb(mu_ctx_t *ctx, mu_irq_state_cb_t cb)
 {
+    if (ctx->realized)
+        return -EBUSY;
     ctx->irqs->state_cb = cb;
+    return 0;
 }
 
 uint32_t mu_irqs_count(mu_ctx_t *ctx, unsigned type)
@@ -348,7 +351,7 @@ static int fire(unsigned type, struct mu_vec *vec)
 
     if (vec->fd[FD_TRIGGER] < 0) {
         vec->pending = true;
-        return -ENOENT;
+        return MU_IRQ_PENDING;
     }
     rc = efd_signal(vec->fd[FD_TRIGGER]);
     if (rc < 0) {
@@ -368,7 +371,7 @@ static int trigger_locked(mu_ctx_t *ctx, unsigned type, uint32_t v)
     /* Held while stopped for migration, as a masked vector would be. */
     if (vec_masked(ctx, type, v) || mu_mig_quiet(ctx)) {
         vec->pending = true;
-        return 1;
+        return MU_IRQ_PENDING;
     }
     return fire(type, vec);
 }

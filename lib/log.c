@@ -6,6 +6,7 @@
  * Formatting happens only for messages that will be kept, so debug lines
  * cost a comparison when they are off.
  */
+#include <errno.h>
 #include <stdio.h>
 
 #include "private.h"
@@ -35,10 +36,13 @@ void mu_log(mu_ctx_t *ctx, enum mu_log_level level, const char *fmt, ...)
             level_names[level], buf);
 }
 
-void mu_ctx_set_log(mu_ctx_t *ctx, mu_log_cb_t cb, enum mu_log_level level)
+int mu_ctx_set_log(mu_ctx_t *ctx, mu_log_cb_t cb, enum mu_log_level level)
 {
+    if (ctx->realized)
+        return -EBUSY;
     ctx->log_cb = cb;
     ctx->log_level = level > MU_LOG_DEBUG ? MU_LOG_DEBUG : level;
+    return 0;
 }
 
 int mu_refuse(mu_ctx_t *ctx, int err, const char *fmt, ...)

@@ -142,9 +142,12 @@ int mu_pci_set_ids(mu_ctx_t *ctx, const struct mu_pci_ids *ids)
     return 0;
 }
 
-void mu_pci_set_command_cb(mu_ctx_t *ctx, mu_pci_command_cb_t cb)
+int mu_pci_set_command_cb(mu_ctx_t *ctx, mu_pci_command_cb_t cb)
 {
+    if (ctx->realized)
+        return -EBUSY;
     ctx->pci.command_cb = cb;
+    return 0;
 }
 
 int mu_pci_hook_config(mu_ctx_t *ctx, uint32_t offset, uint32_t len,
@@ -208,6 +211,8 @@ int mu_pci_add_pm(mu_ctx_t *ctx)
     struct mu_pci *p = &ctx->pci;
     int off;
 
+    if (ctx->realized)
+        return -EBUSY;
     if (p->pm_off)
         return -EEXIST;
     off = cap_alloc(ctx, CAP_ID_PM, 8);
@@ -229,6 +234,8 @@ int mu_pci_add_msi(mu_ctx_t *ctx, unsigned nvec, bool addr64)
     uint16_t ctrl;
     int off, rc;
 
+    if (ctx->realized)
+        return -EBUSY;
     if (p->msi_off)
         return -EEXIST;
     if (nvec < 1 || nvec > 32)
@@ -259,6 +266,8 @@ int mu_pci_add_msix(mu_ctx_t *ctx, unsigned nvec, unsigned table_bar,
     struct mu_pci *p = &ctx->pci;
     int off, rc;
 
+    if (ctx->realized)
+        return -EBUSY;
     if (p->msix_off)
         return -EEXIST;
     if (nvec < 1 || nvec > 2048 || table_bar > 5 || pba_bar > 5 ||
@@ -281,6 +290,8 @@ int mu_pci_add_pcie(mu_ctx_t *ctx, enum mu_pcie_type type)
     struct mu_pci *p = &ctx->pci;
     int off;
 
+    if (ctx->realized)
+        return -EBUSY;
     if (p->type != MU_DEV_PCIE)
         return -EINVAL;
     if (p->pcie_off)

@@ -148,40 +148,26 @@ int mu_region_add_ioeventfd(mu_ctx_t *ctx, unsigned idx, uint64_t offset,
 {
     struct mu_region *r;
     struct mu_ioeventfd *n;
+    int own;
 
-    if (ctx->realized) {
-        if (fd >= 0)
-            close(fd);
+    if (ctx->realized)
         return -EBUSY;
-    }
     if (idx >= MU_MAX_REGIONS || !ctx->regions[idx].present ||
         idx == MU_PCI_CONFIG || (size != 0 && size != 1 && size != 2 &&
                                  size != 4 && size != 8) ||
         !vfu_range_ok(offset, size ? size : 1, ctx->regions[idx].size) ||
-        (datamatch && size == 0)) {
-        if (fd >= 0)
-            close(fd);
+        (datamatch && size == 0))
         return -EINVAL;
-    }
     r = &ctx->regions[idx];
-    if (r->nr_ioeventfds >= 0xffff) {
-        if (fd >= 0)
-            close(fd);
+    if (r->nr_ioeventfds >= 0xffff)
         return -ENOSPC;
-    }
-    n = realloc(r->ioeventfds, (r->nr_ioeventfds + 1) * sizeof(*n));
-    if (n == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return -ENOMEM;
-    }
-    r->ioeventfds = n;
     if (fd < 0) {
-        fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (fd < 0)
+        own = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (own < 0)
             return -errno;
     } else {
         /*
+         * The caller keeps its fd; the library works on its own copy.
          * The client gets a copy of the fd and may read it as well, so
          * epoll can report it readable with the counter already drained:
          * a blocking read() in the context thread would then sleep until
@@ -191,16 +177,21 @@ int mu_region_add_ioeventfd(mu_ctx_t *ctx, unsigned idx, uint64_t offset,
          */
         int fl = fcntl(fd, F_GETFL);
 
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-            int err = -errno;
-
-            close(fd);
-            return err;
-        }
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+            return -errno;
+        own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (own < 0)
+            return -errno;
     }
+    n = realloc(r->ioeventfds, (r->nr_ioeventfds + 1) * sizeof(*n));
+    if (n == NULL) {
+        close(own);
+        return -ENOMEM;
+    }
+    r->ioeventfds = n;
     n[r->nr_ioeventfds++] = (struct mu_ioeventfd){
         .offset = offset, .size = size, .datamatch = datamatch,
-        .data = data, .fd = fd, .cb = cb, .opaque_value = opaque_value,
+        .data = data, .fd = own, .cb = cb, .opaque_value = opaque_value,
     };
     return 0;
 }

@@ -91,7 +91,8 @@ static void inputs_changed(mu_ctx_t *ctx, uint16_t inputs)
     dev.irqs_raised++;
     int rc = mu_irq_trigger(ctx, MU_IRQ_INTX, 0);
     say("INTx raised (%s)", rc == 0 ? "signalled"
-                            : rc == 1 ? "masked, pending" : "no eventfd yet");
+                            : rc == MU_IRQ_PENDING ? "pending"
+                            : strerror(-rc));
 }
 
 static ssize_t bar2_access(mu_ctx_t *ctx, void *buf, size_t count,
@@ -288,10 +289,11 @@ static int setup(mu_ctx_t **ctxp, const char *path, bool once)
     rc = mu_ctx_create(&ctx, path, MU_DEV_PCI, &dev);
     if (rc < 0)
         return rc;
-    mu_ctx_set_log(ctx, NULL, dev.verbose ? MU_LOG_DEBUG : MU_LOG_WARN);
-    if (once)
-        mu_ctx_set_flags(ctx, MU_CTX_ONE_CLIENT);
-    if ((rc = mu_pci_set_ids(ctx, &ids)) < 0 ||
+    if ((rc = mu_ctx_set_log(ctx, NULL, dev.verbose ? MU_LOG_DEBUG
+                                                    : MU_LOG_WARN)) < 0 ||
+        (once && (rc = mu_ctx_set_flags(ctx, MU_CTX_ONE_CLIENT)) < 0) ||
+        (rc = mu_ctx_set_reset_cb(ctx, on_reset)) < 0 ||
+        (rc = mu_pci_set_ids(ctx, &ids)) < 0 ||
         (rc = mu_region_setup(ctx, MU_PCI_BAR2, IDIO_BAR2_SIZE, MU_REGION_RW,
                               bar2_access)) < 0 ||
         (rc = mu_irq_setup(ctx, MU_IRQ_INTX, 1)) < 0 ||
@@ -303,7 +305,6 @@ static int setup(mu_ctx_t **ctxp, const char *path, bool once)
         mu_ctx_destroy(ctx);
         return rc;
     }
-    mu_ctx_set_reset_cb(ctx, on_reset);
     *ctxp = ctx;
     return 0;
 }

@@ -295,22 +295,28 @@ static int ctx_setup(struct nvme_ctrl *c)
     if (rc < 0)
         return rc;
     c->ctx = ctx;
-    mu_ctx_set_log(ctx, NULL, c->opts.verbose ? MU_LOG_DEBUG : MU_LOG_WARN);
-    if (c->opts.once)
-        mu_ctx_set_flags(ctx, MU_CTX_ONE_CLIENT);
+    rc = mu_ctx_set_log(ctx, NULL, c->opts.verbose ? MU_LOG_DEBUG
+                                                   : MU_LOG_WARN);
+    if (rc == 0 && c->opts.once)
+        rc = mu_ctx_set_flags(ctx, MU_CTX_ONE_CLIENT);
     /*
      * 16 fds a message, the most the library advertises (QEMU refuses
      * more): a client splits the 65 vectors' SET_IRQS into 5 messages.
      */
-    rc = mu_ctx_set_limit(ctx, MU_LIMIT_MSG_FDS, 16);
+    if (rc == 0)
+        rc = mu_ctx_set_limit(ctx, MU_LIMIT_MSG_FDS, 16);
     if (rc == 0)
         rc = pci_setup(ctx, c);
+    if (rc == 0)
+        rc = mu_dma_set_callbacks(ctx, dma_on_map, dma_on_unmap);
+    if (rc == 0)
+        rc = mu_ctx_set_reset_cb(ctx, ctrl_on_reset);
+    if (rc == 0)
+        rc = mu_pci_set_command_cb(ctx, ctrl_on_command);
+    if (rc == 0)
+        rc = mu_irq_set_state_cb(ctx, intr_on_state);
     if (rc < 0)
         return rc;
-    mu_dma_set_callbacks(ctx, dma_on_map, dma_on_unmap);
-    mu_ctx_set_reset_cb(ctx, ctrl_on_reset);
-    mu_pci_set_command_cb(ctx, ctrl_on_command);
-    mu_irq_set_state_cb(ctx, intr_on_state);
     rc = mig_setup(ctx);
     if (rc < 0)
         return rc;

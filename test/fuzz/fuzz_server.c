@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "fuzz_server.h"
+#include "test_hooks.h"
 
 #define SLOW_BUDGET_MS 30       /* time an input may spend waiting */
 #define MAX_SESSIONS 8
@@ -622,7 +623,7 @@ static void op_irq(struct fz_in *in, uint8_t p)
     if (in->end)
         return;
     rc = mu_irq_trigger(g_ctx, type, vec);
-    check(rc == 0 || rc == 1 || rc == -ENOENT || rc == -EINVAL ||
+    check(rc == 0 || rc == MU_IRQ_PENDING || rc == -EINVAL ||
           (rc < 0 && rc >= -4095));
     (void)mu_irq_masked(g_ctx, type, vec);
 }
@@ -648,10 +649,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     st.slow_ns = 0;
     st.sessions = 0;
     fs_cnt.overlaps = 0;
-    mu_ctx_set_reset_unmaps_dma(g_ctx, flags & FS_F_RESET_UNMAPS);
-    mu_dma_set_overlap_cb(g_ctx, (flags & FS_F_OVERLAP_CB) ? fs_overlap_cb : NULL);
-    mu_dma_set_overlap_policy(g_ctx, (flags & FS_F_REPLACE) ?
-                              MU_OVERLAP_REPLACE : MU_OVERLAP_REJECT);
+    /* Per input on a realized context, between clients: the public setters
+     * refuse after realize (-EBUSY), so the field and a test hook. */
+    g_ctx->reset_unmaps_dma = flags & FS_F_RESET_UNMAPS;
+    mu_dma__set_overlap(g_ctx, (flags & FS_F_REPLACE) ? MU_OVERLAP_REPLACE
+                                                      : MU_OVERLAP_REJECT,
+                        (flags & FS_F_OVERLAP_CB) ? fs_overlap_cb : NULL);
 
     st.in = &in;
     connect_client(flags, false);

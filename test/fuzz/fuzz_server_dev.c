@@ -356,7 +356,7 @@ void fs_device_setup(void)
     TRY(mu_ctx_create(&g_ctx, g_path, MU_DEV_PCIE, NULL));
     atexit(teardown);
     fs_link_setup(g_ctx);
-    mu_ctx_set_log(g_ctx, log_cb, MU_LOG_DEBUG);
+    TRY(mu_ctx_set_log(g_ctx, log_cb, MU_LOG_DEBUG));
 
     /* Short timeouts: a stuck exchange costs milliseconds, not seconds. */
     TRY(mu_ctx_set_limit(g_ctx, MU_LIMIT_SEND_TIMEOUT_MS, FS_TIMEOUT_MS));
@@ -382,7 +382,7 @@ void fs_device_setup(void)
                         MU_PCI_BAR0, FS_MSIX_PBA_OFF));
     TRY(mu_pci_add_pcie(g_ctx, MU_PCIE_ENDPOINT));
     TRY(mu_pci_add_vendor(g_ctx, vendor, sizeof(vendor)));
-    mu_pci_set_command_cb(g_ctx, command_cb);
+    TRY(mu_pci_set_command_cb(g_ctx, command_cb));
 
     TRY(mu_region_setup(g_ctx, MU_PCI_BAR0, FS_BAR0_SIZE,
                         MU_REGION_RW | MU_REGION_MEM, bar0_cb));
@@ -422,9 +422,9 @@ void fs_device_setup(void)
     TRY(mu_irq_setup(g_ctx, MU_IRQ_INTX, 1));
     TRY(mu_irq_setup(g_ctx, MU_IRQ_ERR, 1));
     TRY(mu_irq_setup(g_ctx, MU_IRQ_REQ, 1));
-    mu_irq_set_state_cb(g_ctx, irq_state_cb);
-    mu_ctx_set_reset_cb(g_ctx, reset_cb);
-    mu_dma_set_callbacks(g_ctx, map_cb, unmap_cb);
+    TRY(mu_irq_set_state_cb(g_ctx, irq_state_cb));
+    TRY(mu_ctx_set_reset_cb(g_ctx, reset_cb));
+    TRY(mu_dma_set_callbacks(g_ctx, map_cb, unmap_cb));
 
     TRY(mu_ctx_realize(g_ctx));
 }

@@ -63,7 +63,7 @@ static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
 static void srv_create(struct inproc *s, const char *name)
 {
     assert_int_equal(inproc_create_at(s, dir, name, MU_DEV_PCI, NULL), 0);
-    mu_ctx_set_log(s->ctx, log_capture, MU_LOG_INFO);
+    assert_int_equal(mu_ctx_set_log(s->ctx, log_capture, MU_LOG_INFO), 0);
     assert_int_equal(mu_region_setup(s->ctx, MU_PCI_BAR0, 0x1000,
                                      MU_REGION_RW | MU_REGION_MEM,
                                      bar0_access), 0);

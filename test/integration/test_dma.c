@@ -215,12 +215,12 @@ static int dev_setup(void **state)
     if (inproc_create(&srv, "dma.sock", MU_DEV_PCI, NULL) < 0)
         return -1;
     ctx = srv.ctx;
-    mu_ctx_set_log(ctx, log_cb, MU_LOG_INFO);
-    mu_dma_set_callbacks(ctx, map_cb, unmap_cb);
+    assert_int_equal(mu_ctx_set_log(ctx, log_cb, MU_LOG_INFO), 0);
+    assert_int_equal(mu_dma_set_callbacks(ctx, map_cb, unmap_cb), 0);
     if (cfg->replace)
-        mu_dma_set_overlap_policy(ctx, MU_OVERLAP_REPLACE);
+        assert_int_equal(mu_dma_set_overlap_policy(ctx, MU_OVERLAP_REPLACE), 0);
     if (cfg->overlap_cb)
-        mu_dma_set_overlap_cb(ctx, overlap_cb);
+        assert_int_equal(mu_dma_set_overlap_cb(ctx, overlap_cb), 0);
     if ((rc = mu_region_setup(ctx, MU_PCI_BAR0, 0x1000,
                               MU_REGION_RW | MU_REGION_MEM, bar0_access)) < 0 ||
         (rc = mu_ctx_set_limit(ctx, MU_LIMIT_DMA_MAPPED_BYTES,

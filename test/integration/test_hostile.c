@@ -232,7 +232,7 @@ static int device_setup(int timeout_ms)
         inproc_create(&srv, "hostile.sock", MU_DEV_PCI, NULL) < 0)
         return -1;
     ctx = srv.ctx;
-    mu_ctx_set_log(ctx, log_cb, MU_LOG_INFO);
+    assert_int_equal(mu_ctx_set_log(ctx, log_cb, MU_LOG_INFO), 0);
     if ((rc = mu_pci_set_ids(ctx, &ids)) < 0 ||
         (rc = mu_region_setup(ctx, MU_PCI_BAR0, BAR0_SIZE,
                               MU_REGION_RW | MU_REGION_MEM, bar0_access)) < 0 ||
@@ -252,7 +252,7 @@ static int device_setup(int timeout_ms)
         fprintf(stderr, "device setup: %s\n", strerror(-rc));
         return -1;
     }
-    mu_dma_set_callbacks(ctx, map_cb, unmap_cb);
+    assert_int_equal(mu_dma_set_callbacks(ctx, map_cb, unmap_cb), 0);
     return inproc_start(&srv) < 0 ? -1 : 0;
 }
 

@@ -40,7 +40,7 @@ static void test_set_mmap_seal_rules(void **state)
     (void)state;
     assert_int_equal(inproc_create(&s, "seal.sock", MU_DEV_PCI, NULL), 0);
     ctx = s.ctx;
-    mu_ctx_set_log(ctx, log_capture, MU_LOG_ERR);
+    assert_int_equal(mu_ctx_set_log(ctx, log_capture, MU_LOG_ERR), 0);
     assert_int_equal(mu_region_setup(ctx, MU_PCI_BAR0, BAR_SIZE,
                                      MU_REGION_RW | MU_REGION_MEM, NULL), 0);
 

@@ -74,7 +74,7 @@ static void start(enum mu_log_level level)
     debug_lines = 0;
     pthread_mutex_unlock(&count_lock);
     assert_int_equal(inproc_create(&srv, "log.sock", MU_DEV_PCI, NULL), 0);
-    mu_ctx_set_log(srv.ctx, log_cb, level);
+    assert_int_equal(mu_ctx_set_log(srv.ctx, log_cb, level), 0);
     assert_int_equal(mu_region_setup(srv.ctx, MU_PCI_BAR0, BAR0_SIZE,
                                      MU_REGION_RW | MU_REGION_MEM,
                                      bar0_access), 0);

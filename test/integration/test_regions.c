@@ -180,7 +180,7 @@ static int group_setup(void **state)
     if (inproc_create(&srv, "regions.sock", MU_DEV_PCI, NULL) < 0)
         return -1;
     ctx = srv.ctx;
-    /* The library owns an ioeventfd passed in; it creates the other.
+    /* The library dups an ioeventfd passed in; it creates the other.
      * This one is blocking, as eventfd(2) makes them by default. */
     efd = eventfd(0, EFD_CLOEXEC);
     if ((rc = mu_region_setup(ctx, MU_PCI_BAR0, BAR0_SIZE,
@@ -198,8 +198,10 @@ static int group_setup(void **state)
         (rc = mu_region_add_ioeventfd(ctx, MU_PCI_BAR0, IOEV_MM_OFF, 4, true,
                                       IOEV_MM_DATA, -1, ioev_cb, 3)) < 0) {
         fprintf(stderr, "device setup: %s\n", strerror(-rc));
+        close(efd);
         return -1;
     }
+    close(efd);     /* the library keeps its own copy */
     return inproc_start(&srv) < 0 ? -1 : 0;
 }
 

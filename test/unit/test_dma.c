@@ -80,10 +80,10 @@ static int setup(void **state)
     unmap_hook = NULL;
     assert_int_equal(mu_ctx_create(&ctx, "/tmp/test_dma.sock", MU_DEV_PCI,
                                    NULL), 0);
-    mu_ctx_set_log(ctx, log_cb, MU_LOG_DEBUG);
+    assert_int_equal(mu_ctx_set_log(ctx, log_cb, MU_LOG_DEBUG), 0);
     ctx->pgsize = PG;
     vfu_caps_default(&ctx->peer);
-    mu_dma_set_callbacks(ctx, map_cb, unmap_cb);
+    assert_int_equal(mu_dma_set_callbacks(ctx, map_cb, unmap_cb), 0);
     return 0;
 }
 
@@ -304,7 +304,7 @@ static void test_map_limit_and_cb_refusal(void **state)
     assert_int_equal(map(2 * PG, PG, RW, fd), -ENOSPC);
     assert_int_equal(count_fds(), fds + 2);
     /* Replacing at capacity frees a slot first. */
-    mu_dma_set_overlap_policy(ctx, MU_OVERLAP_REPLACE);
+    assert_int_equal(mu_dma_set_overlap_policy(ctx, MU_OVERLAP_REPLACE), 0);
     assert_int_equal(map(0, PG, RW, -1), 0);
     assert_int_equal(count_fds(), fds + 1);
 
@@ -358,7 +358,7 @@ static void test_overlap_replace(void **state)
     unsigned before;
 
     (void)state;
-    mu_dma_set_overlap_policy(ctx, MU_OVERLAP_REPLACE);
+    assert_int_equal(mu_dma_set_overlap_policy(ctx, MU_OVERLAP_REPLACE), 0);
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
         struct dump d;
 
@@ -407,7 +407,7 @@ static enum mu_overlap_policy overlap_cb(mu_ctx_t *c,
 static void test_overlap_cb(void **state)
 {
     (void)state;
-    mu_dma_set_overlap_cb(ctx, overlap_cb);
+    assert_int_equal(mu_dma_set_overlap_cb(ctx, overlap_cb), 0);
     assert_int_equal(map(4 * PG, PG, RW, -1), 0);
     assert_int_equal(map(2 * PG, PG, RW, -1), 0);
     assert_int_equal(map(5 * PG, PG, RW, -1), 0);   /* adjacent: no call */
@@ -480,7 +480,7 @@ static void test_callbacks_balance(void **state)
     int fd = memfd(8 * PG);
 
     (void)state;
-    mu_dma_set_overlap_policy(ctx, MU_OVERLAP_REPLACE);
+    assert_int_equal(mu_dma_set_overlap_policy(ctx, MU_OVERLAP_REPLACE), 0);
     for (int i = 0; i < 6; i++)
         assert_int_equal(map(i * PG, PG, RW, i % 2 ? fd : -1), 0);
     assert_int_equal(unmap(0, PG), 0);                      /* client */
@@ -970,7 +970,7 @@ static void test_stress(void **state)
     unsigned ops = 0;
 
     (void)state;
-    mu_dma_set_overlap_policy(ctx, MU_OVERLAP_REPLACE);
+    assert_int_equal(mu_dma_set_overlap_policy(ctx, MU_OVERLAP_REPLACE), 0);
     assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_DMA_MAPPED_BYTES, 6 * PG),
                      0);
     atomic_store(&stress_stop, false);

@@ -45,7 +45,7 @@ static int setup_type(void **state, enum mu_dev_type type)
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/sock", f->dir);
     assert_int_equal(mu_ctx_create(&f->ctx, f->path, type, NULL), 0);
-    mu_ctx_set_log(f->ctx, quiet_log, MU_LOG_ERR);
+    assert_int_equal(mu_ctx_set_log(f->ctx, quiet_log, MU_LOG_ERR), 0);
     *state = f;
     return 0;
 }
@@ -642,7 +642,7 @@ static void test_flr(void **state)
     uint16_t ctl;
 
     resets = 0;
-    mu_ctx_set_reset_cb(ctx, reset_cb);
+    assert_int_equal(mu_ctx_set_reset_cb(ctx, reset_cb), 0);
     assert_int_equal(mu_ctx_realize(ctx), 0);
     pcie = find_cap(ctx, 0x10);
     ctl = rd16(ctx, pcie + 8);
@@ -686,7 +686,7 @@ static void test_command_cb(void **state)
     mu_ctx_t *ctx = f->ctx;
 
     cmd_calls = 0;
-    mu_pci_set_command_cb(ctx, command_cb);
+    assert_int_equal(mu_pci_set_command_cb(ctx, command_cb), 0);
     assert_int_equal(mu_ctx_realize(ctx), 0);
     wr16(ctx, 0x04, 0x0006);
     assert_int_equal(cmd_calls, 1);

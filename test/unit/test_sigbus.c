@@ -241,8 +241,8 @@ static void test_dma_pointer_survives_truncate(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(sock, sizeof(sock), "%s/s", dir);
     assert_int_equal(mu_ctx_create(&ctx, sock, MU_DEV_PCI, NULL), 0);
+    assert_int_equal(mu_ctx_set_log(ctx, log_cb, MU_LOG_ERR), 0);
     assert_int_equal(mu_ctx_realize(ctx), 0);   /* the eventfd is watched */
-    mu_ctx_set_log(ctx, log_cb, MU_LOG_ERR);
     ctx->pgsize = PG;
     vfu_caps_default(&ctx->peer);
     fd = memfd_create("guest", MFD_CLOEXEC);

@@ -84,7 +84,7 @@ static int setup(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/t.sock", dir);
     assert_int_equal(mu_ctx_create(&ctx, path, MU_DEV_PCI, NULL), 0);
-    mu_ctx_set_log(ctx, log_cb, MU_LOG_DEBUG);
+    assert_int_equal(mu_ctx_set_log(ctx, log_cb, MU_LOG_DEBUG), 0);
     mu_ctx_set_clock(ctx, fake_clock, NULL);
     assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_RECV_TIMEOUT_MS, TMO_MS),
                      0);
