@@ -77,6 +77,23 @@ extern "C" {
 
 #define MU_API_VERSION 1
 
+/*
+ * The library's version, MAJOR.MINOR.PATCH.  The macros say which version
+ * the program was compiled against; mu_version() which library it runs
+ * with (MU_VERSION_NUM of its numbers), mu_version_string() the same as
+ * "MAJOR.MINOR.PATCH".  A program built against an older minor of the same
+ * major runs with a newer library.
+ */
+#define MU_VERSION_MAJOR 0
+#define MU_VERSION_MINOR 1
+#define MU_VERSION_PATCH 0
+#define MU_VERSION_NUM(major, minor, patch) \
+    (((unsigned)(major) << 16) | ((unsigned)(minor) << 8) | (unsigned)(patch))
+#define MU_VERSION \
+    MU_VERSION_NUM(MU_VERSION_MAJOR, MU_VERSION_MINOR, MU_VERSION_PATCH)
+unsigned mu_version(void);
+const char *mu_version_string(void);
+
 typedef struct mu_ctx mu_ctx_t;
 typedef struct mu_dma_region mu_dma_region_t;
 

@@ -322,6 +322,31 @@ static void test_mmap_fd_borrowed(void **state)
     close(unsealable);
 }
 
+/* ---------------- version ---------------- */
+
+static void test_version(void **state)
+{
+    char want[32];
+    unsigned major, minor, patch;
+
+    (void)state;
+    /* The running library's numbers are the header's ... */
+    assert_int_equal(mu_version(), MU_VERSION);
+    assert_int_equal(MU_VERSION, MU_VERSION_NUM(MU_VERSION_MAJOR,
+                                                 MU_VERSION_MINOR,
+                                                 MU_VERSION_PATCH));
+    /* ... and the string (meson's project version) says the same, so a
+     * version bumped in one place and not the other fails here. */
+    snprintf(want, sizeof(want), "%u.%u.%u", MU_VERSION_MAJOR,
+             MU_VERSION_MINOR, MU_VERSION_PATCH);
+    assert_string_equal(mu_version_string(), want);
+    assert_int_equal(sscanf(mu_version_string(), "%u.%u.%u", &major, &minor,
+                            &patch), 3);
+    assert_int_equal(MU_VERSION_NUM(major, minor, patch), mu_version());
+    assert_true(MU_VERSION_NUM(0, 1, 0) < MU_VERSION_NUM(0, 2, 0));
+    assert_true(MU_VERSION_NUM(0, 255, 255) < MU_VERSION_NUM(1, 0, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_setters_refuse_bad_values),
         cmocka_unit_test(test_ioeventfd_fd_borrowed),
         cmocka_unit_test(test_mmap_fd_borrowed),
+        cmocka_unit_test(test_version),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
