@@ -67,13 +67,12 @@ struct muc_opts {
  */
 int muc_connect(muc_t **out, const char *path, const struct muc_opts *opts);
 
-/* Connect without negotiating (for tests that speak raw bytes). */
-int muc_connect_raw(muc_t **out, const char *path);
-
 /* Close the connection; the server drops all our DMA regions and irq fds. */
 void muc_close(muc_t *c);
 
-/* The connected socket (for raw tests and poll loops). */
+/* The connected socket, for a poll loop to learn when muc_serve() has
+ * work (readable).  Only poll it: the library does all the reading and
+ * writing. */
 int muc_fd(const muc_t *c);
 
 /* What the server said in VERSION. */
@@ -172,11 +171,6 @@ int muc_irq_clear_eventfds(muc_t *c, uint32_t index, uint32_t start,
 /* ACTION_MASK / ACTION_UNMASK with DATA_NONE. */
 int muc_irq_mask(muc_t *c, uint32_t index, uint32_t start, uint32_t count,
                  bool mask);
-/* Any SET_IRQS: flags as on the wire, data (count bytes) for DATA_BOOL,
- * nfds fds for DATA_EVENTFD.  For tests of unusual combinations. */
-int muc_set_irqs(muc_t *c, uint32_t flags, uint32_t index, uint32_t start,
-                 uint32_t count, const void *data, const int *fds,
-                 unsigned nfds);
 /* Wait up to timeout_ms for an eventfd to fire.  Returns the counter value
  * read (> 0), 0 on timeout, or a negative errno. */
 int64_t muc_eventfd_wait(int fd, int timeout_ms);
@@ -281,28 +275,6 @@ struct muc_migrate_stats {
  */
 int muc_migrate(muc_t *src, muc_t *dst, const struct muc_migrate_opts *opts,
                 struct muc_migrate_stats *stats);
-
-/* ---- raw messages, for tools and tests ---- */
-
-/*
- * Send a request and wait for its reply.  payload/len is the request body;
- * fds are sent with it.  On success the reply body is copied into
- * reply/reply_cap and its length stored in *reply_len; up to max_rfds fds
- * received are stored in rfds and their count in *nr_rfds (the caller owns
- * them).  Returns 0, the server's negated errno for an error reply, or a
- * local negative errno.
- */
-int muc_request(muc_t *c, uint16_t cmd, const void *payload, size_t len,
-                const int *fds, unsigned nfds, void *reply, size_t reply_cap,
-                size_t *reply_len, int *rfds, unsigned max_rfds,
-                unsigned *nr_rfds);
-
-/* Send arbitrary bytes (with fds) as they are; for hostile-client tests. */
-int muc_send_bytes(muc_t *c, const void *buf, size_t len, const int *fds,
-                   unsigned nfds);
-/* Receive one whole message (header + body) into buf.  Returns its total
- * size, or a negative errno (-ENOTCONN on EOF, -ETIMEDOUT). */
-ssize_t muc_recv_msg(muc_t *c, void *buf, size_t cap, int timeout_ms);
 
 #pragma GCC visibility pop
 

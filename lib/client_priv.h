@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #include "muser-client.h"
+#include "client_test.h"
 #include "msgio.h"
 #include "wire.h"
 

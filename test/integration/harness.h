@@ -18,6 +18,7 @@
 
 #include "muser.h"
 #include "muser-client.h"
+#include "client_test.h"
 
 struct dev_proc {
     pid_t pid;

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "muser-client.h"
+#include "client_test.h"
 #include "unit_util.h"
 #include "wire.h"
 
