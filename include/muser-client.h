@@ -33,7 +33,10 @@ extern "C" {
 
 typedef struct muc muc_t;
 
-/* Fields left 0 take their defaults. */
+/* Fields left 0 take their defaults.  Like every struct the caller
+ * allocates here, it ends in reserved space: 0 in what the caller passes
+ * in (else -EINVAL), set to 0 in what the library fills in, so later
+ * versions can use it without changing the struct's size. */
 struct muc_opts {
     uint32_t max_msg_fds;        /* what we accept per message; default 8 */
     uint32_t max_data_xfer_size; /* what we accept; default 1 MiB */
@@ -57,6 +60,7 @@ struct muc_opts {
      * it and maps it back in pieces.
      */
     bool qemu_like;
+    uint32_t reserved[8];        /* 0, or muc_connect() fails -EINVAL */
 };
 
 /*
@@ -93,6 +97,7 @@ struct muc_device_info {
     uint32_t flags;          /* VFIO_DEVICE_FLAGS_*: bit 0 reset, bit 1 PCI */
     uint32_t num_regions;
     uint32_t num_irqs;
+    uint32_t reserved[5];    /* set to 0 */
 };
 int muc_device_info(muc_t *c, struct muc_device_info *info);
 
@@ -113,6 +118,7 @@ struct muc_region_info {
     } sparse[MUC_MAX_SPARSE];
     bool has_type;
     uint32_t type, subtype;
+    uint64_t reserved[4];    /* set to 0 */
 };
 /* Asks again with a bigger argsz when the reply does not fit. */
 int muc_region_info(muc_t *c, uint32_t index, struct muc_region_info *info);
@@ -120,6 +126,7 @@ int muc_region_info(muc_t *c, uint32_t index, struct muc_region_info *info);
 struct muc_irq_info {
     uint32_t flags;          /* bit 0 eventfd, 1 maskable, 2 automasked, 3 noresize */
     uint32_t count;
+    uint32_t reserved[6];    /* set to 0 */
 };
 int muc_irq_info(muc_t *c, uint32_t index, struct muc_irq_info *info);
 
@@ -130,6 +137,7 @@ struct muc_ioeventfd {
     uint32_t flags;
     uint64_t datamatch;
     int fd;                  /* owned by the caller after the call */
+    uint32_t reserved[3];    /* set to 0 */
 };
 /* Returns the number of entries filled (at most max), or a negative errno.
  * Entries past max are dropped and their fds closed. */
@@ -254,11 +262,13 @@ struct muc_migrate_opts {
      * rounds end early after one that brought less than one read (the
      * largest muc_mig_read() takes) of data. */
     unsigned precopy_rounds;
+    uint32_t reserved[7];    /* 0, or muc_migrate() fails -EINVAL */
 };
 struct muc_migrate_stats {
     uint64_t precopy_bytes;  /* streamed while the source ran */
     uint64_t stopcopy_bytes; /* streamed while stopped */
     uint64_t downtime_ns;    /* source leaves running .. destination runs */
+    uint64_t reserved[5];    /* set to 0 */
 };
 
 /*

@@ -240,8 +240,11 @@ struct mu_pci_ids {
     uint32_t class_code;    /* 24 bits: base class << 16 | sub << 8 | prog-if */
     uint8_t revision;
     uint8_t irq_pin;        /* 0 none, 1 INTA# .. 4 INTD# */
+    uint16_t reserved0;     /* 0 */
+    uint32_t reserved[7];   /* 0 */
 };
-/* Before realize. */
+/* Before realize.  -EINVAL for a class code past 24 bits, a pin past 4 or
+ * a reserved field not 0. */
 int mu_pci_set_ids(mu_ctx_t *ctx, const struct mu_pci_ids *ids);
 
 /*
@@ -567,9 +570,12 @@ int mu_dma_set_overlap_cb(mu_ctx_t *ctx, mu_dma_overlap_cb_t cb);
 typedef struct mu_sg {
     void *addr;
     size_t len;
+    /* The library's (their layout may change within this size): */
     uint64_t iova;
     mu_dma_region_t *region;
     unsigned prot;
+    uint32_t reserved0;
+    uint64_t reserved[2];
 } mu_sg_t;
 
 /*
@@ -620,6 +626,7 @@ struct mu_dma_stats {
     uint64_t faults;         /* lazy mmaps done by translation */
     uint64_t evictions;      /* idle mappings dropped (budget or age) */
     uint64_t rejects;        /* DMA_MAP refused for overlap */
+    uint64_t reserved[9];    /* set to 0 */
 };
 /* Thread-safe. */
 void mu_dma_get_stats(mu_ctx_t *ctx, struct mu_dma_stats *st);

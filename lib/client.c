@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "client_priv.h"
+#include "zero.h"
 
 /* ---------------- time ---------------- */
 
@@ -285,6 +286,8 @@ static int opts_resolve(const struct muc_opts *in, struct muc_opts *o)
                             .timeout_ms = MUC_DEFAULT_TIMEOUT_MS };
     if (in == NULL)
         return 0;
+    if (!mu_all_zero(in->reserved, sizeof(in->reserved)))
+        return -EINVAL;
     /* 0 means "default", so { .write_multiple = true } does what it says. */
     o->qemu_like = in->qemu_like;
     if (in->qemu_like)
@@ -501,6 +504,7 @@ int muc_device_info(muc_t *c, struct muc_device_info *info)
     mu_msg_release(&m);
     if (d.argsz < sizeof(d))
         return cl_broken(c, -EPROTO);
+    memset(info, 0, sizeof(*info));
     info->flags = d.flags;
     info->num_regions = d.num_regions;
     info->num_irqs = d.num_irqs;
@@ -624,6 +628,7 @@ int muc_irq_info(muc_t *c, uint32_t index, struct muc_irq_info *info)
     if (q.argsz < sizeof(q) || q.index != index)
         return cl_reject(c, &m);
     mu_msg_release(&m);
+    memset(info, 0, sizeof(*info));
     info->flags = q.flags;
     info->count = q.count;
     return 0;
@@ -640,6 +645,7 @@ static int io_fds_fill(struct mu_msg *m, uint32_t count, size_t stride,
 
         memcpy(&e, m->body + sizeof(struct vfu_region_io_fds) + i * stride,
                sizeof(e));
+        out[i] = (struct muc_ioeventfd){ .fd = -1 };
         /* Entries may share an fd: give each caller-owned copy a dup. */
         out[i].fd = fcntl(m->fds[e.fd_index], F_DUPFD_CLOEXEC, 0);
         if (out[i].fd < 0) {

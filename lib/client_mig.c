@@ -13,6 +13,7 @@
 
 #include "client_priv.h"
 #include "mig_wire.h"
+#include "zero.h"
 
 static uint64_t now_ns(void)
 {
@@ -282,12 +283,15 @@ int muc_migrate(muc_t *src, muc_t *dst, const struct muc_migrate_opts *opts,
 {
     struct muc_migrate_stats st = { 0 };
     uint64_t fs, fd, t0;
-    size_t chunk = muc_mig_read_max(src);
+    size_t chunk;
     struct pipe pipe;
     bool precopy;
     uint8_t *buf;
     int rc;
 
+    if (opts != NULL && !mu_all_zero(opts->reserved, sizeof(opts->reserved)))
+        return -EINVAL;
+    chunk = muc_mig_read_max(src);
     if ((rc = muc_mig_features(src, &fs)) < 0 ||
         (rc = muc_mig_features(dst, &fd)) < 0)
         return rc;

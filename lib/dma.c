@@ -1122,6 +1122,7 @@ void mu_dma_get_stats(mu_ctx_t *ctx, struct mu_dma_stats *st)
     pthread_mutex_lock(&dma->lock);
     *st = dma->stats;
     st->regions = dma->tree.count;
+    memset(st->reserved, 0, sizeof(st->reserved));
     pthread_mutex_unlock(&dma->lock);
 }
 

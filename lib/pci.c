@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "private.h"
+#include "zero.h"
 
 /* Type-0 header offsets. */
 #define CFG_VENDOR 0x00
@@ -127,7 +128,9 @@ int mu_pci_set_ids(mu_ctx_t *ctx, const struct mu_pci_ids *ids)
 
     if (ctx->realized)
         return -EBUSY;
-    if (ids->class_code > 0xffffff || ids->irq_pin > 4)
+    if (ids->class_code > 0xffffff || ids->irq_pin > 4 ||
+        ids->reserved0 != 0 ||
+        !mu_all_zero(ids->reserved, sizeof(ids->reserved)))
         return -EINVAL;
     ctx->pci.ids = *ids;
     put16(c + CFG_VENDOR, ids->vendor_id);

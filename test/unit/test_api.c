@@ -322,6 +322,34 @@ static void test_mmap_fd_borrowed(void **state)
     close(unsealable);
 }
 
+/* ---------------- extensible structs ---------------- */
+
+static void test_reserved_space(void **state)
+{
+    struct mu_pci_ids ids = { .vendor_id = 0x1234, .device_id = 0x5678 };
+    struct mu_dma_stats st;
+    mu_ctx_t *ctx = new_ctx();
+
+    (void)state;
+    /* In: reserved must be 0, and a refusal changes nothing. */
+    ids.reserved[6] = 1;
+    assert_int_equal(mu_pci_set_ids(ctx, &ids), -EINVAL);
+    ids.reserved[6] = 0;
+    ids.reserved0 = 1;
+    assert_int_equal(mu_pci_set_ids(ctx, &ids), -EINVAL);
+    assert_int_equal(mu_pci_config(ctx)[0], 0);
+    ids.reserved0 = 0;
+    assert_int_equal(mu_pci_set_ids(ctx, &ids), 0);
+    assert_int_equal(mu_pci_config(ctx)[0], 0x34);
+    /* Out: reserved is set to 0. */
+    memset(&st, 0xa5, sizeof(st));
+    mu_dma_get_stats(ctx, &st);
+    assert_int_equal(st.regions, 0);
+    for (size_t i = 0; i < sizeof(st.reserved) / sizeof(st.reserved[0]); i++)
+        assert_int_equal(st.reserved[i], 0);
+    mu_ctx_destroy(ctx);
+}
+
 /* ---------------- version ---------------- */
 
 static void test_version(void **state)
@@ -354,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_setters_refuse_bad_values),
         cmocka_unit_test(test_ioeventfd_fd_borrowed),
         cmocka_unit_test(test_mmap_fd_borrowed),
+        cmocka_unit_test(test_reserved_space),
         cmocka_unit_test(test_version),
     };
 

@@ -211,8 +211,12 @@ static void assert_alive(struct fx *f)
     uint8_t buf[64];
 
     dev_info_reply(f);
+    memset(&info, 0xa5, sizeof(info));
     assert_int_equal(muc_device_info(f->c, &info), 0);
     assert_int_equal(info.num_regions, 9);
+    /* Reserved space is set to 0 in what the library fills in. */
+    for (unsigned i = 0; i < sizeof(info.reserved) / sizeof(info.reserved[0]); i++)
+        assert_int_equal(info.reserved[i], 0);
     srv_expect(f, VFU_CMD_DEVICE_GET_INFO, buf, sizeof(buf));
 }
 
@@ -349,6 +353,24 @@ static void test_version_error_reply(void **state)
 
     srv_error(f, VFU_CMD_VERSION, ENOTSUP);
     assert_int_equal(muc__from_fd(&f->c, f->cli, &o, true), -ENOTSUP);
+}
+
+/* Reserved space of the options must be 0: refused before any byte is
+ * sent, the fd consumed as on any failure. */
+static void test_opts_reserved(void **state)
+{
+    struct fx *f = *state;
+    struct muc_opts o = { .timeout_ms = TIMEOUT_MS };
+    struct muc_migrate_opts mo = { .precopy_rounds = 1 };
+
+    o.reserved[7] = 1;
+    assert_int_equal(muc__from_fd(&f->c, f->cli, &o, true), -EINVAL);
+    assert_null(f->c);
+    assert_false(fd_open(f->cli));
+    f->cli = -1;
+    /* Checked before either client is touched. */
+    mo.reserved[0] = 1;
+    assert_int_equal(muc_migrate(NULL, NULL, &mo, NULL), -EINVAL);
 }
 
 static void test_version_peer_closes(void **state)
@@ -1369,6 +1391,7 @@ int main(void)
         TP(test_version_write_multiple),
         TP(test_version_write_multiple_offered),
         TP(test_version_error_reply),
+        TP(test_opts_reserved),
         TP(test_version_peer_closes),
         TP(test_version_garbage),
         TP(test_version_silent),
