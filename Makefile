@@ -18,15 +18,17 @@ FUZZ_SECONDS ?= 60
 SHORT_FUZZ_SECONDS ?= 20
 
 # debootstrap: the interop root (test/interop/root.sh); libc6-dev: its
-# guest program is linked -static.
+# guest program is linked -static; abigail-tools: abidw/abidiff for the
+# ABI check (test/abi/check.sh).
 PKGS := gcc libc6-dev make meson ninja-build pkg-config libjson-c-dev \
-        libcmocka-dev valgrind clang libclang-rt-14-dev debootstrap
+        libcmocka-dev valgrind clang libclang-rt-14-dev debootstrap \
+        abigail-tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 MESON_TEST := meson test --print-errorlogs --num-processes 2
 
 .PHONY: all deps build test test-configs test-unit test-asan test-tsan \
-        test-valgrind test-fuzz test-interop interop fuzz-build demo bench \
-        fuzz install clean
+        test-valgrind test-fuzz test-interop test-abi abi-update interop \
+        fuzz-build demo bench fuzz install clean
 
 all: build
 
@@ -96,8 +98,18 @@ test-fuzz: fuzz-build
 test-configs: deps
 	test/build-configs.sh $(CONFIGS_BUILD)
 
-test: test-configs test-unit test-asan test-tsan test-valgrind test-fuzz \
-      test-interop
+# The ABI: libmuser.so against the committed baseline test/abi/libmuser.abi
+# (abidiff: any change fails), and a program built against the headers and
+# library installed into a DESTDIR.  A deliberate ABI change records the
+# new baseline with `make abi-update` and commits it.
+test-abi: deps build
+	test/abi/check.sh $(BUILD)
+
+abi-update: build
+	test/abi/check.sh $(BUILD) --update
+
+test: test-configs test-unit test-abi test-asan test-tsan test-valgrind \
+      test-fuzz test-interop
 	@echo "make test: all suites passed"
 
 # The real client: QEMU's vfio-user-pci (TCG) and a Linux guest's stock

@@ -39,6 +39,9 @@
  * symbols are versioned (MUSER_0) and their ABI is checked by `make test`
  * against test/abi/libmuser.abi.
  *
+ * The header needs POSIX's declarations (siginfo_t, uid_t, mode_t):
+ * compile with _POSIX_C_SOURCE >= 200809L or a GNU dialect (gnu11).
+ *
  * Threads: a context is driven by one thread, the "context thread": the one
  * calling mu_ctx_run() or mu_ctx_poll().  All callbacks run on it.  Setup
  * calls (everything before mu_ctx_realize()) must come from one thread.
