@@ -588,8 +588,15 @@ typedef struct mu_sg {
  * evicted or unmapped until mu_dma_put().  Returns the number of entries, or
  * -EINVAL (len 0 or wrap), -ENOENT (a byte of the range is not mapped),
  * -EACCES (region lacks prot), -EFAULT (region has no fd: use
- * mu_dma_read/write), -ENOSPC (needs more than max_sg entries), -ENOMEM or
- * the mmap errno.  Thread-safe.
+ * mu_dma_read/write), -ENOSPC (needs more than max_sg entries; nothing is
+ * held), -ENOMEM or the mmap errno.  Thread-safe.
+ *
+ * With max_sg 0 (sg may be NULL) nothing is mapped or held: it returns the
+ * number of entries the range needs, or the error a get would meet (the
+ * same list but -ENOSPC, -ENOMEM and the mmap errno).  So after -ENOSPC,
+ * ask with max_sg 0, size the array and get again (the table may change
+ * in between if the client maps or unmaps meanwhile: a get can still say
+ * -ENOSPC, and is then asked again).
  */
 int mu_dma_get(mu_ctx_t *ctx, uint64_t iova, size_t len, unsigned prot,
                mu_sg_t *sg, unsigned max_sg);

@@ -892,6 +892,33 @@ void put_locked(struct mu_dma *dma, mu_sg_t *sg, unsigned nr, uint64_t now)
 }
 
 /*
+ * mu_dma_get with max_sg 0 (lock held): the entries [iova, iova+len)
+ * needs, or the error a get of it would meet first; nothing is mapped or
+ * held.
+ */
+static int count_sg(struct mu_dma *dma, struct mu_dma_region *r,
+                    uint64_t iova, size_t len, unsigned prot)
+{
+    uint64_t last = iova + (len - 1);
+    int nr = 0;
+
+    for (;;) {
+        if (r == NULL)
+            return -ENOENT;
+        if ((r->info.prot & prot) != prot)
+            return -EACCES;
+        if (r->fd < 0)
+            return -EFAULT;
+        if (nr == INT_MAX)
+            return -ENOSPC;
+        nr++;
+        if (r->node.last >= last)
+            return nr;
+        r = region_at(dma, r->node.last + 1);
+    }
+}
+
+/*
  * Everything but the one-mapped-region case of mu_dma_get (lock held).
  * Kept out of line so the fast path does not pay for its stack frame.
  */
@@ -969,7 +996,10 @@ int mu_dma_get(mu_ctx_t *ctx, uint64_t iova, size_t len, unsigned prot,
         pthread_mutex_unlock(&dma->lock);
         return 1;
     }
-    rc = get_slow(ctx, r, iova, len, prot, sg, max_sg);
+    if (max_sg == 0)
+        rc = count_sg(dma, r, iova, len, prot);
+    else
+        rc = get_slow(ctx, r, iova, len, prot, sg, max_sg);
     pthread_mutex_unlock(&dma->lock);
     return rc;
 }

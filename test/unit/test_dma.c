@@ -544,6 +544,7 @@ static void test_translate(void **state)
     int fd = memfd(8 * PG);
     mu_sg_t sg[4];
     uint8_t b[8];
+    uint64_t faults;
 
     (void)state;
     /* [0x100000, +2 pages) at offset 0 and [+2 pages, +4) at offset 4 pages:
@@ -577,6 +578,21 @@ static void test_translate(void **state)
 
     assert_int_equal(mu_dma_get(ctx, 0x100000, 4 * PG, MU_DMA_READ, sg, 1),
                      -ENOSPC);
+    /* max_sg 0 says how many it needs, holding nothing; then it fits. */
+    faults = stats().faults;
+    assert_int_equal(mu_dma_get(ctx, 0x100000, 4 * PG, MU_DMA_READ, NULL, 0),
+                     2);
+    assert_int_equal(mu_dma_get(ctx, 0x100000, 4 * PG, MU_DMA_READ, sg, 2),
+                     2);
+    mu_dma_put(ctx, sg, 2);
+    assert_int_equal(mu_dma_get(ctx, 0x100000, 4 * PG + 1, MU_DMA_READ, NULL,
+                                0), -ENOENT);
+    assert_int_equal(mu_dma_get(ctx, 0x200000, 1, MU_DMA_WRITE, NULL, 0),
+                     -EACCES);
+    assert_int_equal(mu_dma_get(ctx, 0x300000, 1, MU_DMA_READ, NULL, 0),
+                     -EFAULT);
+    assert_int_equal(mu_dma_get(ctx, 0x200000, 1, MU_DMA_READ, NULL, 0), 1);
+    assert_int_equal(stats().faults, faults);   /* counting maps nothing */
     assert_int_equal(mu_dma_get(ctx, 0x100000, 4 * PG + 1, MU_DMA_READ, sg, 4),
                      -ENOENT);                      /* runs into a gap */
     assert_int_equal(mu_dma_get(ctx, 0x50000, 1, MU_DMA_READ, sg, 4), -ENOENT);
