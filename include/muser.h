@@ -49,7 +49,11 @@
  * time after realize: mu_ctx_stop(), mu_ctx_client_ready(), mu_irq_trigger(),
  * mu_irq_masked(), the DMA translation and copy functions (mu_dma_get(),
  * mu_dma_put(), mu_dma_read(), mu_dma_write(), mu_dma_mark_dirty()) and
- * mu_dma_get_stats() and mu_mig_state().
+ * mu_dma_get_stats() and mu_mig_state().  The calls documented "context
+ * thread" (mu_dma_foreach(), mu_region_ioeventfds_taken(),
+ * mu_mig_pending(), mu_ctx_set_limit() after realize) assert it in builds
+ * without NDEBUG, once the context has been run or polled (before, the
+ * setup thread may call them).
  *
  * Locks and calls to the client: mu_dma_read() and mu_dma_write() on
  * memory without an fd send a DMA_READ/DMA_WRITE message and wait for the
@@ -123,8 +127,9 @@ int mu_ctx_create(mu_ctx_t **ctxp, const char *path, enum mu_dev_type type,
 /*
  * Tear down: the client (if any) is dropped with every DMA region unmapped
  * (unmap callbacks run with MU_UNMAP_DESTROY), every fd closed, the socket
- * file removed.  Safe on NULL.  Must be called on the context thread, after
- * mu_ctx_run() has returned.
+ * file removed.  Safe on NULL.  Call it on the context thread after
+ * mu_ctx_run() has returned, or on any thread once no thread runs or polls
+ * the context any more (e.g. after joining the one that did).
  */
 void mu_ctx_destroy(mu_ctx_t *ctx);
 

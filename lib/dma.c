@@ -62,6 +62,7 @@
 #include "itree.h"
 #include "itree_snap.h"
 #include "private.h"
+#include "thread_check.h"
 #include "sigbus.h"
 #include "mig.h"
 #include "test_hooks.h"
@@ -1163,6 +1164,7 @@ int mu_dma_foreach(mu_ctx_t *ctx,
     struct itree_node *n;
     int rc;
 
+    MU_ASSERT_CTX_THREAD(ctx);
     if (cb == NULL)
         return -EINVAL;
     /* Context thread: the only writer of the tree, so no lock to read it. */

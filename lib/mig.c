@@ -17,6 +17,7 @@
 
 #include "mig.h"
 #include "mig_fsm.h"
+#include "thread_check.h"
 
 struct mu_mig {
     struct mu_mig_callbacks cb;
@@ -69,6 +70,7 @@ int mu_mig_pending(mu_ctx_t *ctx, uint64_t *initial, uint64_t *dirty)
     struct mu_mig *m = ctx->mig;
     int rc;
 
+    MU_ASSERT_CTX_THREAD(ctx);
     if (m == NULL || m->cb.pending == NULL ||
         (cur_state(ctx) != MIG_PRE_COPY && cur_state(ctx) != MIG_PRE_COPY_P2P))
         return -ENOTSUP;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "thread_check.h"
 #include "mig.h"
 
 static bool is_pow2(uint64_t v)
@@ -566,6 +567,7 @@ int mu_handle_region_io_fds(mu_ctx_t *ctx, struct mu_msg *msg,
 
 bool mu_region_ioeventfds_taken(mu_ctx_t *ctx, unsigned idx)
 {
+    MU_ASSERT_CTX_THREAD(ctx);
     if (idx >= ctx->nr_regions || !ctx->regions[idx].present)
         return false;
     return ctx->regions[idx].io_fds_taken;

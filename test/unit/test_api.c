@@ -17,7 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -350,6 +353,86 @@ static void test_reserved_space(void **state)
     mu_ctx_destroy(ctx);
 }
 
+/* ---------------- context-thread-only calls ---------------- */
+
+static int count_cb(mu_ctx_t *ctx, mu_dma_region_t *r, void *arg)
+{
+    (void)ctx;
+    (void)r;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static void *poll_once(void *arg)
+{
+    mu_ctx_t *ctx = arg;
+    int n = 0;
+
+    /* The first poll makes this the context thread; its calls pass. */
+    assert_int_equal(mu_ctx_poll(ctx), 0);
+    assert_int_equal(mu_dma_foreach(ctx, count_cb, &n), 0);
+    assert_false(mu_region_ioeventfds_taken(ctx, MU_PCI_BAR0));
+    assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_DMA_IDLE_MS, 10), 0);
+    return NULL;
+}
+
+/* Run call in a child; true if it died of SIGABRT (a failed assert). */
+static bool aborts(mu_ctx_t *ctx, int which)
+{
+    pid_t pid = fork();
+    int st, n = 0;
+    uint64_t a, b;
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGABRT, SIG_DFL);
+        close(2);           /* the assert's message is expected */
+        switch (which) {
+        case 0:
+            mu_dma_foreach(ctx, count_cb, &n);
+            break;
+        case 1:
+            mu_region_ioeventfds_taken(ctx, MU_PCI_BAR0);
+            break;
+        case 2:
+            mu_ctx_set_limit(ctx, MU_LIMIT_DMA_MAPPED_BYTES, 1 << 20);
+            break;
+        default:
+            mu_mig_pending(ctx, &a, &b);
+            break;
+        }
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+}
+
+static void test_ctx_thread_asserts(void **state)
+{
+    mu_ctx_t *ctx = new_ctx();
+    pthread_t t;
+    int n = 0;
+
+    (void)state;
+    assert_int_equal(mu_region_setup(ctx, MU_PCI_BAR0, 4096,
+                                     MU_REGION_RW | MU_REGION_MEM, access_cb),
+                     0);
+    /* No context thread yet: setup code may call them. */
+    assert_int_equal(mu_dma_foreach(ctx, count_cb, &n), 0);
+    assert_int_equal(mu_ctx_realize(ctx), 0);
+    assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_DMA_IDLE_MS, 0), 0);
+    assert_int_equal(pthread_create(&t, NULL, poll_once, ctx), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+#ifdef NDEBUG
+    skip();
+#else
+    /* From another thread now: each one trips its assert. */
+    for (int i = 0; i < 4; i++)
+        assert_true(aborts(ctx, i));
+#endif
+    mu_ctx_destroy(ctx);
+}
+
 /* ---------------- version ---------------- */
 
 static void test_version(void **state)
@@ -383,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_ioeventfd_fd_borrowed),
         cmocka_unit_test(test_mmap_fd_borrowed),
         cmocka_unit_test(test_reserved_space),
+        cmocka_unit_test(test_ctx_thread_asserts),
         cmocka_unit_test(test_version),
     };
 

@@ -1,0 +1,17 @@
+/*
+ * thread_check.h - debug builds (no NDEBUG) assert that the calls muser.h
+ * documents "context thread" come from it.  Before the context is first
+ * run or polled there is no context thread yet, and setup code on any one
+ * thread may call them.
+ */
+#ifndef MUSER_THREAD_CHECK_H
+#define MUSER_THREAD_CHECK_H
+
+#include <assert.h>
+
+#include "private.h"
+
+#define MU_ASSERT_CTX_THREAD(ctx) \
+    assert(!(ctx)->have_thread || mu_on_ctx_thread(ctx))
+
+#endif
