@@ -11,6 +11,12 @@
  * Errors: 0 (or a count) on success, a negative errno on failure.  An error
  * reply from the server returns its errno, negated.
  *
+ * Fds and structs follow muser.h's rules: an fd passed in is borrowed (sent
+ * or dup'ed, never closed), an fd handed out is the caller's; a struct the
+ * caller allocates ends in reserved space, 0 going in (else -EINVAL), set
+ * to 0 coming out.  The library is the same libmuser as the server's:
+ * mu_version() in muser.h is its version.
+ *
  * Threads: a muc_t is not thread-safe; use it from one thread at a time.
  * While a call waits for its reply, DMA_READ/DMA_WRITE requests from the
  * server for memory mapped with muc_dma_map_mem() are served; between calls
