@@ -18,7 +18,7 @@
  * mu_mig_setup calls, and mu_ctx_allow_uid) is made between
  * mu_ctx_create() and mu_ctx_realize(), and returns -EBUSY, changing
  * nothing, after it.  The one exception is mu_ctx_set_limit() for the two
- * DMA eviction limits, which the context thread may also change later.
+ * DMA eviction limits, which may also change later (from any thread).
  *
  * File descriptors: an fd passed to the library is borrowed.  The library
  * dups what it keeps and never closes the caller's fd, whether the call
@@ -51,7 +51,7 @@
  * mu_dma_put(), mu_dma_read(), mu_dma_write(), mu_dma_mark_dirty()) and
  * mu_dma_get_stats() and mu_mig_state().  The calls documented "context
  * thread" (mu_dma_foreach(), mu_region_ioeventfds_taken(),
- * mu_mig_pending(), mu_ctx_set_limit() after realize) assert it in builds
+ * mu_mig_pending()) assert it in builds
  * without NDEBUG, once the context has been run or polled (before, the
  * setup thread may call them).
  *
@@ -149,8 +149,8 @@ int mu_ctx_set_log(mu_ctx_t *ctx, mu_log_cb_t cb, enum mu_log_level level);
 
 /*
  * Limits, with safe defaults.  Each may be set before mu_ctx_realize();
- * MU_LIMIT_DMA_MAPPED_BYTES and MU_LIMIT_DMA_IDLE_MS also later, from the
- * context thread.  Returns -EINVAL for an unknown limit or a value out of
+ * MU_LIMIT_DMA_MAPPED_BYTES and MU_LIMIT_DMA_IDLE_MS also later, from any
+ * thread: translation and eviction read them atomically.  Returns -EINVAL for an unknown limit or a value out of
  * range (0 is out of range for all but the two DMA eviction limits, where it
  * means "no limit").
  */
