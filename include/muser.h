@@ -150,9 +150,10 @@ int mu_ctx_set_log(mu_ctx_t *ctx, mu_log_cb_t cb, enum mu_log_level level);
 /*
  * Limits, with safe defaults.  Each may be set before mu_ctx_realize();
  * MU_LIMIT_DMA_MAPPED_BYTES and MU_LIMIT_DMA_IDLE_MS also later, from any
- * thread: translation and eviction read them atomically.  Returns -EINVAL for an unknown limit or a value out of
- * range (0 is out of range for all but the two DMA eviction limits, where it
- * means "no limit").
+ * thread: translation and eviction read them atomically.  Returns -EINVAL
+ * for an unknown limit or a value out of range (0 is out of range for all
+ * but the two DMA eviction limits, where it means "no limit"), -EBUSY for
+ * the others after realize.
  */
 enum mu_limit {
     MU_LIMIT_MSG_SIZE,          /* largest message accepted, header included;
