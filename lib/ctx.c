@@ -76,8 +76,6 @@ int mu_ctx_create(mu_ctx_t **ctxp, const char *path, enum mu_dev_type type,
     memcpy(ctx->limits, limit_defaults, sizeof(limit_defaults));
     ctx->sock_mode = 0600;
     ctx->tran = &mu_tran_sock_ops;
-    ctx->listen_fd = ctx->conn_fd = -1;
-    ctx->io.fd = -1;
     ctx->epfd = ctx->stop_fd = ctx->timer_fd = -1;
     ctx->nr_regions = MU_PCI_NUM_REGIONS;
     ctx->backlog_tail = &ctx->backlog;
@@ -116,7 +114,7 @@ void mu_ctx_destroy(mu_ctx_t *ctx)
      * detach below would report a disconnect). */
     if (ctx->dma != NULL)
         mu_dma_remove_all(ctx, MU_UNMAP_DESTROY);
-    if (ctx->conn_fd >= 0)
+    if (ctx->attached)
         mu_ctx_detach(ctx, "context destroyed");
     if (ctx->realized)
         ctx->tran->fini(ctx);
@@ -270,7 +268,7 @@ int mu_ctx_realize(mu_ctx_t *ctx)
     rc = ctx->tran->init(ctx);
     if (rc < 0)
         goto fail;
-    rc = mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0));
+    rc = mu_ctx_watch(ctx, ctx->tran->accept_fd(ctx), MU_EV(MU_EV_LISTEN, 0));
     if (rc < 0) {
         ctx->tran->fini(ctx);
         goto fail;
@@ -322,26 +320,25 @@ static void timer_off(mu_ctx_t *ctx)
     ctx->timer_ms = 0;
 }
 
-/* Make fd (already wrapped by the transport) the current client. */
-static int attach_conn(mu_ctx_t *ctx, int fd)
+/* Make the client the transport just took the current one. */
+static int attach_conn(mu_ctx_t *ctx)
 {
     int rc = 0;
 
-    if (!ctx->tran->fixed_conn_fd || !ctx->conn_watched)
-        rc = mu_ctx_watch(ctx, fd, MU_EV(MU_EV_CONN, 0));
+    if (!ctx->tran->fixed_poll_fd || !ctx->conn_watched)
+        rc = mu_ctx_watch(ctx, ctx->tran->poll_fd(ctx), MU_EV(MU_EV_CONN, 0));
     if (rc < 0) {
         mu_log(ctx, MU_LOG_ERR, "cannot watch client fd: %s", strerror(-rc));
         ctx->tran->detach(ctx);
         return rc;
     }
-    ctx->conn_watched = ctx->tran->fixed_conn_fd;
+    ctx->conn_watched = ctx->tran->fixed_poll_fd;
     /* One client at a time: later ones wait in the listen backlog. */
     if (!ctx->tran->listen_quiet)
-        mu_ctx_unwatch(ctx, ctx->listen_fd);
+        mu_ctx_unwatch(ctx, ctx->tran->accept_fd(ctx));
     pthread_mutex_lock(&ctx->send_lock);
-    ctx->conn_fd = fd;
+    ctx->attached = true;
     pthread_mutex_unlock(&ctx->send_lock);
-    ctx->io.clock = &ctx->clock;    /* partial messages' age */
     ctx->negotiated = false;
     ctx->accept_paused = false;
     vfu_caps_default(&ctx->peer);
@@ -352,9 +349,9 @@ static int attach_conn(mu_ctx_t *ctx, int fd)
 
 static void attach(mu_ctx_t *ctx)
 {
-    int fd = ctx->tran->accept(ctx);
+    int rc = ctx->tran->accept(ctx);
 
-    if (fd == -EMFILE || fd == -ENFILE) {
+    if (rc == -EMFILE || rc == -ENFILE) {
         /*
          * Out of fds: the connection stays queued, so the socket stays
          * readable and epoll would hand it back at once, forever (a busy
@@ -362,56 +359,53 @@ static void attach(mu_ctx_t *ctx)
          * again (resume_accept).
          */
         mu_log(ctx, MU_LOG_WARN, "accept failed: %s; retrying on the timer",
-               strerror(-fd));
-        mu_ctx_unwatch(ctx, ctx->listen_fd);
+               strerror(-rc));
+        mu_ctx_unwatch(ctx, ctx->tran->accept_fd(ctx));
         ctx->accept_paused = true;
         timer_on(ctx);
         return;
     }
-    if (fd < 0) {
-        if (fd != -EAGAIN && fd != -EACCES)
-            mu_log(ctx, MU_LOG_WARN, "accept failed: %s", strerror(-fd));
+    if (rc < 0) {
+        if (rc != -EAGAIN && rc != -EACCES)
+            mu_log(ctx, MU_LOG_WARN, "accept failed: %s", strerror(-rc));
         return;
     }
-    attach_conn(ctx, fd);
+    attach_conn(ctx);
 }
 
 /* Timer tick while accept is paused (see attach): try again, quietly. */
 static void resume_accept(mu_ctx_t *ctx)
 {
-    int fd = ctx->tran->accept(ctx), rc;
+    int got = ctx->tran->accept(ctx), rc;
 
-    if (fd == -EMFILE || fd == -ENFILE)
+    if (got == -EMFILE || got == -ENFILE)
         return;
     ctx->accept_paused = false;
     /* (The timer stops at its next tick if no client came.) */
     /* Watched again first: attach_conn() unwatches it once the client's
      * fd is watched, and leaves it watched if that fails. */
-    rc = mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0));
+    rc = mu_ctx_watch(ctx, ctx->tran->accept_fd(ctx), MU_EV(MU_EV_LISTEN, 0));
     if (rc < 0)
         mu_log(ctx, MU_LOG_ERR, "cannot watch the socket again: %s",
                strerror(-rc));
-    if (fd >= 0)
-        attach_conn(ctx, fd);
-    else if (fd != -EAGAIN && fd != -EACCES)
-        mu_log(ctx, MU_LOG_WARN, "accept failed: %s", strerror(-fd));
+    if (got == 0)
+        attach_conn(ctx);
+    else if (got != -EAGAIN && got != -EACCES)
+        mu_log(ctx, MU_LOG_WARN, "accept failed: %s", strerror(-got));
 }
 
 int mu_ctx_attach_fd(mu_ctx_t *ctx, int fd)
 {
     int rc;
 
-    if (!ctx->realized || ctx->conn_fd >= 0) {
+    if (!ctx->realized || ctx->attached) {
         close(fd);
         return -EBUSY;
     }
-    rc = msgio_init(&ctx->io, fd, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
-                    (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
-    if (rc < 0) {
-        close(fd);
+    rc = ctx->tran->attach_fd(ctx, fd);
+    if (rc < 0)
         return rc;
-    }
-    return attach_conn(ctx, fd);
+    return attach_conn(ctx);
 }
 
 /*
@@ -421,14 +415,14 @@ int mu_ctx_attach_fd(mu_ctx_t *ctx, int fd)
  */
 void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
 {
-    if (ctx->conn_fd < 0)
+    if (!ctx->attached)
         return;
     mu_log(ctx, MU_LOG_INFO, "client dropped: %s", why);
-    if (!ctx->tran->fixed_conn_fd)
-        mu_ctx_unwatch(ctx, ctx->conn_fd);
+    if (!ctx->tran->fixed_poll_fd)
+        mu_ctx_unwatch(ctx, ctx->tran->poll_fd(ctx));
     pthread_mutex_lock(&ctx->send_lock);
     ctx->tran->detach(ctx);
-    ctx->conn_fd = -1;
+    ctx->attached = false;
     pthread_mutex_unlock(&ctx->send_lock);
     mu_calls_cancel(ctx);
     mu_backlog_drop(ctx);
@@ -446,7 +440,7 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
         ctx->reset_cb(ctx, MU_RESET_LOST);
 
     if (!ctx->tran->listen_quiet &&
-        mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0)) < 0)
+        mu_ctx_watch(ctx, ctx->tran->accept_fd(ctx), MU_EV(MU_EV_LISTEN, 0)) < 0)
         mu_log(ctx, MU_LOG_ERR, "cannot watch the socket again: %s",
                strerror(errno));
     if (ctx->flags & MU_CTX_ONE_CLIENT)
@@ -459,11 +453,11 @@ static void on_timer(mu_ctx_t *ctx)
 
     if (read(ctx->timer_fd, &ticks, sizeof(ticks)) < 0)
         return;
-    if (ctx->accept_paused && ctx->conn_fd < 0) {
+    if (ctx->accept_paused && !ctx->attached) {
         resume_accept(ctx);
         return;
     }
-    if (ctx->conn_fd < 0) {
+    if (!ctx->attached) {
         timer_off(ctx);     /* nothing to keep house for */
         return;
     }
@@ -475,7 +469,7 @@ static void on_timer(mu_ctx_t *ctx)
      */
     if (ctx->backlog != NULL || ctx->tran->partial_since(ctx) != 0) {
         mu_ctx_process(ctx);
-        if (ctx->conn_fd < 0)
+        if (!ctx->attached)
             return;
     }
     since = ctx->tran->partial_since(ctx);
@@ -511,7 +505,7 @@ static void handle_event(mu_ctx_t *ctx, uint64_t tag)
             ctx->stopping = true;
         break;
     case MU_EV_LISTEN:
-        if (ctx->conn_fd < 0)
+        if (!ctx->attached)
             attach(ctx);
         break;
     case MU_EV_CONN:

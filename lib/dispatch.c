@@ -48,7 +48,7 @@ static int send_msg(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,
     int rc;
 
     pthread_mutex_lock(&ctx->send_lock);
-    if (ctx->conn_fd < 0)
+    if (!ctx->attached)
         rc = -ENOTCONN;
     else
         rc = ctx->tran->send(ctx, iov, iovcnt, fds, nfds);
@@ -466,7 +466,7 @@ int mu_ctx_call(mu_ctx_t *ctx, uint16_t cmd, const struct iovec *iov,
     }
 
     pthread_mutex_lock(&ctx->call_lock);
-    if (ctx->conn_fd < 0 || !ctx->negotiated) {
+    if (!ctx->attached || !ctx->negotiated) {
         pthread_mutex_unlock(&ctx->call_lock);
         return -ENOTCONN;
     }
@@ -642,7 +642,7 @@ static void drain(mu_ctx_t *ctx)
     struct mu_msg msg;
     int rc;
 
-    while (ctx->conn_fd >= 0) {
+    while (ctx->attached) {
         if (!backlog_pop(ctx, &msg)) {
             rc = ctx->tran->next(ctx, &msg);
             if (rc == 0)
@@ -674,13 +674,13 @@ void mu_ctx_process(mu_ctx_t *ctx)
      * msgio allocate a buffer for a closed connection, which the next
      * client's msgio_init() forgets: a leak (found by fuzz_server).
      */
-    if (ctx->conn_fd < 0)
+    if (!ctx->attached)
         return;
     rc = ctx->tran->read(ctx);
 
     /* Serve what arrived even if the client closed right after it. */
     drain(ctx);
-    if (rc < 0 && rc != -EAGAIN && ctx->conn_fd >= 0) {
+    if (rc < 0 && rc != -EAGAIN && ctx->attached) {
         mu_ctx_detach(ctx, rc == -ENOTCONN ? "client disconnected"
                      : rc == -EPROTO ? "too many fds in one message"
                                      : "read error");

@@ -50,18 +50,33 @@ static inline bool mu_log_debug_on(const mu_ctx_t *ctx);
 
 /*
  * A transport delivers a client's bytes and fds to the context.  The UNIX
- * socket is the one we ship; the kernel mdev bridge of the original muser
- * design would be another, with default_overlap = MU_OVERLAP_REPLACE because
- * it never reports unmaps.
+ * socket is the one we ship (tran_sock.c); the in-memory one (tran_mem.c)
+ * serves the fast fuzzers and unit tests; the kernel mdev bridge of the
+ * original muser design would be another, with default_overlap =
+ * MU_OVERLAP_REPLACE because it never reports unmaps.
+ *
+ * Everything a transport needs to remember (its fds, its framing) is its
+ * own, behind ctx->tran_priv: the context knows only these ops and the
+ * two fds it watches.  Every op but send runs on the context thread;
+ * send is serialised by the context's send_lock and never runs after
+ * detach.
  */
 struct mu_tran_ops {
     const char *name;
     enum mu_overlap_policy default_overlap;
-    /* Create the endpoint; returns the fd to watch for new clients. */
+    /* Create the endpoint and the state at ctx->tran_priv.  0 or -errno. */
     int (*init)(mu_ctx_t *ctx);
-    /* Take a new client: returns the fd to watch for its traffic, -EAGAIN
-     * when none is waiting, -EACCES when it was refused (already closed). */
+    /* The fd to watch for new clients (between init and fini). */
+    int (*accept_fd)(mu_ctx_t *ctx);
+    /* The fd to watch for the attached client's traffic, -1 if none. */
+    int (*poll_fd)(mu_ctx_t *ctx);
+    /* Take a new client: 0, -EAGAIN when none is waiting, -EACCES when it
+     * was refused (already closed), -EMFILE, ... */
     int (*accept)(mu_ctx_t *ctx);
+    /* Take fd, already connected, as the client (mu_ctx_attach_fd).  The
+     * fd is the transport's from here on, closed on failure.  0,
+     * -EOPNOTSUPP (a transport without fds), -errno. */
+    int (*attach_fd)(mu_ctx_t *ctx, int fd);
     /* Pull what the client sent: > 0 bytes, -EAGAIN, -ENOTCONN, ... */
     int (*read)(mu_ctx_t *ctx);
     /* Cut the next whole message: 1, 0 (need more) or -errno (fatal). */
@@ -80,22 +95,24 @@ struct mu_tran_ops {
                 const int *fds, unsigned nfds);
     /* Forget the client. */
     void (*detach)(mu_ctx_t *ctx);
-    /* Remove the endpoint. */
+    /* Remove the endpoint and free the state. */
     void (*fini)(mu_ctx_t *ctx);
     /*
-     * The listening fd is never readable while a client is attached (no
+     * The accept fd is never readable while a client is attached (no
      * second one can arrive): the context leaves it watched.
      */
     bool listen_quiet;
     /*
-     * accept() gives every client the same fd, and nothing makes it
-     * readable between clients: the context watches it once, for good.
+     * Every client has the same poll fd, and nothing makes it readable
+     * between clients: the context watches it once, for good.
      */
-    bool fixed_conn_fd;
+    bool fixed_poll_fd;
 };
 
 extern const struct mu_tran_ops mu_tran_sock_ops;
 extern const struct mu_tran_ops mu_tran_mem_ops;    /* tran_mem.h */
+/* The socket client's framing, for harnesses (NULL when none). */
+const struct msgio *mu_sock_msgio(mu_ctx_t *ctx);
 
 /* ---- PCI config space ---- */
 
@@ -232,11 +249,9 @@ struct mu_ctx {
 
     /* transport and client state */
     const struct mu_tran_ops *tran;
-    int listen_fd;
+    void *tran_priv;            /* the transport's own state (opaque) */
     bool accept_paused;         /* out of fds: the timer retries accept */
-    int conn_fd;                /* -1 when no client */
-    struct msgio io;            /* socket transport's framing */
-    void *tran_priv;            /* other transports' state (tran_mem.c) */
+    bool attached;              /* a client is attached (send_lock) */
     bool negotiated;
     const char *drop_reason;    /* set: drop the client at a safe point */
     struct vfu_caps peer;       /* what the client accepts */
@@ -250,7 +265,7 @@ struct mu_ctx {
     int timer_fd;               /* periodic housekeeping while connected
                                    (stopped by the first tick after) */
     uint64_t timer_ms;          /* its period, 0 while disarmed */
-    bool conn_watched;          /* tran->fixed_conn_fd: in the epoll set */
+    bool conn_watched;          /* tran->fixed_poll_fd: in the epoll set */
 
     /* server -> client calls */
     pthread_mutex_t send_lock;  /* one message at a time on the socket */

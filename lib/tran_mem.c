@@ -305,8 +305,26 @@ static int mem_init(mu_ctx_t *ctx)
     q_init(&m->in);
     q_init(&m->out);
     ctx->tran_priv = m;
-    ctx->listen_fd = m->bell;
-    return m->bell;
+    return 0;
+}
+
+static int mem_accept_fd(mu_ctx_t *ctx)
+{
+    return ((struct mem *)ctx->tran_priv)->bell;
+}
+
+/* Only the context thread attaches and detaches, so conn is stable here. */
+static int mem_poll_fd(mu_ctx_t *ctx)
+{
+    return ((struct mem *)ctx->tran_priv)->conn;
+}
+
+/* No fds here: a socket is the socket transport's. */
+static int mem_attach_fd(mu_ctx_t *ctx, int fd)
+{
+    (void)ctx;
+    close(fd);
+    return -EOPNOTSUPP;
 }
 
 static int mem_accept(mu_ctx_t *ctx)
@@ -335,9 +353,8 @@ static int mem_accept(mu_ctx_t *ctx)
     m->state = MEM_ATTACHED;
     m->conn_ready = false;
     conn_update(m);
-    rc = m->conn;
     pthread_mutex_unlock(&m->lock);
-    return rc;
+    return 0;
 }
 
 static int mem_read(mu_ctx_t *ctx)
@@ -460,14 +477,16 @@ static void mem_fini(mu_ctx_t *ctx)
     pthread_mutex_destroy(&m->lock);
     free(m);
     ctx->tran_priv = NULL;
-    ctx->listen_fd = -1;
 }
 
 const struct mu_tran_ops mu_tran_mem_ops = {
     .name = "memory",
     .default_overlap = MU_OVERLAP_REJECT,   /* DMA_UNMAP is delivered */
     .init = mem_init,
+    .accept_fd = mem_accept_fd,
+    .poll_fd = mem_poll_fd,
     .accept = mem_accept,
+    .attach_fd = mem_attach_fd,
     .read = mem_read,
     .next = mem_next,
     .partial_since = mem_partial_since,
@@ -479,7 +498,7 @@ const struct mu_tran_ops mu_tran_mem_ops = {
      * last client to be gone; conn is the same eventfd for every client,
      * unrung at detach and rung only while one is attached. */
     .listen_quiet = true,
-    .fixed_conn_fd = true,
+    .fixed_poll_fd = true,
 };
 
 /* ---------------- the client's side ---------------- */

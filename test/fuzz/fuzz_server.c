@@ -284,7 +284,7 @@ static bool stranded(void)
     const struct msgio *io = fs_link_msgio();
     struct vfu_hdr h;
 
-    if (g_ctx->conn_fd < 0 || io == NULL)
+    if (!g_ctx->attached || io == NULL)
         return false;
     if (g_ctx->backlog != NULL)
         return true;
@@ -411,7 +411,7 @@ static void send_version(bool write_multi)
 static void connect_client(uint8_t flags, bool via_listen)
 {
     fs_link_connect(via_listen);
-    check(g_ctx->conn_fd >= 0);
+    check(g_ctx->attached);
     st.open = true;
     st.next_id = 1;
     st.rx_len = 0;
@@ -434,9 +434,9 @@ static void hang_up(int fds_before)
         st.open = false;
     }
     drop_kept();
-    for (i = 0; i < DETACH_POLLS && g_ctx->conn_fd >= 0; i++)
+    for (i = 0; i < DETACH_POLLS && g_ctx->attached; i++)
         pump(false, 1);
-    check(g_ctx->conn_fd < 0);
+    check(!g_ctx->attached);
     check(!mu_ctx_client_ready(g_ctx));
     check(g_ctx->backlog == NULL && g_ctx->calls == NULL);
 

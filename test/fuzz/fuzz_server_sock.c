@@ -54,9 +54,9 @@ static int connect_socket(void)
         close(fd);
         return -1;
     }
-    for (int i = 0; i < 100 && g_ctx->conn_fd < 0; i++)
+    for (int i = 0; i < 100 && !g_ctx->attached; i++)
         pump1();
-    if (g_ctx->conn_fd < 0) {
+    if (!g_ctx->attached) {
         close(fd);
         return -1;
     }
@@ -129,5 +129,5 @@ void fs_link_close(void)
 
 const struct msgio *fs_link_msgio(void)
 {
-    return &g_ctx->io;
+    return mu_sock_msgio(g_ctx);
 }

@@ -1094,6 +1094,39 @@ static void *fake_client(void *arg)
     return NULL;
 }
 
+/* A blocking copy made by a device thread, while this thread runs the
+ * context (which takes the client's replies). */
+struct rw_job {
+    bool write;
+    uint64_t iova;
+    void *buf;
+    size_t len;
+    int rc;
+    int done;
+};
+
+static void *rw_thread(void *arg)
+{
+    struct rw_job *j = arg;
+
+    j->rc = j->write ? mu_dma_write(ctx, j->iova, j->buf, j->len)
+                     : mu_dma_read(ctx, j->iova, j->buf, j->len);
+    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static int dev_rw(bool write, uint64_t iova, void *buf, size_t len)
+{
+    struct rw_job j = { write, iova, buf, len, 0, 0 };
+    pthread_t t;
+
+    assert_int_equal(pthread_create(&t, NULL, rw_thread, &j), 0);
+    while (!__atomic_load_n(&j.done, __ATOMIC_ACQUIRE))
+        assert_true(mu_ctx_poll_wait(ctx, 100) >= 0);
+    pthread_join(t, NULL);
+    return j.rc;
+}
+
 static void test_rw_remote(void **state)
 {
     static uint8_t in[10000], out[10000];
@@ -1105,38 +1138,36 @@ static void test_rw_remote(void **state)
     assert_int_equal(map(0x9000, 0x1000, VFU_DMA_FLAG_READ, -1), 0);
     assert_int_equal(mu_dma_read(ctx, 0x1000, out, 16), -ENOTCONN);
 
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    assert_int_equal(msgio_init(&ctx->io, sv[0], 1u << 20, 8), 0);
-    ctx->conn_fd = sv[0];
-    ctx->negotiated = true;
-    ctx->ctx_thread = pthread_self();
-    ctx->have_thread = true;
+    assert_int_equal(mu_ctx_realize(ctx), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    assert_int_equal(mu_ctx_attach_fd(ctx, sv[0]), 0);
+    /* As if VERSION had been negotiated. */
     ctx->peer.max_data_xfer_size = 4096;
+    ctx->negotiated = true;
     assert_int_equal(pthread_create(&t, NULL, fake_client,
                                     (void *)(intptr_t)sv[1]), 0);
 
     for (size_t i = 0; i < sizeof(in); i++)
         in[i] = (uint8_t)(i * 13 + 1);
-    assert_int_equal(mu_dma_write(ctx, 0x1100, in, sizeof(in)), 0);
+    assert_int_equal(dev_rw(true, 0x1100, in, sizeof(in)), 0);
     assert_int_equal(client_msgs, 3);               /* 4096-byte chunks */
     assert_int_equal(client_max, 4096);
     assert_memory_equal(guest + 0x100, in, sizeof(in));
-    assert_int_equal(mu_dma_read(ctx, 0x1100, out, sizeof(out)), 0);
+    assert_int_equal(dev_rw(false, 0x1100, out, sizeof(out)), 0);
     assert_memory_equal(out, in, sizeof(out));
-    assert_int_equal(mu_dma_read(ctx, 0x9000 - 8, out, 16), 0);   /* spans */
-    assert_int_equal(mu_dma_write(ctx, 0x9000 - 8, in, 16), -EACCES);
+    assert_int_equal(dev_rw(false, 0x9000 - 8, out, 16), 0);   /* spans */
+    assert_int_equal(dev_rw(true, 0x9000 - 8, in, 16), -EACCES);
 
     client_mode = CLIENT_BAD_COUNT;
-    assert_int_equal(mu_dma_read(ctx, 0x1000, out, 64), -EPROTO);
-    assert_int_equal(mu_dma_write(ctx, 0x1000, in, 64), -EPROTO);
+    assert_int_equal(dev_rw(false, 0x1000, out, 64), -EPROTO);
+    assert_int_equal(dev_rw(true, 0x1000, in, 64), -EPROTO);
     client_mode = CLIENT_SHORT_WRITE;
-    assert_int_equal(mu_dma_write(ctx, 0x1000, in, 64), -EPROTO);
+    assert_int_equal(dev_rw(true, 0x1000, in, 64), -EPROTO);
     client_mode = CLIENT_ERROR;
-    assert_int_equal(mu_dma_read(ctx, 0x1000, out, 64), -EIO);
+    assert_int_equal(dev_rw(false, 0x1000, out, 64), -EIO);
 
-    msgio_fini(&ctx->io);           /* closes sv[0]: the client sees EOF */
-    ctx->conn_fd = -1;
-    ctx->negotiated = false;
+    /* Closes sv[0]: the client sees EOF.  The regions go with it. */
+    mu_ctx_detach(ctx, "test done");
     pthread_join(t, NULL);
 }
 

@@ -178,12 +178,12 @@ static void tick(void)
 
 static bool attached(void)
 {
-    return ctx->conn_fd >= 0;
+    return ctx->attached;
 }
 
 static bool partial(void)
 {
-    return ctx->io.started_ns != 0;
+    return ctx->tran->partial_since(ctx) != 0;
 }
 
 static bool negotiated(void)
@@ -210,13 +210,13 @@ static void test_partial_message_timeout(void **state)
     memcpy(msg, &h, sizeof(h));
     send_all(msg, 8);
     serve_until(partial);
-    assert_int_equal(ctx->io.started_ns, 1000 * MS);
+    assert_int_equal(ctx->tran->partial_since(ctx), 1000 * MS);
 
     fake_ns += 30 * MS;
     send_all(msg + 8, 8);               /* the header whole, no body yet */
     tick();
     assert_true(attached());
-    assert_int_equal(ctx->io.started_ns, 1000 * MS);
+    assert_int_equal(ctx->tran->partial_since(ctx), 1000 * MS);
 
     fake_ns += 10 * MS;                 /* exactly the timeout */
     tick();
