@@ -6,7 +6,8 @@
  * context checks and dispatches them to a subsystem, the subsystem calls the
  * device, and the context encodes and sends the reply.  Subsystems never
  * touch the transport directly; when they must talk to the client (DMA_READ
- * and DMA_WRITE), they go through mu_ctx_call().
+ * and DMA_WRITE), they go through mu_ctx_call() (device threads) or
+ * mu_call_send() (the context thread's requests, dma_rw.c).
  */
 #ifndef MUSER_PRIVATE_H
 #define MUSER_PRIVATE_H
@@ -83,13 +84,6 @@ struct mu_tran_ops {
     int (*next)(mu_ctx_t *ctx, struct mu_msg *msg);
     /* Start time of a message that has begun to arrive, 0 if none. */
     uint64_t (*partial_since)(mu_ctx_t *ctx);
-    /*
-     * The context thread waits for the reply to its own call (dispatch.c,
-     * wait_inline) and found nothing to read: block until the client may
-     * have sent more, or until mu_now_ns() reaches deadline.  0: look
-     * again; -ETIMEDOUT: nothing will come in time; -errno.
-     */
-    int (*wait)(mu_ctx_t *ctx, uint64_t deadline);
     /* Send a whole message, fds attached. */
     int (*send)(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,
                 const int *fds, unsigned nfds);
@@ -212,7 +206,14 @@ struct mu_irqs;
 struct mu_dma;
 struct mu_mig;
 
-/* A server -> client request waiting for its reply (DMA_READ/WRITE). */
+struct mu_dma_req;
+
+/*
+ * A server -> client request waiting for its reply (DMA_READ/WRITE): a
+ * device thread's blocking call (req NULL: it waits on call_cond), or the
+ * message in flight of a context-thread request (dma_rw.c: the reply
+ * continues the request from the event loop).
+ */
 struct mu_call {
     uint16_t msg_id;
     uint16_t cmd;
@@ -220,13 +221,18 @@ struct mu_call {
     bool done;
     int result;                 /* 0 or -errno */
     struct mu_msg reply;
+    struct mu_dma_req *req;     /* NULL: a blocking call */
     struct mu_call *next;
 };
 
-/* A command that arrived while the context thread waited for a reply. */
-struct mu_backlog {
-    struct mu_msg msg;
-    struct mu_backlog *next;
+/* The connection's states (the table and its rules: ctx.c). */
+enum mu_conn_state {
+    MU_CONN_IDLE,       /* no client; the accept fd is watched */
+    MU_CONN_PAUSED,     /* out of fds: the timer retries accept */
+    MU_CONN_ATTACHED,   /* a client, VERSION not negotiated yet */
+    MU_CONN_READY,      /* negotiated: commands and DMA requests */
+    MU_CONN_FAILED,     /* broken: dropped once the current message is done */
+    MU_CONN_NR
 };
 
 struct mu_ctx {
@@ -250,10 +256,9 @@ struct mu_ctx {
     /* transport and client state */
     const struct mu_tran_ops *tran;
     void *tran_priv;            /* the transport's own state (opaque) */
-    bool accept_paused;         /* out of fds: the timer retries accept */
-    bool attached;              /* a client is attached (send_lock) */
-    bool negotiated;
-    const char *drop_reason;    /* set: drop the client at a safe point */
+    enum mu_conn_state conn;    /* written under send_lock and call_lock
+                                   by the context thread (ctx.c) */
+    const char *drop_reason;    /* MU_CONN_FAILED: why */
     struct vfu_caps peer;       /* what the client accepts */
     uint64_t pgsize;            /* negotiated DMA page size */
     pthread_t ctx_thread;       /* thread running the loop */
@@ -264,6 +269,7 @@ struct mu_ctx {
     int stop_fd;                /* eventfd: mu_ctx_stop() */
     int timer_fd;               /* periodic housekeeping while connected
                                    (stopped by the first tick after) */
+    int done_fd;                /* eventfd: DMA requests done (dma_rw.c) */
     uint64_t timer_ms;          /* its period, 0 while disarmed */
     bool conn_watched;          /* tran->fixed_poll_fd: in the epoll set */
 
@@ -271,13 +277,15 @@ struct mu_ctx {
     pthread_mutex_t send_lock;  /* one message at a time on the socket */
     pthread_mutex_t call_lock;  /* calls list, msg ids */
     pthread_cond_t call_cond;
-    struct mu_call *calls;
-    unsigned nr_calls;
+    struct mu_call *calls;      /* messages waiting for their reply */
+    unsigned nr_calls;          /* blocking calls among them */
+    unsigned nr_reqs;           /* context-thread requests accepted and not
+                                   completed (call_lock; with nr_calls
+                                   held to MU_LIMIT_DMA_PENDING) */
     uint16_t next_msg_id;
-    bool reading;               /* a thread is reading the socket */
-    struct mu_backlog *backlog, **backlog_tail;
-    unsigned nr_backlog;
-    size_t backlog_bytes;       /* their bodies: bounded too (dispatch.c) */
+    /* context-thread requests (dma_rw.c; context thread only) */
+    struct mu_dma_req *reqs;    /* accepted, not done */
+    struct mu_dma_req *reqs_done, **reqs_done_tail; /* done, cb not run */
 
     /* device */
     struct mu_pci pci;
@@ -311,6 +319,7 @@ enum {
     MU_EV_IRQFD,        /* low 32 bits of data: irq.c's index */
     MU_EV_IOEVENTFD,    /* low 32 bits: region << 16 | ioeventfd index */
     MU_EV_POISON,       /* the SIGBUS handler hit a DMA mapping */
+    MU_EV_DONE,         /* DMA requests done: run their callbacks */
 };
 #define MU_EV(kind, idx) (((uint64_t)(kind) << 32) | (uint32_t)(idx))
 int mu_ctx_watch(mu_ctx_t *ctx, int fd, uint64_t tag);
@@ -318,7 +327,8 @@ void mu_ctx_unwatch(mu_ctx_t *ctx, int fd);
 
 /*
  * Send a server -> client request and wait for its reply (DMA_READ and
- * DMA_WRITE).  Safe from any thread.  On success *reply holds the reply
+ * DMA_WRITE).  Safe from any thread but the context thread, which takes
+ * the replies (-EDEADLK there).  On success *reply holds the reply
  * (release it with mu_msg_release).  Returns 0, -ENOTCONN, -ETIMEDOUT,
  * -EBUSY (too many calls in flight), the client's error negated, or -EPROTO
  * for a malformed reply.
@@ -342,6 +352,23 @@ int mu_ctx_attach_fd(mu_ctx_t *ctx, int fd);
  */
 int mu_ctx_poll_wait(mu_ctx_t *ctx, int timeout_ms);
 
+/*
+ * The connection's state changes (ctx.c, which has the table): asserted in
+ * debug builds.  Context thread.
+ */
+void mu_conn_set(mu_ctx_t *ctx, enum mu_conn_state to);
+/* A client is attached (context thread, or under send_lock). */
+static inline bool mu_conn_attached(const mu_ctx_t *ctx)
+{
+    return ctx->conn >= MU_CONN_ATTACHED;
+}
+/* It negotiated and may be sent requests (context thread, or under
+ * call_lock). */
+static inline bool mu_conn_ready(const mu_ctx_t *ctx)
+{
+    return ctx->conn == MU_CONN_READY;
+}
+
 /* Drop the client once the current message is done (dispatch.c). */
 void mu_ctx_fail(mu_ctx_t *ctx, const char *why);
 void mu_ctx_detach(mu_ctx_t *ctx, const char *why);
@@ -350,7 +377,23 @@ int mu_ctx_reset(mu_ctx_t *ctx, enum mu_reset_type type);
 /* Process whatever the client sent (dispatch.c). */
 void mu_ctx_process(mu_ctx_t *ctx);
 void mu_calls_cancel(mu_ctx_t *ctx);
-void mu_backlog_drop(mu_ctx_t *ctx);
+/* Take the call of a context-thread request off the list (it timed out or
+ * was cancelled); false when its reply already took it. */
+bool mu_call_unlink(mu_ctx_t *ctx, struct mu_call *call);
+/* Send a request's message (its call registered first).  0 or -errno. */
+int mu_call_send(mu_ctx_t *ctx, struct mu_call *call, const struct iovec *iov,
+                 int iovcnt);
+
+/* ---- context-thread DMA requests (dma_rw.c) ---- */
+/* Its reply came (call->result, call->reply set; the call is unlinked). */
+void mu_dma_req_reply(mu_ctx_t *ctx, struct mu_dma_req *req);
+/* Run the callbacks of the requests that are done (MU_EV_DONE). */
+void mu_dma_reqs_run_done(mu_ctx_t *ctx);
+/* Fail requests whose message waited past the receive timeout (timer). */
+void mu_dma_reqs_tick(mu_ctx_t *ctx);
+/* End every request with err (-ENOTCONN: the client went; -ECANCELED:
+ * reset), callbacks included, and those already done with theirs. */
+void mu_dma_reqs_cancel(mu_ctx_t *ctx, int err);
 
 static inline bool mu_on_ctx_thread(const mu_ctx_t *ctx)
 {

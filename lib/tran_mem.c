@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +52,6 @@ struct mem {
     bool dropped;               /* the server closed its end */
     struct msgio io;            /* framing of what the server read */
     struct mem_queue in, out;   /* client -> server, server -> client */
-    mu_mem_turn_cb_t turn;
-    void *turn_arg;
 };
 
 /* ---------------- queues ---------------- */
@@ -387,41 +384,6 @@ static uint64_t mem_partial_since(mu_ctx_t *ctx)
     return msgio_partial(&m->io) ? m->io.started_ns : 0;
 }
 
-static int mem_wait(mu_ctx_t *ctx, uint64_t deadline)
-{
-    struct mem *m = ctx->tran_priv;
-    struct pollfd p;
-    mu_mem_turn_cb_t turn;
-    void *arg;
-    uint64_t now;
-    bool ready;
-
-    pthread_mutex_lock(&m->lock);
-    turn = m->turn;
-    arg = m->turn_arg;
-    pthread_mutex_unlock(&m->lock);
-    if (turn != NULL)
-        turn(ctx, arg);
-    pthread_mutex_lock(&m->lock);
-    ready = m->in.head != NULL || m->hung_up;
-    p.fd = m->conn;
-    pthread_mutex_unlock(&m->lock);
-    if (ready)
-        return 0;
-    /* A scripted client that had nothing to say on its turn never will:
-     * waiting would only pass the time. */
-    if (turn != NULL)
-        return -ETIMEDOUT;
-    now = mu_clock_ns(&ctx->clock);
-    if (now >= deadline)
-        return -ETIMEDOUT;
-    p.events = POLLIN;
-    if (poll(&p, 1, (int)((deadline - now) / 1000000ull) + 1) < 0 &&
-        errno != EINTR)
-        return -errno;
-    return 0;
-}
-
 static int mem_send(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,
                     const int *fds, unsigned nfds)
 {
@@ -490,7 +452,6 @@ const struct mu_tran_ops mu_tran_mem_ops = {
     .read = mem_read,
     .next = mem_next,
     .partial_since = mem_partial_since,
-    .wait = mem_wait,
     .send = mem_send,
     .detach = mem_detach,
     .fini = mem_fini,
@@ -605,18 +566,6 @@ bool mu_mem_attached(mu_ctx_t *ctx)
     r = m->state == MEM_ATTACHED;
     pthread_mutex_unlock(&m->lock);
     return r;
-}
-
-void mu_mem_set_turn(mu_ctx_t *ctx, mu_mem_turn_cb_t cb, void *arg)
-{
-    struct mem *m = mem_of(ctx);
-
-    if (m == NULL)
-        return;
-    pthread_mutex_lock(&m->lock);
-    m->turn = cb;
-    m->turn_arg = arg;
-    pthread_mutex_unlock(&m->lock);
 }
 
 const struct msgio *mu_mem_msgio(mu_ctx_t *ctx)

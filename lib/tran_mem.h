@@ -65,18 +65,6 @@ void mu_mem_hang_up(mu_ctx_t *ctx);
 /* A client is attached (accepted and not dropped yet). */
 bool mu_mem_attached(mu_ctx_t *ctx);
 
-/*
- * The client's turn: called when the context thread waits for the reply
- * to its own DMA_READ/DMA_WRITE (dispatch.c, wait_inline) and has nothing
- * to read.  The hook may mu_mem_recv() the request and mu_mem_send() an
- * answer (or anything else); it must not run the context.  With a hook
- * set, a turn that sends nothing ends the wait at once with -ETIMEDOUT,
- * as its full length would (nothing else can send meanwhile); without
- * one, the wait blocks until another thread sends or the deadline.
- */
-typedef void (*mu_mem_turn_cb_t)(mu_ctx_t *ctx, void *arg);
-void mu_mem_set_turn(mu_ctx_t *ctx, mu_mem_turn_cb_t cb, void *arg);
-
 /* The framing state of the attached client (read-only; harnesses check
  * that nothing whole is left unserved).  NULL when none is attached. */
 const struct msgio *mu_mem_msgio(mu_ctx_t *ctx);

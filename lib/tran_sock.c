@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,20 +225,6 @@ static uint64_t sock_partial_since(mu_ctx_t *ctx)
     return msgio_partial(&s->io) ? s->io.started_ns : 0;
 }
 
-static int sock_wait(mu_ctx_t *ctx, uint64_t deadline)
-{
-    struct pollfd p = { .fd = sock_of(ctx)->conn_fd, .events = POLLIN };
-    uint64_t now = mu_clock_ns(&ctx->clock);
-
-    if (now >= deadline)
-        return -ETIMEDOUT;
-    /* Rounded up: a poll that returns 0 has reached the deadline. */
-    if (poll(&p, 1, (int)((deadline - now) / 1000000ull) + 1) < 0 &&
-        errno != EINTR)
-        return -errno;
-    return 0;
-}
-
 static int sock_send(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,
                      const int *fds, unsigned nfds)
 {
@@ -302,7 +287,6 @@ const struct mu_tran_ops mu_tran_sock_ops = {
     .read = sock_read,
     .next = sock_next,
     .partial_since = sock_partial_since,
-    .wait = sock_wait,
     .send = sock_send,
     .detach = sock_detach,
     .fini = sock_fini,

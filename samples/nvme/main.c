@@ -471,7 +471,8 @@ int main(int argc, char **argv)
     }
     rc = ctrl_setup(c);
     c->db_poll = c->opts.db_mode == NVME_DB_POLLED;
-    if (rc == 0 && (c->opts.db_mode == NVME_DB_POLLED || c->opts.ioeventfd))
+    /* Always: in trapped mode it runs what needs fd-less memory. */
+    if (rc == 0)
         rc = poller_start(c);
     if (rc < 0) {
         fprintf(stderr, "nvme: cannot serve on %s: %s\n", c->opts.sock,

@@ -284,10 +284,8 @@ static bool stranded(void)
     const struct msgio *io = fs_link_msgio();
     struct vfu_hdr h;
 
-    if (!g_ctx->attached || io == NULL)
+    if (!mu_conn_attached(g_ctx) || io == NULL)
         return false;
-    if (g_ctx->backlog != NULL)
-        return true;
     if (io->tail - io->head < VFU_HDR_SIZE)
         return false;
     memcpy(&h, io->buf + io->head, sizeof(h));
@@ -334,9 +332,9 @@ static void run_ctx(bool drain)
                 struct itimerspec its;
 
                 timerfd_gettime(g_ctx->timer_fd, &its);
-                fprintf(stderr, "stranded: backlog %p buffered %zu timer "
+                fprintf(stderr, "stranded: buffered %zu timer "
                         "%ld.%09ld period %ld.%09ld drop %s\n",
-                        (void *)g_ctx->backlog, io->tail - io->head,
+                        io->tail - io->head,
                         (long)its.it_value.tv_sec, its.it_value.tv_nsec,
                         (long)its.it_interval.tv_sec, its.it_interval.tv_nsec,
                         g_ctx->drop_reason ? g_ctx->drop_reason : "-");
@@ -411,7 +409,7 @@ static void send_version(bool write_multi)
 static void connect_client(uint8_t flags, bool via_listen)
 {
     fs_link_connect(via_listen);
-    check(g_ctx->attached);
+    check(mu_conn_attached(g_ctx));
     st.open = true;
     st.next_id = 1;
     st.rx_len = 0;
@@ -434,11 +432,12 @@ static void hang_up(int fds_before)
         st.open = false;
     }
     drop_kept();
-    for (i = 0; i < DETACH_POLLS && g_ctx->attached; i++)
+    for (i = 0; i < DETACH_POLLS && mu_conn_attached(g_ctx); i++)
         pump(false, 1);
-    check(!g_ctx->attached);
+    check(!mu_conn_attached(g_ctx));
     check(!mu_ctx_client_ready(g_ctx));
-    check(g_ctx->backlog == NULL && g_ctx->calls == NULL);
+    check(g_ctx->calls == NULL && g_ctx->reqs == NULL &&
+          g_ctx->reqs_done == NULL && g_ctx->nr_reqs == 0);
 
     /* Every region that was mapped was unmapped, exactly once. */
     check(fs_cnt.maps == fs_cnt.unmaps);
@@ -504,6 +503,20 @@ static void *dma_thread(void *arg)
     return NULL;
 }
 
+/* The context thread's request (mu_dma_*_async): one at a time, with a
+ * buffer of its own that stays the library's until the callback. */
+static struct {
+    bool busy;
+    uint8_t buf[256 * 256];
+} areq;
+
+static void areq_done(mu_ctx_t *ctx, void *arg, int status)
+{
+    check(ctx == g_ctx && arg == &areq && areq.busy);
+    check(status <= 0 && status >= -4095);
+    areq.busy = false;
+}
+
 static void op_dma(struct fz_in *in)
 {
     uint8_t sel = fz_u8(in), off = fz_u8(in), len = fz_u8(in);
@@ -528,13 +541,33 @@ static void op_dma(struct fz_in *in)
     check(j->len <= sizeof(j->buf));
     memset(j->buf, 0x3c, j->len);
     if (!(mode & FS_DMA_THREAD) || !fs_link_threads) {
-        /* Inline, the client cannot answer but on its turn (memory
-         * link): it does for what would be a device thread's call,
-         * answered in time there, and leaves the rest to time out and
-         * be answered late, as the socket harness does. */
-        st.answer_now = mode & FS_DMA_THREAD;
-        dma_do(j);
-        st.answer_now = false;
+        unsigned act = mode & FS_DMA_ACT_MASK;
+        int rc;
+
+        /* On the context thread: translations and blocking copies (which
+         * refuse memory that needs the client: -EDEADLK), or a request.
+         * The client answers a request on its turn (memory link) when
+         * it would be a device thread's call, answered in time there,
+         * and leaves the rest to time out and be answered late, as the
+         * socket harness does; it sends what the input has next
+         * meanwhile. */
+        if (act < 2 || areq.busy || (mode & FS_DMA_HOLD)) {
+            dma_do(j);
+        } else {
+            memcpy(areq.buf, j->buf, j->len);
+            rc = act == 2 ? mu_dma_read_async(g_ctx, j->iova, areq.buf, j->len,
+                                              areq_done, &areq)
+                          : mu_dma_write_async(g_ctx, j->iova, areq.buf, j->len,
+                                               areq_done, &areq);
+            check(rc <= 0 && rc >= -4095);
+            if (rc == 0) {
+                areq.busy = true;
+                st.answer_now = mode & FS_DMA_THREAD;
+                fs_client_turn();
+                st.answer_now = false;
+                run_ctx(true);
+            }
+        }
     } else {
         check(pthread_create(&t, NULL, dma_thread, j) == 0);
         /* Keep the context serving: the thread's DMA_READ/DMA_WRITE
@@ -712,11 +745,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 /*
- * The client's turn while the context thread waits for the answer to a
- * DMA call of its own (memory link only).  When the op says the client
- * answers in time, it first sends the messages the input has next (they
- * reach the server while it waits: the backlog), then reads the request
- * and answers it as the reply mode says.
+ * The client's turn after the context thread sent a DMA request of its
+ * own (op_dma).  When the op says the client answers in time, it first
+ * sends the messages the input has next (they reach the server while
+ * the request waits), then reads the request and answers it as the reply
+ * mode says.
  */
 void fs_client_turn(void)
 {

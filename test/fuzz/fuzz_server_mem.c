@@ -11,13 +11,6 @@
 
 const bool fs_link_threads = false;
 
-static void turn(mu_ctx_t *ctx, void *arg)
-{
-    (void)ctx;
-    (void)arg;
-    fs_client_turn();
-}
-
 void fs_link_setup(mu_ctx_t *ctx)
 {
     check(mu_ctx_use_mem(ctx) == 0);
@@ -26,7 +19,6 @@ void fs_link_setup(mu_ctx_t *ctx)
 void fs_link_connect(bool via_listen)
 {
     (void)via_listen;   /* one way in: the context's accept path */
-    mu_mem_set_turn(g_ctx, turn, NULL);
     check(mu_mem_connect(g_ctx) == 0);
     /* The bell is rung: one poll accepts. */
     check(mu_ctx_poll(g_ctx) == 0);

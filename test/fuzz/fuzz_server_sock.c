@@ -54,9 +54,9 @@ static int connect_socket(void)
         close(fd);
         return -1;
     }
-    for (int i = 0; i < 100 && !g_ctx->attached; i++)
+    for (int i = 0; i < 100 && !mu_conn_attached(g_ctx); i++)
         pump1();
-    if (!g_ctx->attached) {
+    if (!mu_conn_attached(g_ctx)) {
         close(fd);
         return -1;
     }

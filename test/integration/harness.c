@@ -273,7 +273,7 @@ bool inproc_client_attached(struct inproc *s)
 
     /* attached is written under send_lock (attach and detach). */
     pthread_mutex_lock(&s->ctx->send_lock);
-    on = s->ctx->attached;
+    on = mu_conn_attached(s->ctx);
     pthread_mutex_unlock(&s->ctx->send_lock);
     return on;
 }

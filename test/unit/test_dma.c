@@ -1143,7 +1143,7 @@ static void test_rw_remote(void **state)
     assert_int_equal(mu_ctx_attach_fd(ctx, sv[0]), 0);
     /* As if VERSION had been negotiated. */
     ctx->peer.max_data_xfer_size = 4096;
-    ctx->negotiated = true;
+    mu_conn_set(ctx, MU_CONN_READY);
     assert_int_equal(pthread_create(&t, NULL, fake_client,
                                     (void *)(intptr_t)sv[1]), 0);
 
