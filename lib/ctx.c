@@ -587,8 +587,9 @@ static int loop_once(mu_ctx_t *ctx, int timeout_ms)
     if (!ctx->realized)
         return -EINVAL;
     if (!ctx->have_thread) {
+        /* Device threads ask mu_on_ctx_thread() meanwhile. */
         ctx->ctx_thread = pthread_self();
-        ctx->have_thread = true;
+        __atomic_store_n(&ctx->have_thread, true, __ATOMIC_RELEASE);
     }
     if (ctx->stopping)
         return -ESHUTDOWN;

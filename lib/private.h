@@ -262,7 +262,7 @@ struct mu_ctx {
     struct vfu_caps peer;       /* what the client accepts */
     uint64_t pgsize;            /* negotiated DMA page size */
     pthread_t ctx_thread;       /* thread running the loop */
-    bool have_thread;
+    bool have_thread;           /* atomic (mu_on_ctx_thread) */
 
     /* event loop */
     int epfd;
@@ -397,7 +397,10 @@ void mu_dma_reqs_cancel(mu_ctx_t *ctx, int err);
 
 static inline bool mu_on_ctx_thread(const mu_ctx_t *ctx)
 {
-    return ctx->have_thread && pthread_equal(pthread_self(), ctx->ctx_thread);
+    /* Set once, by the first loop round (ctx.c); a thread that reads it
+     * unset is not the context thread. */
+    return __atomic_load_n(&ctx->have_thread, __ATOMIC_ACQUIRE) &&
+           pthread_equal(pthread_self(), ctx->ctx_thread);
 }
 
 /* Dispatch targets outside ctx.c (the wire checks are done by them). */

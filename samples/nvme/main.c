@@ -14,6 +14,9 @@
  *    from CC.EN on, as in polled mode (mu_region_ioeventfds_taken());
  *  - polled: the doorbell page is shared memory and a poller thread
  *    watches it (poller.c).
+ * Trapped doorbells run their commands on the context thread while all
+ * guest memory has an fd, and on the poller thread while some has none
+ * (the context thread never waits for the client: poller.c, ctrl_defer).
  *
  * This file: options, namespaces, PCI/region/interrupt setup, run loop
  * (the context thread in mu_ctx_run(), a helper for signals and timer).
