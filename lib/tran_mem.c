@@ -588,6 +588,19 @@ bool mu_mem_attached(mu_ctx_t *ctx)
     return r;
 }
 
+bool mu_mem_pending(mu_ctx_t *ctx)
+{
+    struct mem *m = mem_of(ctx);
+    bool r;
+
+    if (m == NULL)
+        return false;
+    pthread_mutex_lock(&m->lock);
+    r = m->state == MEM_ATTACHED && (m->in.head != NULL || m->hung_up);
+    pthread_mutex_unlock(&m->lock);
+    return r;
+}
+
 void mu_mem_set_turn(mu_ctx_t *ctx, mu_mem_turn_cb_t cb, void *arg)
 {
     struct mem *m = mem_of(ctx);

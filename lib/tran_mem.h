@@ -66,6 +66,15 @@ void mu_mem_hang_up(mu_ctx_t *ctx);
 bool mu_mem_attached(mu_ctx_t *ctx);
 
 /*
+ * The attached client has sent bytes the server has not read, or hung up:
+ * what makes its fd readable, known without a syscall.  A harness that
+ * runs the context itself may then call mu_ctx_process() at once instead
+ * of an epoll_wait() that could only report this (the other fds, timers
+ * included, are seen at the next poll).  False when none is attached.
+ */
+bool mu_mem_pending(mu_ctx_t *ctx);
+
+/*
  * The client's turn: called when the context thread waits for the reply
  * to its own DMA_READ/DMA_WRITE (dispatch.c, wait_inline) and has nothing
  * to read.  The hook may mu_mem_recv() the request and mu_mem_send() an

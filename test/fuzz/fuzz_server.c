@@ -267,10 +267,21 @@ static void drain_replies(bool kick)
 /* One round of the context's work, if it has any.  False when idle. */
 static bool pump(bool drain, int wait_ms)
 {
-    /* The context's own epoll_wait says whether there was work: no
-     * poll() of mu_ctx_fd() first (a syscall per round). */
-    int n = mu_ctx_poll_wait(g_ctx, wait_ms);
+    int n;
 
+    /* The memory link knows when the client's fd is readable: serve it
+     * as the context's loop would on that event, without the epoll_wait
+     * that could only say so (a syscall, and most of the context's
+     * rounds).  Its other fds (timer, eventfds) are polled as soon as
+     * the client has nothing more. */
+    if (fs_link_pending() && !g_ctx->stopping) {
+        mu_ctx_process(g_ctx);
+        n = 1;
+    } else {
+        /* The context's own epoll_wait says whether there was work: no
+         * poll() of mu_ctx_fd() first (a syscall per round). */
+        n = mu_ctx_poll_wait(g_ctx, wait_ms);
+    }
     check(n >= 0);
     if (drain)
         drain_replies(false);

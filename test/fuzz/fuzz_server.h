@@ -78,6 +78,9 @@ long fs_link_recv(uint8_t *buf, size_t cap, int *fds, unsigned max,
                   unsigned *nfds);
 /* Hang up the client end. */
 void fs_link_close(void);
+/* The server has the client's bytes (or its hang-up) to read, as far as
+ * the link knows without a syscall; false when it cannot tell. */
+bool fs_link_pending(void);
 /* The attached client's framing (what the context read, not served). */
 const struct msgio *fs_link_msgio(void);
 

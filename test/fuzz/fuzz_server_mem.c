@@ -54,6 +54,11 @@ void fs_link_close(void)
     mu_mem_hang_up(g_ctx);
 }
 
+bool fs_link_pending(void)
+{
+    return mu_mem_pending(g_ctx);
+}
+
 const struct msgio *fs_link_msgio(void)
 {
     return mu_mem_msgio(g_ctx);

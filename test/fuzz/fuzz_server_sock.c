@@ -127,6 +127,11 @@ void fs_link_close(void)
     sv0 = -1;
 }
 
+bool fs_link_pending(void)
+{
+    return false;       /* the socket's readiness is epoll's to say */
+}
+
 const struct msgio *fs_link_msgio(void)
 {
     return &g_ctx->io;
