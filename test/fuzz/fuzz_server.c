@@ -459,6 +459,8 @@ static void hang_up(int fds_before)
         check(!fs_live[k].used);
     /* Every fd the client gave (DMA, irqs) is closed. */
     check(fz_count_fds() == fds_before);
+    /* So the pool's memfds are the harness's alone again. */
+    fz_pool_recycle();
 }
 
 /* ---------------- the device's DMA ---------------- */
@@ -620,7 +622,7 @@ static void op_send(struct fz_in *in, uint8_t p, bool build_hdr)
         if (st.nr_kept < ARRAY_SIZE(st.kept) && efd[i])
             st.kept[st.nr_kept++] = fds[i];
         else
-            close(fds[i]);
+            fz_close_fd(fds[i]);
     }
 }
 
@@ -647,6 +649,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (g_ctx == NULL) {
         fs_verbose = getenv("FUZZ_VERBOSE") != NULL;
         fs_device_setup();
+        fz_pool_init();         /* before the fds are counted */
         atexit(free_pending);
         memset(dma_pattern, 0xd5, sizeof(dma_pattern));
     }
