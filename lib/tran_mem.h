@@ -75,6 +75,15 @@ bool mu_mem_attached(mu_ctx_t *ctx);
 bool mu_mem_pending(mu_ctx_t *ctx);
 
 /*
+ * Direct mode, for a caller that does the above before every poll: the
+ * client's fd is then never made readable (it was an eventfd write when
+ * the client sent and a read when the server had read it all, two
+ * syscalls per exchange), so a context run by mu_ctx_run() or polled by
+ * anyone else would not see the client's bytes.  Off by default.
+ */
+void mu_mem_set_direct(mu_ctx_t *ctx, bool on);
+
+/*
  * The client's turn: called when the context thread waits for the reply
  * to its own DMA_READ/DMA_WRITE (dispatch.c, wait_inline) and has nothing
  * to read.  The hook may mu_mem_recv() the request and mu_mem_send() an
