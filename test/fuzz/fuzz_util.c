@@ -141,7 +141,8 @@ static int memfd(size_t size, bool sealable)
  * an ftruncate() and a close() each (and an inode made and freed).  A
  * pooled memfd is the same to the receiver as a fresh one: no seals can
  * be added (no MFD_ALLOW_SEALING), its size is the one asked for and its
- * content zero (truncated to 0 first).  A slot is handed out once per
+ * content zero (truncated to 0 first, or its pages punched out when the
+ * size is the same).  A slot is handed out once per
  * input: the library may still hold and map its file when the harness
  * lets go of its fd, until the input's hang-up.
  */
@@ -175,9 +176,16 @@ static int pool_memfd(size_t size)
     for (unsigned i = 0; i < pool_n; i++) {
         if (pool[i].busy)
             continue;
-        if ((pool[i].size != 0 && ftruncate(pool[i].fd, 0) < 0) ||
-            (size != 0 && ftruncate(pool[i].fd, (off_t)size) < 0))
+        if (pool[i].size == (off_t)size && size != 0) {
+            /* The same size again (mutated inputs keep their specs):
+             * one syscall empties it. */
+            if (fallocate(pool[i].fd, FALLOC_FL_PUNCH_HOLE |
+                          FALLOC_FL_KEEP_SIZE, 0, (off_t)size) < 0)
+                return -1;
+        } else if ((pool[i].size != 0 && ftruncate(pool[i].fd, 0) < 0) ||
+                   (size != 0 && ftruncate(pool[i].fd, (off_t)size) < 0)) {
             return -1;
+        }
         pool[i].size = (off_t)size;
         pool[i].busy = true;
         return pool[i].fd;
