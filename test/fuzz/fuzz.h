@@ -75,7 +75,11 @@ enum fs_reply_mode {
  *              bytes: one message whose header (id, size) the harness
  *              writes; flagsel 0 command, 1 no_reply, 2 reply, else raw.
  *  FS_OP_POLL  run the context until it has nothing to do; p & 1: also
- *              drain replies in between.
+ *              drain replies in between; p & 2: only through the
+ *              context's own loop (epoll_wait), the client's fd
+ *              signalled, as a context run by mu_ctx_run() sees it (the
+ *              memory link otherwise serves what it knows is pending
+ *              directly, see fuzz_server.c pump()).
  *  FS_OP_DRAIN read the server's replies; p & 1: signal received eventfds
  *              (ioeventfds the device watches); p & 2: signal the
  *              eventfds we sent (mask/unmask fds the server watches).

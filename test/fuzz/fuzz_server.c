@@ -280,6 +280,8 @@ static struct {
     bool on;                    /* nothing since an idle poll at ns */
     uint64_t ns;
 } quiet;
+/* Inside an FS_OP_POLL that goes through the context's loop only. */
+static bool via_loop;
 
 static void fs_quiet_end(void)
 {
@@ -296,10 +298,11 @@ static bool pump(bool drain, int wait_ms)
      * that could only say so (a syscall, and most of the context's
      * rounds).  Its other fds (timer, eventfds) are polled as soon as
      * the client has nothing more. */
-    if (fs_link_pending() && !g_ctx->stopping) {
+    if (!via_loop && fs_link_pending() && !g_ctx->stopping) {
         mu_ctx_process(g_ctx);
         n = 1;
-    } else if (quiet.on && wait_ms == 0 && mu_now_ns() - quiet.ns < QUIET_NS) {
+    } else if (!via_loop && quiet.on && wait_ms == 0 &&
+               mu_now_ns() - quiet.ns < QUIET_NS) {
         n = 0;                  /* nothing can have come: see quiet */
     } else {
         /* The context's own epoll_wait says whether there was work: no
@@ -722,7 +725,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fprintf(stderr, "op %u p %u\n", op & 7, p);
         /* Only polls, and reads of what the server sent, leave the
          * context's fds as they were (see quiet). */
-        still = (op & 7) == FS_OP_POLL || (op & 7) == FS_OP_WAIT ||
+        still = ((op & 7) == FS_OP_POLL && !(p & 2)) ||
+                (op & 7) == FS_OP_WAIT ||
                 ((op & 7) == FS_OP_DRAIN && (p & 3) == 0);
         if (!still)
             fs_quiet_end();
@@ -734,7 +738,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             op_send(&in, p, true);
             break;
         case FS_OP_POLL:
-            run_ctx(p & 1);
+            if (p & 2) {
+                /* The client's fd signalled (if it has sent anything)
+                 * and served through epoll, as a socket's would be. */
+                via_loop = true;
+                fs_link_direct(false);
+                run_ctx(p & 1);
+                fs_link_direct(true);
+                via_loop = false;
+            } else {
+                run_ctx(p & 1);
+            }
             break;
         case FS_OP_DRAIN:
             if (p & 2)

@@ -29,7 +29,7 @@ void fs_link_connect(bool via_listen)
     mu_mem_set_turn(g_ctx, turn, NULL);
     /* pump() serves what the client sent (fs_link_pending) before it
      * polls: the client's fd need not be signalled. */
-    mu_mem_set_direct(g_ctx, true);
+    fs_link_direct(true);
     check(mu_mem_connect(g_ctx) == 0);
     /* The bell is rung: one poll accepts. */
     check(mu_ctx_poll(g_ctx) == 0);
@@ -55,6 +55,11 @@ long fs_link_recv(uint8_t *buf, size_t cap, int *fds, unsigned max,
 void fs_link_close(void)
 {
     mu_mem_hang_up(g_ctx);
+}
+
+void fs_link_direct(bool on)
+{
+    mu_mem_set_direct(g_ctx, on);
 }
 
 bool fs_link_pending(void)
