@@ -50,6 +50,8 @@ struct mem {
     enum mem_state state;
     bool hung_up;               /* the client closed its end */
     bool dropped;               /* the server closed its end */
+    bool direct;                /* the caller serves pending bytes itself
+                                   (mu_mem_set_direct): conn stays quiet */
     struct msgio io;            /* framing of what the server read */
     struct mem_queue in, out;   /* client -> server, server -> client */
 };
@@ -256,11 +258,11 @@ static void unring(int fd)
     }
 }
 
-/* Keep conn readable exactly while the server has something to read.
- * Lock held. */
+/* Keep conn readable exactly while the server has something to read
+ * (never in direct mode).  Lock held. */
 static void conn_update(struct mem *m)
 {
-    bool want = m->in.head != NULL || m->hung_up;
+    bool want = !m->direct && (m->in.head != NULL || m->hung_up);
 
     if (m->conn < 0 || want == m->conn_ready)
         return;
@@ -566,6 +568,31 @@ bool mu_mem_attached(mu_ctx_t *ctx)
     r = m->state == MEM_ATTACHED;
     pthread_mutex_unlock(&m->lock);
     return r;
+}
+
+bool mu_mem_pending(mu_ctx_t *ctx)
+{
+    struct mem *m = mem_of(ctx);
+    bool r;
+
+    if (m == NULL)
+        return false;
+    pthread_mutex_lock(&m->lock);
+    r = m->state == MEM_ATTACHED && (m->in.head != NULL || m->hung_up);
+    pthread_mutex_unlock(&m->lock);
+    return r;
+}
+
+void mu_mem_set_direct(mu_ctx_t *ctx, bool on)
+{
+    struct mem *m = mem_of(ctx);
+
+    if (m == NULL)
+        return;
+    pthread_mutex_lock(&m->lock);
+    m->direct = on;
+    conn_update(m);
+    pthread_mutex_unlock(&m->lock);
 }
 
 const struct msgio *mu_mem_msgio(mu_ctx_t *ctx)

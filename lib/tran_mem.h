@@ -65,6 +65,24 @@ void mu_mem_hang_up(mu_ctx_t *ctx);
 /* A client is attached (accepted and not dropped yet). */
 bool mu_mem_attached(mu_ctx_t *ctx);
 
+/*
+ * The attached client has sent bytes the server has not read, or hung up:
+ * what makes its fd readable, known without a syscall.  A harness that
+ * runs the context itself may then call mu_ctx_process() at once instead
+ * of an epoll_wait() that could only report this (the other fds, timers
+ * included, are seen at the next poll).  False when none is attached.
+ */
+bool mu_mem_pending(mu_ctx_t *ctx);
+
+/*
+ * Direct mode, for a caller that does the above before every poll: the
+ * client's fd is then never made readable (it was an eventfd write when
+ * the client sent and a read when the server had read it all, two
+ * syscalls per exchange), so a context run by mu_ctx_run() or polled by
+ * anyone else would not see the client's bytes.  Off by default.
+ */
+void mu_mem_set_direct(mu_ctx_t *ctx, bool on);
+
 /* The framing state of the attached client (read-only; harnesses check
  * that nothing whole is left unserved).  NULL when none is attached. */
 const struct msgio *mu_mem_msgio(mu_ctx_t *ctx);

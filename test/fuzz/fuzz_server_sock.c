@@ -127,6 +127,16 @@ void fs_link_close(void)
     sv0 = -1;
 }
 
+void fs_link_direct(bool on)
+{
+    (void)on;           /* the socket is always the context's to poll */
+}
+
+bool fs_link_pending(void)
+{
+    return false;       /* the socket's readiness is epoll's to say */
+}
+
 const struct msgio *fs_link_msgio(void)
 {
     return mu_sock_msgio(g_ctx);
