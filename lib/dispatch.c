@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/timerfd.h>
 
+#include "cmd.h"
 #include "private.h"
 #include "mig.h"
 
@@ -204,8 +205,8 @@ static int handle_reset(mu_ctx_t *ctx, struct mu_msg *msg,
 
 static const mu_handler_t handlers[VFU_CMD_MAX + 1] = {
     [VFU_CMD_VERSION] = handle_version,
-    [VFU_CMD_DMA_MAP] = mu_handle_dma_map,
-    [VFU_CMD_DMA_UNMAP] = mu_handle_dma_unmap,
+    [VFU_CMD_DMA_MAP] = mu_cmd_dma_map,
+    [VFU_CMD_DMA_UNMAP] = mu_cmd_dma_unmap,
     [VFU_CMD_DEVICE_GET_INFO] = handle_device_info,
     [VFU_CMD_DEVICE_GET_REGION_INFO] = mu_handle_region_info,
     [VFU_CMD_DEVICE_GET_REGION_IO_FDS] = mu_handle_region_io_fds,

@@ -384,10 +384,18 @@ int mu_dma_poison_fd(const mu_ctx_t *ctx);
 void mu_dma_on_poison(mu_ctx_t *ctx);
 /* Remove every region (unmap callbacks with 'reason'). */
 void mu_dma_remove_all(mu_ctx_t *ctx, enum mu_unmap_reason reason);
-int mu_handle_dma_map(mu_ctx_t *ctx, struct mu_msg *msg,
-                      struct mu_reply *reply);
-int mu_handle_dma_unmap(mu_ctx_t *ctx, struct mu_msg *msg,
-                        struct mu_reply *reply);
+/*
+ * Add a region: info->iova/size/prot, and fd_offset when fd >= 0 (fd < 0:
+ * a region only DMA_READ/DMA_WRITE reach).  fd belongs to the table from
+ * the call on, also when it fails.  0, or -EINVAL (empty, wrapping, no or
+ * unknown prot, not page aligned, an fd that cannot back it), -EEXIST
+ * (overlap refused), -ENOSPC (region limit), -ENOMEM, or the map
+ * callback's error.  Context thread.
+ */
+int mu_dma_add(mu_ctx_t *ctx, const struct mu_dma_info *info, int fd);
+/* Remove the regions in [iova, iova + size): all of them, or -EINVAL and
+ * none when the range cuts one; 0 when it names none.  Context thread. */
+int mu_dma_remove(mu_ctx_t *ctx, uint64_t iova, uint64_t size);
 int mu_handle_device_feature(mu_ctx_t *ctx, struct mu_msg *msg,
                              struct mu_reply *reply);
 /* Periodic housekeeping: evict mappings idle past the limit. */

@@ -1,0 +1,24 @@
+/*
+ * cmd.h - the command layer: one function per vfio-user command, between
+ * dispatch.c and the subsystems.
+ *
+ * Each command function decodes its message with wire.c (every check on
+ * the peer's bytes and fd count is made there or here), calls the typed
+ * functions of one subsystem (dma.c, irq.c, region.c, pci.c, dma_log.c,
+ * mig.c), and builds the reply from what they return.  The subsystems know
+ * no wire struct.  Context thread only, like every handler.
+ *
+ * The files: cmd_dma.c (DMA_MAP, DMA_UNMAP), cmd_feature.c
+ * (DEVICE_FEATURE), cmd_irq.c (GET_IRQ_INFO, SET_IRQS), cmd_region.c
+ * (GET_REGION_INFO, GET_REGION_IO_FDS, REGION_READ/WRITE, WRITE_MULTI).
+ */
+#ifndef MUSER_CMD_H
+#define MUSER_CMD_H
+
+#include "private.h"
+
+int mu_cmd_dma_map(mu_ctx_t *ctx, struct mu_msg *msg, struct mu_reply *reply);
+int mu_cmd_dma_unmap(mu_ctx_t *ctx, struct mu_msg *msg,
+                     struct mu_reply *reply);
+
+#endif /* MUSER_CMD_H */
