@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 
 #include "muser.h"
+#include "dma_log.h"
 #include "msgio.h"
 #include "wire.h"
 
@@ -396,8 +397,6 @@ int mu_dma_add(mu_ctx_t *ctx, const struct mu_dma_info *info, int fd);
 /* Remove the regions in [iova, iova + size): all of them, or -EINVAL and
  * none when the range cuts one; 0 when it names none.  Context thread. */
 int mu_dma_remove(mu_ctx_t *ctx, uint64_t iova, uint64_t size);
-int mu_handle_device_feature(mu_ctx_t *ctx, struct mu_msg *msg,
-                             struct mu_reply *reply);
 /* Periodic housekeeping: evict mappings idle past the limit. */
 void mu_dma_tick(mu_ctx_t *ctx);
 /* The region holding iova: its last byte and whether it has an fd.
@@ -406,27 +405,9 @@ int mu_dma_lookup(mu_ctx_t *ctx, uint64_t iova, unsigned prot,
                   uint64_t *last, bool *has_fd);
 
 /*
- * Dirty page logging.  dma_log.c parses DEVICE_FEATURE and does the bit
- * arithmetic (mu_dirty_*, called by dma.c with the DMA lock held); dma.c
- * owns the table and the per-region bitmaps (mu_dma_log_start/stop/report,
- * context thread).
+ * Dirty page logging: the table's side.  The bitmaps are dma_log.h's;
+ * DEVICE_FEATURE is decoded by cmd_feature.c.  Context thread.
  */
-struct mu_dma_log;      /* logging page size and ranges */
-struct mu_dirty;        /* one region's dirty pages */
-void mu_dma_log_free(struct mu_dma_log *log);
-uint64_t mu_dma_log_pgsize(const struct mu_dma_log *log);
-/* Bytes a bitmap for [start, last] takes, and the size of an existing one
- * (0 for NULL): the DMA table holds them to MU_LIMIT_DIRTY_BITMAP_BYTES. */
-uint64_t mu_dirty_size(const struct mu_dma_log *log, uint64_t start,
-                       uint64_t last);
-size_t mu_dirty_bytes(const struct mu_dirty *d);
-struct mu_dirty *mu_dirty_new(const struct mu_dma_log *log, uint64_t start,
-                              uint64_t last);
-void mu_dirty_free(struct mu_dirty *d);
-void mu_dirty_mark(struct mu_dirty *d, const struct mu_dma_log *log,
-                   uint64_t start, uint64_t last);
-void mu_dirty_harvest(struct mu_dirty *d, uint64_t first_page,
-                      uint64_t nr_pages, uint64_t *bitmap);
 /* Takes log (freed on failure); -EBUSY when already logging. */
 int mu_dma_log_start(mu_ctx_t *ctx, struct mu_dma_log *log);
 void mu_dma_log_stop(mu_ctx_t *ctx);

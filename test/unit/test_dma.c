@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmd.h"
 #include "private.h"
 #include "unit_util.h"
 
@@ -1123,7 +1124,7 @@ static int feature(uint32_t flags, const void *data, size_t len,
     memcpy(b, &f, sizeof(f));
     if (len > 0)
         memcpy(b + sizeof(f), data, len);
-    return run(mu_handle_device_feature, VFU_CMD_DEVICE_FEATURE, b,
+    return run(mu_cmd_device_feature, VFU_CMD_DEVICE_FEATURE, b,
                sizeof(f) + len, -1, reply);
 }
 
@@ -1325,9 +1326,56 @@ static void test_logging_bad(void **state)
     assert_int_equal(report(0, PG, PG, &bits), -EINVAL);
 }
 
+/* The bitmap module alone (dma_log.c): no context, no messages. */
+static void test_dirty_bitmap_module(void **state)
+{
+    const struct mu_log_range rg[] = {
+        { 0x5000, 0x5fff }, { 0x1000, 0x1fff }, { 0x2000, 0x2fff },
+        { 0x1800, 0x1900 },
+    };
+    const struct mu_log_range bad = { 0x2000, 0x1fff };
+    struct mu_dma_log *log;
+    struct mu_dirty *d;
+    uint64_t bits[1] = { 0 };
+
+    (void)state;
+    assert_int_equal(mu_dma_log_new(0x800, NULL, 0, &log), -EINVAL);
+    assert_int_equal(mu_dma_log_new(0x3000, NULL, 0, &log), -EINVAL);
+    assert_int_equal(mu_dma_log_new(PG, &bad, 1, &log), -EINVAL);
+    /* Overlapping and touching ranges merge: two remain. */
+    assert_int_equal(mu_dma_log_new(PG, rg, 4, &log), 0);
+    assert_int_equal(mu_dma_log_nr_ranges(log), 2);
+    assert_int_equal(mu_dma_log_pgsize(log), PG);
+
+    d = mu_dirty_new(log, 0, 8 * PG - 1);
+    assert_non_null(d);
+    assert_int_equal(mu_dirty_bytes(d), mu_dirty_size(log, 0, 8 * PG - 1));
+    /* Only what is logged is marked: pages 1, 2 and 5, not 3 or 7. */
+    mu_dirty_mark(d, log, 0x1000, 0x3fff);
+    mu_dirty_mark(d, log, 0x5100, 0x5100);
+    mu_dirty_mark(d, log, 0x7000, 0x7fff);
+    mu_dirty_harvest(d, 0, 8, bits);
+    assert_int_equal(bits[0], 0x26);
+    bits[0] = 0;
+    mu_dirty_harvest(d, 0, 8, bits);        /* reported once */
+    assert_int_equal(bits[0], 0);
+    mu_dirty_free(d);
+    mu_dma_log_free(log);
+
+    /* No ranges: every address. */
+    assert_int_equal(mu_dma_log_new(PG, NULL, 0, &log), 0);
+    d = mu_dirty_new(log, 2 * PG, 4 * PG - 1);
+    mu_dirty_mark(d, log, 0, UINT64_MAX);
+    mu_dirty_harvest(d, 0, 8, bits);
+    assert_int_equal(bits[0], 0x0c);
+    mu_dirty_free(d);
+    mu_dma_log_free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dirty_bitmap_module),
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
         T(test_map_validation),
         T(test_map_unmap_basic),
