@@ -22,5 +22,8 @@ int mu_cmd_dma_unmap(mu_ctx_t *ctx, struct mu_msg *msg,
                      struct mu_reply *reply);
 int mu_cmd_device_feature(mu_ctx_t *ctx, struct mu_msg *msg,
                           struct mu_reply *reply);
+int mu_cmd_irq_info(mu_ctx_t *ctx, struct mu_msg *msg,
+                    struct mu_reply *reply);
+int mu_cmd_set_irqs(mu_ctx_t *ctx, struct mu_msg *msg, struct mu_reply *reply);
 
 #endif /* MUSER_CMD_H */

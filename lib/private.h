@@ -129,6 +129,22 @@ ssize_t mu_pci_config_access(mu_ctx_t *ctx, uint8_t *buf, size_t count,
                              uint64_t offset, bool is_write);
 /* Put the config space back to its state after realize (reset). */
 void mu_pci_reset(mu_ctx_t *ctx);
+/*
+ * What irq.c asks of config space (pci.c owns every byte of it).  The
+ * guest's INTx disable bit (any thread); whether an MSI / MSI-X capability
+ * was added; where the MSI-X capability puts its table and PBA (false when
+ * there is none); and clearing the MSI enable and MSI-X enable and
+ * function mask bits (client gone).
+ */
+struct mu_pci_msix_layout {
+    unsigned table_bar, pba_bar;
+    uint64_t table_off, pba_off;
+};
+bool mu_pci_intx_disabled(const mu_ctx_t *ctx);
+bool mu_pci_has_msi(const mu_ctx_t *ctx);
+bool mu_pci_has_msix(const mu_ctx_t *ctx);
+bool mu_pci_msix_layout(const mu_ctx_t *ctx, struct mu_pci_msix_layout *l);
+void mu_pci_irq_caps_off(mu_ctx_t *ctx);
 
 /* ---- regions ---- */
 
@@ -358,17 +374,39 @@ int mu_irqs_init(mu_ctx_t *ctx);
 void mu_irqs_fini(mu_ctx_t *ctx);
 /* Close every client fd and clear masks/pending (disconnect and reset). */
 void mu_irqs_reset(mu_ctx_t *ctx);
-int mu_handle_irq_info(mu_ctx_t *ctx, struct mu_msg *msg,
-                       struct mu_reply *reply);
-int mu_handle_set_irqs(mu_ctx_t *ctx, struct mu_msg *msg,
-                       struct mu_reply *reply);
+/*
+ * The client's setup of a range of vectors (SET_IRQS, decoded by
+ * cmd_irq.c): fire, mask or unmask them (data NONE: all, BOOL: those whose
+ * byte is non-zero), or give them eventfds for that action (EVENTFD: one
+ * fd a vector, or none to remove them).  count 0 with a trigger and no
+ * data from vector 0 turns the whole index off.
+ */
+enum mu_irq_action { MU_IRQ_ACT_TRIGGER, MU_IRQ_ACT_MASK, MU_IRQ_ACT_UNMASK };
+enum mu_irq_data { MU_IRQ_DATA_NONE, MU_IRQ_DATA_BOOL, MU_IRQ_DATA_EVENTFD };
+struct mu_irq_set {
+    unsigned type;              /* enum mu_irq_type */
+    uint32_t start, count;
+    enum mu_irq_action action;
+    enum mu_irq_data data;
+    const uint8_t *bools;       /* DATA_BOOL: count bytes */
+    int *fds;                   /* DATA_EVENTFD: nfds (0 or count) fds */
+    unsigned nfds;
+};
+/*
+ * Apply it.  On success the fds are irq.c's (each set to -1 in s->fds);
+ * on failure none is taken and the caller closes them.  0 or -EINVAL
+ * (index without vectors, range past them, an inconsistent request, an
+ * fd that is not an eventfd), -errno of epoll.  Context thread.
+ */
+int mu_irq_set(mu_ctx_t *ctx, struct mu_irq_set *s);
 /* An irq mask/unmask eventfd registered by the client fired. */
 void mu_irqs_fd_event(mu_ctx_t *ctx, uint32_t idx);
 /* Guest config writes to the MSI / MSI-X capability. */
 void mu_irqs_msi_ctrl(mu_ctx_t *ctx, bool enable, uint32_t mask_bits);
 void mu_irqs_msix_ctrl(mu_ctx_t *ctx, bool enable, bool function_mask);
-/* The guest changed the command register (INTx disable gates INTx). */
-void mu_irqs_command(mu_ctx_t *ctx, uint16_t old_cmd, uint16_t new_cmd);
+/* The guest cleared INTx disable in the command register: a pending INTx
+ * is delivered. */
+void mu_irqs_intx_unblocked(mu_ctx_t *ctx);
 /* BAR accesses to the MSI-X table or PBA; returns -ENOENT when the access
  * is not in either (the device's callback takes it). */
 ssize_t mu_irqs_msix_access(mu_ctx_t *ctx, unsigned bar, uint8_t *buf,
