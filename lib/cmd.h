@@ -25,5 +25,12 @@ int mu_cmd_device_feature(mu_ctx_t *ctx, struct mu_msg *msg,
 int mu_cmd_irq_info(mu_ctx_t *ctx, struct mu_msg *msg,
                     struct mu_reply *reply);
 int mu_cmd_set_irqs(mu_ctx_t *ctx, struct mu_msg *msg, struct mu_reply *reply);
+int mu_cmd_region_info(mu_ctx_t *ctx, struct mu_msg *msg,
+                       struct mu_reply *reply);
+int mu_cmd_region_rw(mu_ctx_t *ctx, struct mu_msg *msg, struct mu_reply *reply);
+int mu_cmd_write_multi(mu_ctx_t *ctx, struct mu_msg *msg,
+                       struct mu_reply *reply);
+int mu_cmd_region_io_fds(mu_ctx_t *ctx, struct mu_msg *msg,
+                         struct mu_reply *reply);
 
 #endif /* MUSER_CMD_H */

@@ -178,6 +178,27 @@ struct mu_region {
 ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
                          size_t count, uint64_t offset, bool is_write);
 void mu_regions_fini(mu_ctx_t *ctx);
+/*
+ * What a client is told of region idx (GET_REGION_INFO): its access flags
+ * (MU_REGION_READ/WRITE) and size, zero for an index not set up; config
+ * space is read/write and sized by pci.c.  fd >= 0 (lent, not given) when
+ * it is mmappable, with the offset and the mmappable areas (none: all of
+ * it).  -EINVAL when idx is past the regions.
+ */
+struct mu_region_desc {
+    unsigned flags;
+    uint64_t size;
+    int fd;
+    uint64_t fd_offset;
+    const struct mu_mmap_area *areas;
+    unsigned nr_areas;
+};
+int mu_region_describe(mu_ctx_t *ctx, unsigned idx, struct mu_region_desc *d);
+/* The ioeventfds of region idx (lent); -EINVAL when it does not exist. */
+int mu_region_ioeventfds(mu_ctx_t *ctx, unsigned idx,
+                         const struct mu_ioeventfd **list, unsigned *n);
+/* Whether the current client was given them (GET_REGION_IO_FDS). */
+void mu_region_ioeventfds_given(mu_ctx_t *ctx, unsigned idx, bool given);
 /* The client went away: what it took from the regions is forgotten. */
 void mu_regions_client_gone(mu_ctx_t *ctx);
 
@@ -359,15 +380,6 @@ static inline bool mu_on_ctx_thread(const mu_ctx_t *ctx)
     return ctx->have_thread && pthread_equal(pthread_self(), ctx->ctx_thread);
 }
 
-/* Dispatch targets outside ctx.c (the wire checks are done by them). */
-int mu_handle_region_info(mu_ctx_t *ctx, struct mu_msg *msg,
-                          struct mu_reply *reply);
-int mu_handle_region_rw(mu_ctx_t *ctx, struct mu_msg *msg,
-                        struct mu_reply *reply);
-int mu_handle_write_multi(mu_ctx_t *ctx, struct mu_msg *msg,
-                          struct mu_reply *reply);
-int mu_handle_region_io_fds(mu_ctx_t *ctx, struct mu_msg *msg,
-                            struct mu_reply *reply);
 
 /* ---- interrupts (irq.c) ---- */
 int mu_irqs_init(mu_ctx_t *ctx);
