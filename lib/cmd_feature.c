@@ -1,14 +1,13 @@
 /*
  * cmd_feature.c - DEVICE_FEATURE: DMA logging start, stop and report
  * decoded here and done by the DMA table (mu_dma_log_*, with the bitmaps
- * of dma_log.h); the migration features go to mig.c.
+ * of dma_log.h); the migration features go to cmd_mig.c.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
-#include "mig.h"
 
 /* SET and PROBE replies are the request itself (protocol §3.13). */
 static int echo(const struct mu_msg *msg, struct mu_reply *reply)
@@ -145,7 +144,7 @@ int mu_cmd_device_feature(mu_ctx_t *ctx, struct mu_msg *msg,
         break;
     case VFU_FEATURE_MIGRATION:
     case VFU_FEATURE_MIG_DEVICE_STATE:
-        return mu_mig_feature(ctx, msg, &f, data, len, reply);
+        return mu_cmd_mig_feature(ctx, &f, data, len, reply);
     default:
         return mu_refuse(ctx, -ENOTSUP, "feature %u is not supported",
                          f.flags & VFU_FEATURE_MASK);

@@ -217,8 +217,8 @@ static const mu_handler_t handlers[VFU_CMD_MAX + 1] = {
     [VFU_CMD_DEVICE_RESET] = handle_reset,
     [VFU_CMD_REGION_WRITE_MULTI] = mu_cmd_write_multi,
     [VFU_CMD_DEVICE_FEATURE] = mu_cmd_device_feature,
-    [VFU_CMD_MIG_DATA_READ] = mu_handle_mig_data_read,
-    [VFU_CMD_MIG_DATA_WRITE] = mu_handle_mig_data_write,
+    [VFU_CMD_MIG_DATA_READ] = mu_cmd_mig_data_read,
+    [VFU_CMD_MIG_DATA_WRITE] = mu_cmd_mig_data_write,
 };
 
 /* ---------------- server -> client calls ---------------- */
