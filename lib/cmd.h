@@ -19,6 +19,8 @@
 #define MUSER_CMD_H
 
 #include "private.h"
+#include "dma.h"
+#include "irq.h"
 
 int mu_cmd_dma_map(mu_ctx_t *ctx, struct mu_msg *msg, struct mu_reply *reply);
 int mu_cmd_dma_unmap(mu_ctx_t *ctx, struct mu_msg *msg,

@@ -63,6 +63,7 @@
 #include "range.h"
 #include "itree_snap.h"
 #include "private.h"
+#include "dma.h"
 #include "sigbus.h"
 #include "mig.h"
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "private.h"
+#include "dma.h"
 #include "mig.h"
 
 /* Copy through mappings: translate, copy, put (which logs writes). */

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "irq.h"
 #include "mig.h"
 
 /* The three fds a vector may have, indexed by SET_IRQS action. */

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "private.h"
+#include "irq.h"
 #include "range.h"
 
 /* Type-0 header offsets. */

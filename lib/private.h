@@ -1,6 +1,8 @@
 /*
  * private.h - the context structure and the internal interfaces between the
- * layers: transport <-> context <-> subsystems (pci, regions, irq, dma).
+ * layers: transport <-> context <-> command layer (cmd.h) <-> subsystems.
+ * Each subsystem has its own internal header: pci.h, region.h (both
+ * embedded in the context, so included here), irq.h, dma.h, dma_log.h.
  *
  * Data flows one way: the transport hands the context whole messages, the
  * context checks and dispatches them to a subsystem, the subsystem calls the
@@ -18,11 +20,11 @@
 #include <sys/uio.h>
 
 #include "muser.h"
-#include "dma_log.h"
 #include "msgio.h"
+#include "pci.h"
+#include "region.h"
 #include "wire.h"
 
-#define MU_MAX_REGIONS 32u
 #define MU_MAX_ALLOW_UIDS 64u
 
 /* ---- logging ---- */
@@ -97,110 +99,6 @@ struct mu_tran_ops {
 
 extern const struct mu_tran_ops mu_tran_sock_ops;
 extern const struct mu_tran_ops mu_tran_mem_ops;    /* tran_mem.h */
-
-/* ---- PCI config space ---- */
-
-struct mu_cfg_hook {
-    uint32_t offset, len;
-    mu_access_cb_t cb;
-};
-
-struct mu_pci {
-    enum mu_dev_type type;
-    size_t size;            /* 256 or 4096 */
-    uint8_t *cfg;           /* what the guest reads */
-    uint8_t *wmask;         /* bits the guest may write */
-    uint8_t *w1cmask;       /* bits the guest clears by writing 1 */
-    uint8_t cap_last;       /* offset of the last capability, 0 if none */
-    uint8_t cap_end;        /* first free byte for the next capability */
-    uint8_t pm_off, msi_off, msix_off, pcie_off;
-    struct mu_pci_ids ids;
-    struct mu_cfg_hook hooks[16];
-    unsigned nr_hooks;
-    mu_pci_command_cb_t command_cb;
-};
-
-int mu_pci_init(mu_ctx_t *ctx, enum mu_dev_type type);
-void mu_pci_fini(mu_ctx_t *ctx);
-/* Build BAR registers and masks from the declared regions. */
-int mu_pci_realize(mu_ctx_t *ctx);
-/* Guest access to config space (region 7). */
-ssize_t mu_pci_config_access(mu_ctx_t *ctx, uint8_t *buf, size_t count,
-                             uint64_t offset, bool is_write);
-/* Put the config space back to its state after realize (reset). */
-void mu_pci_reset(mu_ctx_t *ctx);
-/*
- * What irq.c asks of config space (pci.c owns every byte of it).  The
- * guest's INTx disable bit (any thread); whether an MSI / MSI-X capability
- * was added; where the MSI-X capability puts its table and PBA (false when
- * there is none); and clearing the MSI enable and MSI-X enable and
- * function mask bits (client gone).
- */
-struct mu_pci_msix_layout {
-    unsigned table_bar, pba_bar;
-    uint64_t table_off, pba_off;
-};
-bool mu_pci_intx_disabled(const mu_ctx_t *ctx);
-bool mu_pci_has_msi(const mu_ctx_t *ctx);
-bool mu_pci_has_msix(const mu_ctx_t *ctx);
-bool mu_pci_msix_layout(const mu_ctx_t *ctx, struct mu_pci_msix_layout *l);
-void mu_pci_irq_caps_off(mu_ctx_t *ctx);
-
-/* ---- regions ---- */
-
-struct mu_ioeventfd {
-    uint64_t offset;
-    uint32_t size;
-    bool datamatch;
-    uint64_t data;
-    int fd;
-    mu_ioeventfd_cb_t cb;
-    uint64_t opaque_value;
-};
-
-struct mu_region {
-    bool present;
-    uint64_t size;
-    unsigned flags;         /* MU_REGION_* */
-    mu_access_cb_t cb;
-    int fd;                 /* -1 when not mmappable */
-    uint64_t fd_offset;
-    struct mu_mmap_area *areas;
-    unsigned nr_areas;      /* 0 with fd >= 0: the whole region */
-    struct mu_ioeventfd *ioeventfds;
-    unsigned nr_ioeventfds;
-    /* The current client was sent the ioeventfds (GET_REGION_IO_FDS
-     * served with its fds); cleared when it goes away. */
-    bool io_fds_taken;
-};
-
-/* Guest access to region idx at [offset, offset+count), checked. */
-ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
-                         size_t count, uint64_t offset, bool is_write);
-void mu_regions_fini(mu_ctx_t *ctx);
-/*
- * What a client is told of region idx (GET_REGION_INFO): its access flags
- * (MU_REGION_READ/WRITE) and size, zero for an index not set up; config
- * space is read/write and sized by pci.c.  fd >= 0 (lent, not given) when
- * it is mmappable, with the offset and the mmappable areas (none: all of
- * it).  -EINVAL when idx is past the regions.
- */
-struct mu_region_desc {
-    unsigned flags;
-    uint64_t size;
-    int fd;
-    uint64_t fd_offset;
-    const struct mu_mmap_area *areas;
-    unsigned nr_areas;
-};
-int mu_region_describe(mu_ctx_t *ctx, unsigned idx, struct mu_region_desc *d);
-/* The ioeventfds of region idx (lent); -EINVAL when it does not exist. */
-int mu_region_ioeventfds(mu_ctx_t *ctx, unsigned idx,
-                         const struct mu_ioeventfd **list, unsigned *n);
-/* Whether the current client was given them (GET_REGION_IO_FDS). */
-void mu_region_ioeventfds_given(mu_ctx_t *ctx, unsigned idx, bool given);
-/* The client went away: what it took from the regions is forgotten. */
-void mu_regions_client_gone(mu_ctx_t *ctx);
 
 /* ---- replies ---- */
 
@@ -380,90 +278,5 @@ static inline bool mu_on_ctx_thread(const mu_ctx_t *ctx)
     return ctx->have_thread && pthread_equal(pthread_self(), ctx->ctx_thread);
 }
 
-
-/* ---- interrupts (irq.c) ---- */
-int mu_irqs_init(mu_ctx_t *ctx);
-void mu_irqs_fini(mu_ctx_t *ctx);
-/* Close every client fd and clear masks/pending (disconnect and reset). */
-void mu_irqs_reset(mu_ctx_t *ctx);
-/*
- * The client's setup of a range of vectors (SET_IRQS, decoded by
- * cmd_irq.c): fire, mask or unmask them (data NONE: all, BOOL: those whose
- * byte is non-zero), or give them eventfds for that action (EVENTFD: one
- * fd a vector, or none to remove them).  count 0 with a trigger and no
- * data from vector 0 turns the whole index off.
- */
-enum mu_irq_action { MU_IRQ_ACT_TRIGGER, MU_IRQ_ACT_MASK, MU_IRQ_ACT_UNMASK };
-enum mu_irq_data { MU_IRQ_DATA_NONE, MU_IRQ_DATA_BOOL, MU_IRQ_DATA_EVENTFD };
-struct mu_irq_set {
-    unsigned type;              /* enum mu_irq_type */
-    uint32_t start, count;
-    enum mu_irq_action action;
-    enum mu_irq_data data;
-    const uint8_t *bools;       /* DATA_BOOL: count bytes */
-    int *fds;                   /* DATA_EVENTFD: nfds (0 or count) fds */
-    unsigned nfds;
-};
-/*
- * Apply it.  On success the fds are irq.c's (each set to -1 in s->fds);
- * on failure none is taken and the caller closes them.  0 or -EINVAL
- * (index without vectors, range past them, an inconsistent request, an
- * fd that is not an eventfd), -errno of epoll.  Context thread.
- */
-int mu_irq_set(mu_ctx_t *ctx, struct mu_irq_set *s);
-/* An irq mask/unmask eventfd registered by the client fired. */
-void mu_irqs_fd_event(mu_ctx_t *ctx, uint32_t idx);
-/* Guest config writes to the MSI / MSI-X capability. */
-void mu_irqs_msi_ctrl(mu_ctx_t *ctx, bool enable, uint32_t mask_bits);
-void mu_irqs_msix_ctrl(mu_ctx_t *ctx, bool enable, bool function_mask);
-/* The guest cleared INTx disable in the command register: a pending INTx
- * is delivered. */
-void mu_irqs_intx_unblocked(mu_ctx_t *ctx);
-/* BAR accesses to the MSI-X table or PBA; returns -ENOENT when the access
- * is not in either (the device's callback takes it). */
-ssize_t mu_irqs_msix_access(mu_ctx_t *ctx, unsigned bar, uint8_t *buf,
-                            size_t count, uint64_t offset, bool is_write);
-uint32_t mu_irqs_count(mu_ctx_t *ctx, unsigned type);
-
-/* ---- DMA (dma.c) ---- */
-int mu_dma_init(mu_ctx_t *ctx);
-void mu_dma_fini(mu_ctx_t *ctx);
-/* The eventfd the SIGBUS handler writes, and what the context thread does
- * when it is readable: log the poisoned regions, drop the client. */
-int mu_dma_realize(mu_ctx_t *ctx);
-int mu_dma_poison_fd(const mu_ctx_t *ctx);
-void mu_dma_on_poison(mu_ctx_t *ctx);
-/* Remove every region (unmap callbacks with 'reason'). */
-void mu_dma_remove_all(mu_ctx_t *ctx, enum mu_unmap_reason reason);
-/*
- * Add a region: info->iova/size/prot, and fd_offset when fd >= 0 (fd < 0:
- * a region only DMA_READ/DMA_WRITE reach).  fd belongs to the table from
- * the call on, also when it fails.  0, or -EINVAL (empty, wrapping, no or
- * unknown prot, not page aligned, an fd that cannot back it), -EEXIST
- * (overlap refused), -ENOSPC (region limit), -ENOMEM, or the map
- * callback's error.  Context thread.
- */
-int mu_dma_add(mu_ctx_t *ctx, const struct mu_dma_info *info, int fd);
-/* Remove the regions in [iova, iova + size): all of them, or -EINVAL and
- * none when the range cuts one; 0 when it names none.  Context thread. */
-int mu_dma_remove(mu_ctx_t *ctx, uint64_t iova, uint64_t size);
-/* Periodic housekeeping: evict mappings idle past the limit. */
-void mu_dma_tick(mu_ctx_t *ctx);
-/* The region holding iova: its last byte and whether it has an fd.
- * -ENOENT when unmapped, -EACCES when it lacks prot.  Thread-safe. */
-int mu_dma_lookup(mu_ctx_t *ctx, uint64_t iova, unsigned prot,
-                  uint64_t *last, bool *has_fd);
-
-/*
- * Dirty page logging: the table's side.  The bitmaps are dma_log.h's;
- * DEVICE_FEATURE is decoded by cmd_feature.c.  Context thread.
- */
-/* Takes log (freed on failure); -EBUSY when already logging. */
-int mu_dma_log_start(mu_ctx_t *ctx, struct mu_dma_log *log);
-void mu_dma_log_stop(mu_ctx_t *ctx);
-/* Read-and-clear pages [first_page, first_page + nr_pages) into bitmap;
- * -EINVAL when not logging at pgsize. */
-int mu_dma_log_report(mu_ctx_t *ctx, uint64_t first_page, uint64_t nr_pages,
-                      uint64_t pgsize, uint64_t *bitmap);
 
 #endif /* MUSER_PRIVATE_H */

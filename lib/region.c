@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "irq.h"
 #include "range.h"
 #include "mig.h"
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "irq.h"
 
 struct fixture {
     char dir[64];

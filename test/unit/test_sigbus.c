@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "dma.h"
 #include "sigbus.h"
 #include "unit_util.h"
 
