@@ -52,6 +52,8 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "dma.h"
+#include "irq.h"
 #include "mig.h"
 
 static const uint64_t limit_defaults[] = {

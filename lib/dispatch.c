@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cmd.h"
 #include "private.h"
 #include "mig.h"
 
@@ -206,20 +207,20 @@ static int handle_reset(mu_ctx_t *ctx, struct mu_msg *msg,
 
 static const mu_handler_t handlers[VFU_CMD_MAX + 1] = {
     [VFU_CMD_VERSION] = handle_version,
-    [VFU_CMD_DMA_MAP] = mu_handle_dma_map,
-    [VFU_CMD_DMA_UNMAP] = mu_handle_dma_unmap,
+    [VFU_CMD_DMA_MAP] = mu_cmd_dma_map,
+    [VFU_CMD_DMA_UNMAP] = mu_cmd_dma_unmap,
     [VFU_CMD_DEVICE_GET_INFO] = handle_device_info,
-    [VFU_CMD_DEVICE_GET_REGION_INFO] = mu_handle_region_info,
-    [VFU_CMD_DEVICE_GET_REGION_IO_FDS] = mu_handle_region_io_fds,
-    [VFU_CMD_DEVICE_GET_IRQ_INFO] = mu_handle_irq_info,
-    [VFU_CMD_DEVICE_SET_IRQS] = mu_handle_set_irqs,
-    [VFU_CMD_REGION_READ] = mu_handle_region_rw,
-    [VFU_CMD_REGION_WRITE] = mu_handle_region_rw,
+    [VFU_CMD_DEVICE_GET_REGION_INFO] = mu_cmd_region_info,
+    [VFU_CMD_DEVICE_GET_REGION_IO_FDS] = mu_cmd_region_io_fds,
+    [VFU_CMD_DEVICE_GET_IRQ_INFO] = mu_cmd_irq_info,
+    [VFU_CMD_DEVICE_SET_IRQS] = mu_cmd_set_irqs,
+    [VFU_CMD_REGION_READ] = mu_cmd_region_rw,
+    [VFU_CMD_REGION_WRITE] = mu_cmd_region_rw,
     [VFU_CMD_DEVICE_RESET] = handle_reset,
-    [VFU_CMD_REGION_WRITE_MULTI] = mu_handle_write_multi,
-    [VFU_CMD_DEVICE_FEATURE] = mu_handle_device_feature,
-    [VFU_CMD_MIG_DATA_READ] = mu_handle_mig_data_read,
-    [VFU_CMD_MIG_DATA_WRITE] = mu_handle_mig_data_write,
+    [VFU_CMD_REGION_WRITE_MULTI] = mu_cmd_write_multi,
+    [VFU_CMD_DEVICE_FEATURE] = mu_cmd_device_feature,
+    [VFU_CMD_MIG_DATA_READ] = mu_cmd_mig_data_read,
+    [VFU_CMD_MIG_DATA_WRITE] = mu_cmd_mig_data_write,
 };
 
 /* ---------------- server -> client calls ---------------- */

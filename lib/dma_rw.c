@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "dma.h"
 #include "mig.h"
 
 /* Copy through mappings: translate, copy, put (which logs writes). */

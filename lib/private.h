@@ -1,6 +1,8 @@
 /*
  * private.h - the context structure and the internal interfaces between the
- * layers: transport <-> context <-> subsystems (pci, regions, irq, dma).
+ * layers: transport <-> context <-> command layer (cmd.h) <-> subsystems.
+ * Each subsystem has its own internal header: pci.h, region.h (both
+ * embedded in the context, so included here), irq.h, dma.h, dma_log.h.
  *
  * Data flows one way: the transport hands the context whole messages, the
  * context checks and dispatches them to a subsystem, the subsystem calls the
@@ -20,9 +22,10 @@
 
 #include "muser.h"
 #include "msgio.h"
+#include "pci.h"
+#include "region.h"
 #include "wire.h"
 
-#define MU_MAX_REGIONS 32u
 #define MU_MAX_ALLOW_UIDS 64u
 
 /* ---- logging ---- */
@@ -107,73 +110,6 @@ extern const struct mu_tran_ops mu_tran_sock_ops;
 extern const struct mu_tran_ops mu_tran_mem_ops;    /* tran_mem.h */
 /* The socket client's framing, for harnesses (NULL when none). */
 const struct msgio *mu_sock_msgio(mu_ctx_t *ctx);
-
-/* ---- PCI config space ---- */
-
-struct mu_cfg_hook {
-    uint32_t offset, len;
-    mu_access_cb_t cb;
-};
-
-struct mu_pci {
-    enum mu_dev_type type;
-    size_t size;            /* 256 or 4096 */
-    uint8_t *cfg;           /* what the guest reads */
-    uint8_t *wmask;         /* bits the guest may write */
-    uint8_t *w1cmask;       /* bits the guest clears by writing 1 */
-    uint8_t cap_last;       /* offset of the last capability, 0 if none */
-    uint8_t cap_end;        /* first free byte for the next capability */
-    uint8_t pm_off, msi_off, msix_off, pcie_off;
-    struct mu_pci_ids ids;
-    struct mu_cfg_hook hooks[16];
-    unsigned nr_hooks;
-    mu_pci_command_cb_t command_cb;
-};
-
-int mu_pci_init(mu_ctx_t *ctx, enum mu_dev_type type);
-void mu_pci_fini(mu_ctx_t *ctx);
-/* Build BAR registers and masks from the declared regions. */
-int mu_pci_realize(mu_ctx_t *ctx);
-/* Guest access to config space (region 7). */
-ssize_t mu_pci_config_access(mu_ctx_t *ctx, uint8_t *buf, size_t count,
-                             uint64_t offset, bool is_write);
-/* Put the config space back to its state after realize (reset). */
-void mu_pci_reset(mu_ctx_t *ctx);
-
-/* ---- regions ---- */
-
-struct mu_ioeventfd {
-    uint64_t offset;
-    uint32_t size;
-    bool datamatch;
-    uint64_t data;
-    int fd;
-    mu_ioeventfd_cb_t cb;
-    uint64_t opaque_value;
-};
-
-struct mu_region {
-    bool present;
-    uint64_t size;
-    unsigned flags;         /* MU_REGION_* */
-    mu_access_cb_t cb;
-    int fd;                 /* -1 when not mmappable */
-    uint64_t fd_offset;
-    struct mu_mmap_area *areas;
-    unsigned nr_areas;      /* 0 with fd >= 0: the whole region */
-    struct mu_ioeventfd *ioeventfds;
-    unsigned nr_ioeventfds;
-    /* The current client was sent the ioeventfds (GET_REGION_IO_FDS
-     * served with its fds); cleared when it goes away. */
-    bool io_fds_taken;
-};
-
-/* Guest access to region idx at [offset, offset+count), checked. */
-ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
-                         size_t count, uint64_t offset, bool is_write);
-void mu_regions_fini(mu_ctx_t *ctx);
-/* The client went away: what it took from the regions is forgotten. */
-void mu_regions_client_gone(mu_ctx_t *ctx);
 
 /* ---- replies ---- */
 
@@ -403,89 +339,5 @@ static inline bool mu_on_ctx_thread(const mu_ctx_t *ctx)
            pthread_equal(pthread_self(), ctx->ctx_thread);
 }
 
-/* Dispatch targets outside ctx.c (the wire checks are done by them). */
-int mu_handle_region_info(mu_ctx_t *ctx, struct mu_msg *msg,
-                          struct mu_reply *reply);
-int mu_handle_region_rw(mu_ctx_t *ctx, struct mu_msg *msg,
-                        struct mu_reply *reply);
-int mu_handle_write_multi(mu_ctx_t *ctx, struct mu_msg *msg,
-                          struct mu_reply *reply);
-int mu_handle_region_io_fds(mu_ctx_t *ctx, struct mu_msg *msg,
-                            struct mu_reply *reply);
-
-/* ---- interrupts (irq.c) ---- */
-int mu_irqs_init(mu_ctx_t *ctx);
-void mu_irqs_fini(mu_ctx_t *ctx);
-/* Close every client fd and clear masks/pending (disconnect and reset). */
-void mu_irqs_reset(mu_ctx_t *ctx);
-int mu_handle_irq_info(mu_ctx_t *ctx, struct mu_msg *msg,
-                       struct mu_reply *reply);
-int mu_handle_set_irqs(mu_ctx_t *ctx, struct mu_msg *msg,
-                       struct mu_reply *reply);
-/* An irq mask/unmask eventfd registered by the client fired. */
-void mu_irqs_fd_event(mu_ctx_t *ctx, uint32_t idx);
-/* Guest config writes to the MSI / MSI-X capability. */
-void mu_irqs_msi_ctrl(mu_ctx_t *ctx, bool enable, uint32_t mask_bits);
-void mu_irqs_msix_ctrl(mu_ctx_t *ctx, bool enable, bool function_mask);
-/* The guest changed the command register (INTx disable gates INTx). */
-void mu_irqs_command(mu_ctx_t *ctx, uint16_t old_cmd, uint16_t new_cmd);
-/* BAR accesses to the MSI-X table or PBA; returns -ENOENT when the access
- * is not in either (the device's callback takes it). */
-ssize_t mu_irqs_msix_access(mu_ctx_t *ctx, unsigned bar, uint8_t *buf,
-                            size_t count, uint64_t offset, bool is_write);
-uint32_t mu_irqs_count(mu_ctx_t *ctx, unsigned type);
-
-/* ---- DMA (dma.c) ---- */
-int mu_dma_init(mu_ctx_t *ctx);
-void mu_dma_fini(mu_ctx_t *ctx);
-/* The eventfd the SIGBUS handler writes, and what the context thread does
- * when it is readable: log the poisoned regions, drop the client. */
-int mu_dma_realize(mu_ctx_t *ctx);
-int mu_dma_poison_fd(const mu_ctx_t *ctx);
-void mu_dma_on_poison(mu_ctx_t *ctx);
-/* Remove every region (unmap callbacks with 'reason'). */
-void mu_dma_remove_all(mu_ctx_t *ctx, enum mu_unmap_reason reason);
-int mu_handle_dma_map(mu_ctx_t *ctx, struct mu_msg *msg,
-                      struct mu_reply *reply);
-int mu_handle_dma_unmap(mu_ctx_t *ctx, struct mu_msg *msg,
-                        struct mu_reply *reply);
-int mu_handle_device_feature(mu_ctx_t *ctx, struct mu_msg *msg,
-                             struct mu_reply *reply);
-/* Periodic housekeeping: evict mappings idle past the limit. */
-void mu_dma_tick(mu_ctx_t *ctx);
-/* The region holding iova: its last byte and whether it has an fd.
- * -ENOENT when unmapped, -EACCES when it lacks prot.  Thread-safe. */
-int mu_dma_lookup(mu_ctx_t *ctx, uint64_t iova, unsigned prot,
-                  uint64_t *last, bool *has_fd);
-
-/*
- * Dirty page logging.  dma_log.c parses DEVICE_FEATURE and does the bit
- * arithmetic (mu_dirty_*, called by dma.c with the DMA lock held); dma.c
- * owns the table and the per-region bitmaps (mu_dma_log_start/stop/report,
- * context thread).
- */
-struct mu_dma_log;      /* logging page size and ranges */
-struct mu_dirty;        /* one region's dirty pages */
-void mu_dma_log_free(struct mu_dma_log *log);
-uint64_t mu_dma_log_pgsize(const struct mu_dma_log *log);
-/* Bytes a bitmap for [start, last] takes, and the size of an existing one
- * (0 for NULL): the DMA table holds them to MU_LIMIT_DIRTY_BITMAP_BYTES. */
-uint64_t mu_dirty_size(const struct mu_dma_log *log, uint64_t start,
-                       uint64_t last);
-size_t mu_dirty_bytes(const struct mu_dirty *d);
-struct mu_dirty *mu_dirty_new(const struct mu_dma_log *log, uint64_t start,
-                              uint64_t last);
-void mu_dirty_free(struct mu_dirty *d);
-void mu_dirty_mark(struct mu_dirty *d, const struct mu_dma_log *log,
-                   uint64_t start, uint64_t last);
-void mu_dirty_harvest(struct mu_dirty *d, uint64_t first_page,
-                      uint64_t nr_pages, uint64_t *bitmap);
-/* Takes log (freed on failure); -EBUSY when already logging. */
-int mu_dma_log_start(mu_ctx_t *ctx, struct mu_dma_log *log);
-void mu_dma_log_stop(mu_ctx_t *ctx);
-/* Read-and-clear pages [first_page, first_page + nr_pages) into bitmap;
- * -EINVAL when not logging at pgsize. */
-int mu_dma_log_report(mu_ctx_t *ctx, uint64_t first_page, uint64_t nr_pages,
-                      uint64_t pgsize, uint64_t *bitmap);
 
 #endif /* MUSER_PRIVATE_H */
