@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "cmd.h"
 #include "dma.h"
 #include "mig.h"
 
@@ -51,58 +52,6 @@ static int copy_mapped(mu_ctx_t *ctx, uint64_t iova, uint8_t *buf, size_t len,
 }
 
 /*
- * The outcome of one DMA_READ or DMA_WRITE to the client, from the call's
- * result and the reply (released here).  The call cannot tell an error
- * reply from a local failure: keep the local errnos the header documents
- * and report the rest as the client's (-EIO).
- */
-static int remote_done(int rc, struct mu_msg *reply, uint64_t iova,
-                       uint8_t *buf, size_t n, bool is_write)
-{
-    struct vfu_dma_access ra = { 0 };
-
-    if (rc > 0)
-        rc = -EIO;      /* never a success without a reply */
-    if (rc < 0) {
-        mu_msg_release(reply);
-        return rc == -ENOTCONN || rc == -ETIMEDOUT || rc == -EBUSY ||
-               rc == -EPROTO || rc == -ENOMEM ? rc : -EIO;
-    }
-    /* DMA_READ: {addr, count, data}.  DMA_WRITE: {addr, count} where the
-     * spec makes count 4 bytes wide; accept either width. */
-    if (reply->nfds != 0 || reply->len < 12 ||
-        reply->len != (is_write ? (reply->len == 12 ? 12 : 16) : 16 + n)) {
-        rc = -EPROTO;
-    } else {
-        memcpy(&ra, reply->body, reply->len < 16 ? reply->len : 16);
-        rc = ra.addr == iova && ra.count == n ? 0 : -EPROTO;
-    }
-    if (rc == 0 && !is_write)
-        memcpy(buf, reply->body + 16, n);
-    mu_msg_release(reply);
-    return rc;
-}
-
-/* One DMA_READ or DMA_WRITE to the client, waiting for the reply. */
-static int remote_rw(mu_ctx_t *ctx, uint64_t iova, uint8_t *buf, size_t n,
-                     bool is_write)
-{
-    struct vfu_dma_access a = { .addr = iova, .count = n };
-    struct iovec iov[2] = {
-        { .iov_base = &a, .iov_len = sizeof(a) },
-        { .iov_base = buf, .iov_len = n },
-    };
-    struct mu_msg reply = { 0 };
-    int rc;
-
-    rc = mu_ctx_call(ctx, is_write ? VFU_CMD_DMA_WRITE : VFU_CMD_DMA_READ,
-                     iov, is_write ? 2 : 1, &reply);
-    if (rc == -EDEADLK)
-        return rc;
-    return remote_done(rc, &reply, iova, buf, n, is_write);
-}
-
-/*
  * The most data one message to the client may carry: the peer's transfer
  * limit, small enough that a DMA_READ reply fits the messages we accept.
  * Read under call_lock, which a new client's VERSION writes it under.
@@ -110,16 +59,13 @@ static int remote_rw(mu_ctx_t *ctx, uint64_t iova, uint8_t *buf, size_t n,
  */
 static size_t remote_max(mu_ctx_t *ctx)
 {
-    uint64_t room = ctx->limits[MU_LIMIT_MSG_SIZE] - VFU_HDR_SIZE -
-                    sizeof(struct vfu_dma_access);
+    size_t room = mu_cmd_dma_rw_room(ctx);
     uint64_t max;
 
     pthread_mutex_lock(&ctx->call_lock);
     max = mu_conn_ready(ctx) ? ctx->peer.max_data_xfer_size : 0;
     pthread_mutex_unlock(&ctx->call_lock);
-    if (room < max)
-        max = room;
-    return max > SIZE_MAX ? SIZE_MAX : (size_t)max;
+    return max < room ? (size_t)max : room;
 }
 
 /* A region without fd: messages within remote_max(). */
@@ -140,7 +86,7 @@ static int copy_remote(mu_ctx_t *ctx, uint64_t iova, uint8_t *buf, size_t n,
 
         /* A write is logged dirty when its reply arrives (dispatch.c,
          * route_reply), on the context thread. */
-        rc = remote_rw(ctx, iova, buf, chunk, is_write);
+        rc = mu_cmd_dma_rw_call(ctx, iova, buf, chunk, is_write);
         if (rc < 0)
             return rc;
         iova += chunk;
@@ -298,20 +244,11 @@ static int req_step(mu_ctx_t *ctx, struct mu_dma_req *r)
         if (max == 0)
             return -ENOTCONN;
         r->chunk = n < max ? n : max;
-        {
-            struct vfu_dma_access acc = { .addr = r->iova, .count = r->chunk };
-            struct iovec iov[2] = {
-                { .iov_base = &acc, .iov_len = sizeof(acc) },
-                { .iov_base = r->buf, .iov_len = r->chunk },
-            };
-
-            memset(&r->call.reply, 0, sizeof(r->call.reply));
-            r->call.cmd = r->is_write ? VFU_CMD_DMA_WRITE : VFU_CMD_DMA_READ;
-            r->call.req = r;
-            r->deadline = mu_clock_ns(&ctx->clock) +
-                          ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS] * 1000000ull;
-            rc = mu_call_send(ctx, &r->call, iov, r->is_write ? 2 : 1);
-        }
+        r->call.req = r;
+        r->deadline = mu_clock_ns(&ctx->clock) +
+                      ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS] * 1000000ull;
+        rc = mu_cmd_dma_rw_send(ctx, &r->call, r->iova, r->buf, r->chunk,
+                                r->is_write);
         if (rc < 0)
             return rc;
         r->in_flight = true;
@@ -328,8 +265,8 @@ void mu_dma_req_reply(mu_ctx_t *ctx, struct mu_dma_req *r)
 
     reqs_unlink(ctx, r);
     r->in_flight = false;
-    rc = remote_done(r->call.result, &r->call.reply, r->iova, r->buf,
-                     r->chunk, r->is_write);
+    rc = mu_cmd_dma_rw_done(r->call.result, &r->call.reply, r->iova,
+                            r->buf, r->chunk, r->is_write);
     if (rc == 0) {
         r->iova += r->chunk;
         r->buf += r->chunk;
@@ -371,7 +308,7 @@ void mu_dma_reqs_tick(mu_ctx_t *ctx)
         mu_call_unlink(ctx, &r->call);
         *pp = r->next;
         mu_log(ctx, MU_LOG_WARN, "%s of %zu bytes at %#llx: no reply in time",
-               vfu_cmd_name(r->call.cmd), r->chunk,
+               mu_cmd_dma_rw_name(r->is_write), r->chunk,
                (unsigned long long)r->iova);
         mu_msg_release(&r->call.reply);
         req_end(ctx, r, -ETIMEDOUT);
