@@ -57,7 +57,11 @@
  *
  * Locks and calls to the client: mu_dma_read() and mu_dma_write() on
  * memory without an fd send a DMA_READ/DMA_WRITE message and wait for the
- * client's reply, and only the context thread receives it.  A device
+ * client's reply, and only the context thread receives it.  The context
+ * thread itself therefore never waits: there those calls fail with
+ * -EDEADLK when the memory needs the client, and a device that copies
+ * from its callbacks uses mu_dma_read_async()/mu_dma_write_async(),
+ * whose completion callback the event loop runs.  A device
  * thread must therefore never hold, across such a call, a lock that any
  * callback on the context thread may take (a register access, a DMA
  * unmap, a reset): the context thread would block on the lock instead of
@@ -168,7 +172,8 @@ enum mu_limit {
     MU_LIMIT_DMA_IDLE_MS,       /* idle mappings older than this are evicted;
                                    default 0 (never) */
     MU_LIMIT_DMA_PENDING,       /* most DMA_READ/DMA_WRITE requests to the
-                                   client in flight at once; default 64 */
+                                   client in flight at once (blocking calls
+                                   and mu_dma_*_async requests); default 64 */
     MU_LIMIT_SEND_TIMEOUT_MS,   /* a client that does not take a reply within
                                    this time is dropped; default 5000 */
     MU_LIMIT_RECV_TIMEOUT_MS,   /* a message started but not finished within
@@ -617,16 +622,56 @@ int mu_dma_get(mu_ctx_t *ctx, uint64_t iova, size_t len, unsigned prot,
 void mu_dma_put(mu_ctx_t *ctx, mu_sg_t *sg, unsigned nr);
 
 /*
- * Copy between guest memory and buf.  Works for regions with an fd (through
- * the mapping) and without one (through DMA_READ/DMA_WRITE messages to the
- * client).  Thread-safe; from a thread other than the context thread the
- * fd-less path needs the context thread to keep serving (mu_ctx_run, or
- * mu_ctx_poll when mu_ctx_fd is readable), since it receives the reply.
- * Returns 0 or a negative errno (as mu_dma_get, plus -ENOTCONN without a
- * client, -EIO for an error reply, -EBUSY past MU_LIMIT_DMA_PENDING).
+ * Copy between guest memory and buf, blocking.  Works for regions with an
+ * fd (through the mapping, on any thread) and without one (through
+ * DMA_READ/DMA_WRITE messages to the client, waiting for its replies).
+ * Thread-safe.  The fd-less path needs the context thread to keep serving
+ * (mu_ctx_run, or mu_ctx_poll when mu_ctx_fd is readable), since it
+ * receives the reply: on the context thread itself it fails with -EDEADLK
+ * instead of waiting (use mu_dma_read_async there).  A failure part-way
+ * leaves the pieces before it copied.  Returns 0 or a negative errno (as
+ * mu_dma_get, plus -ENOTCONN without a client, -EIO for an error reply,
+ * -EPROTO for a malformed one, -ETIMEDOUT when none came within
+ * MU_LIMIT_RECV_TIMEOUT_MS, -EBUSY past MU_LIMIT_DMA_PENDING, -EDEADLK).
  */
 int mu_dma_read(mu_ctx_t *ctx, uint64_t iova, void *buf, size_t len);
 int mu_dma_write(mu_ctx_t *ctx, uint64_t iova, const void *buf, size_t len);
+
+/*
+ * Copy between guest memory and buf without waiting: the context
+ * thread's way to reach memory that needs the client.
+ *
+ * Call from the context thread only (a callback, or the device's own loop
+ * around mu_ctx_poll(), once the loop has run).  The request copies what
+ * has an fd at once and sends DMA_READ/DMA_WRITE messages (within the
+ * client's transfer limit, one at a time) for the rest; when it is over,
+ * cb(ctx, arg, status) runs on the context thread, from the event loop:
+ * never inside the call that submitted it.  status is 0, or what
+ * mu_dma_read() would return, or:
+ *   -ETIMEDOUT  a reply did not come within MU_LIMIT_RECV_TIMEOUT_MS (a
+ *               reply that comes later is dropped);
+ *   -ENOTCONN   the client went away, or the context is being destroyed;
+ *   -ECANCELED  the device was reset (DEVICE_RESET, FLR) meanwhile;
+ *   -EPERM      the device was stopped for migration meanwhile.
+ * A request that fails part-way leaves the pieces before it copied.
+ *
+ * Returns 0 when the request was taken: cb then runs exactly once, on
+ * every path (including mu_ctx_destroy()).  Otherwise cb never runs and
+ * the call returns -EINVAL (len 0, a range that wraps, cb NULL), -EPERM
+ * (not on the context thread, or stopped for migration), -ENOTCONN (no
+ * negotiated client), -EBUSY (MU_LIMIT_DMA_PENDING requests and blocking
+ * calls are in flight: try again from a later callback) or -ENOMEM.
+ *
+ * buf is the caller's and must stay valid, untouched by anyone else,
+ * until cb runs; the library keeps its own record of the request.  cb may
+ * submit requests and may call anything a callback may, but not
+ * mu_ctx_destroy().
+ */
+typedef void (*mu_dma_done_cb_t)(mu_ctx_t *ctx, void *arg, int status);
+int mu_dma_read_async(mu_ctx_t *ctx, uint64_t iova, void *buf, size_t len,
+                      mu_dma_done_cb_t cb, void *arg);
+int mu_dma_write_async(mu_ctx_t *ctx, uint64_t iova, const void *buf,
+                       size_t len, mu_dma_done_cb_t cb, void *arg);
 
 /* Mark guest pages written by other means.  Thread-safe.  (A write to
  * memory without an fd is logged by the library, when the client's reply

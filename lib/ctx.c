@@ -7,7 +7,41 @@
  * eventfd, a housekeeping timer, and fds the subsystems register (irq mask
  * eventfds, ioeventfds).  The epoll fd is what mu_ctx_fd() hands out, so a
  * device can nest the whole context in its own loop.
+ *
+ * The connection.  ctx->conn is one of these states, changed only by the
+ * context thread through mu_conn_set(), which asserts (in debug builds)
+ * that the change is one of the transitions below:
+ *
+ *   state     meaning                          watched fd
+ *   IDLE      no client                        the transport's accept fd
+ *   PAUSED    accept failed for want of fds    none (the timer retries)
+ *   ATTACHED  a client, VERSION still to come  the client's poll fd
+ *   READY     negotiated: every command, and   the client's poll fd
+ *             DMA requests to the client
+ *   FAILED    broken (bad header, handshake,   the client's poll fd
+ *             reply not sent): dropped once
+ *             the current message is done
+ *
+ *   from      to        when                          where
+ *   IDLE      ATTACHED  accept or mu_ctx_attach_fd    attach_conn()
+ *   IDLE      PAUSED    accept: EMFILE/ENFILE         attach()
+ *   PAUSED    IDLE      the timer's accept goes       resume_accept()
+ *                       through (then IDLE->ATTACHED)
+ *   ATTACHED  READY     VERSION negotiated            dispatch.c
+ *   ATTACHED  FAILED    mu_ctx_fail()                 dispatch.c
+ *   READY     FAILED    mu_ctx_fail()                 dispatch.c
+ *   ATTACHED  IDLE      mu_ctx_detach(): EOF, timeout, destroy, ...
+ *   READY     IDLE      mu_ctx_detach()
+ *   FAILED    IDLE      mu_ctx_detach(), after the message (dispatch.c)
+ *
+ * Leaving ATTACHED, READY or FAILED for IDLE ends everything the client
+ * had: blocking DMA calls (-ENOTCONN), the context thread's DMA requests
+ * (their callbacks, -ENOTCONN), DMA regions, irq fds, migration.  Nothing
+ * but READY sends requests to the client or serves commands other than
+ * VERSION.  Device threads read the state under send_lock (may we send?)
+ * or call_lock (may we ask?); both are held to change it.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +52,8 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "dma.h"
+#include "irq.h"
 #include "mig.h"
 
 static const uint64_t limit_defaults[] = {
@@ -51,6 +87,25 @@ _Static_assert(sizeof(limit_defaults) / sizeof(limit_defaults[0]) == MU_LIMIT_NR
                sizeof(limit_range) / sizeof(limit_range[0]) == MU_LIMIT_NR,
                "every limit needs a default and a range");
 
+static const bool conn_moves[MU_CONN_NR][MU_CONN_NR] = {
+    [MU_CONN_IDLE] = { [MU_CONN_ATTACHED] = true, [MU_CONN_PAUSED] = true },
+    [MU_CONN_PAUSED] = { [MU_CONN_IDLE] = true },
+    [MU_CONN_ATTACHED] = { [MU_CONN_READY] = true, [MU_CONN_FAILED] = true,
+                           [MU_CONN_IDLE] = true },
+    [MU_CONN_READY] = { [MU_CONN_FAILED] = true, [MU_CONN_IDLE] = true },
+    [MU_CONN_FAILED] = { [MU_CONN_IDLE] = true },
+};
+
+void mu_conn_set(mu_ctx_t *ctx, enum mu_conn_state to)
+{
+    assert((unsigned)to < MU_CONN_NR && conn_moves[ctx->conn][to]);
+    pthread_mutex_lock(&ctx->send_lock);
+    pthread_mutex_lock(&ctx->call_lock);
+    ctx->conn = to;
+    pthread_mutex_unlock(&ctx->call_lock);
+    pthread_mutex_unlock(&ctx->send_lock);
+}
+
 int mu_ctx_create(mu_ctx_t **ctxp, const char *path, enum mu_dev_type type,
                   void *opaque)
 {
@@ -76,11 +131,10 @@ int mu_ctx_create(mu_ctx_t **ctxp, const char *path, enum mu_dev_type type,
     memcpy(ctx->limits, limit_defaults, sizeof(limit_defaults));
     ctx->sock_mode = 0600;
     ctx->tran = &mu_tran_sock_ops;
-    ctx->listen_fd = ctx->conn_fd = -1;
-    ctx->io.fd = -1;
-    ctx->epfd = ctx->stop_fd = ctx->timer_fd = -1;
+    ctx->epfd = ctx->stop_fd = ctx->timer_fd = ctx->done_fd = -1;
+    ctx->conn = MU_CONN_IDLE;
     ctx->nr_regions = MU_PCI_NUM_REGIONS;
-    ctx->backlog_tail = &ctx->backlog;
+    ctx->reqs_done_tail = &ctx->reqs_done;
     for (unsigned i = 0; i < MU_MAX_REGIONS; i++)
         ctx->regions[i].fd = -1;
     pthread_mutex_init(&ctx->send_lock, NULL);
@@ -116,13 +170,14 @@ void mu_ctx_destroy(mu_ctx_t *ctx)
      * detach below would report a disconnect). */
     if (ctx->dma != NULL)
         mu_dma_remove_all(ctx, MU_UNMAP_DESTROY);
-    if (ctx->conn_fd >= 0)
+    if (mu_conn_attached(ctx))
         mu_ctx_detach(ctx, "context destroyed");
     if (ctx->realized)
         ctx->tran->fini(ctx);
     close_fd(&ctx->epfd);
     close_fd(&ctx->stop_fd);
     close_fd(&ctx->timer_fd);
+    close_fd(&ctx->done_fd);
     mu_dma_fini(ctx);
     mu_irqs_fini(ctx);
     mu_mig_fini(ctx);
@@ -212,10 +267,9 @@ bool mu_ctx_client_ready(const mu_ctx_t *ctx)
     mu_ctx_t *c = (mu_ctx_t *)ctx;  /* the lock, not the context, changes */
     bool ready;
 
-    /* negotiated is only ever changed under call_lock, and is cleared
-     * when the client is detached. */
+    /* The state only changes under call_lock (mu_conn_set). */
     pthread_mutex_lock(&c->call_lock);
-    ready = c->negotiated;
+    ready = mu_conn_ready(c);
     pthread_mutex_unlock(&c->call_lock);
     return ready;
 }
@@ -256,13 +310,17 @@ int mu_ctx_realize(mu_ctx_t *ctx)
     ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
     ctx->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     ctx->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (ctx->epfd < 0 || ctx->stop_fd < 0 || ctx->timer_fd < 0) {
+    ctx->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ctx->epfd < 0 || ctx->stop_fd < 0 || ctx->timer_fd < 0 ||
+        ctx->done_fd < 0) {
         rc = -errno;
         goto fail;
     }
     rc = mu_ctx_watch(ctx, ctx->stop_fd, MU_EV(MU_EV_STOP, 0));
     if (rc == 0)
         rc = mu_ctx_watch(ctx, ctx->timer_fd, MU_EV(MU_EV_TIMER, 0));
+    if (rc == 0)
+        rc = mu_ctx_watch(ctx, ctx->done_fd, MU_EV(MU_EV_DONE, 0));
     if (rc == 0)
         rc = mu_dma_realize(ctx);
     if (rc < 0)
@@ -281,7 +339,7 @@ int mu_ctx_realize(mu_ctx_t *ctx)
     rc = ctx->tran->init(ctx);
     if (rc < 0)
         goto fail;
-    rc = mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0));
+    rc = mu_ctx_watch(ctx, ctx->tran->accept_fd(ctx), MU_EV(MU_EV_LISTEN, 0));
     if (rc < 0) {
         ctx->tran->fini(ctx);
         goto fail;
@@ -294,6 +352,7 @@ fail:
     close_fd(&ctx->epfd);
     close_fd(&ctx->stop_fd);
     close_fd(&ctx->timer_fd);
+    close_fd(&ctx->done_fd);
     return rc;
 }
 
@@ -333,29 +392,26 @@ static void timer_off(mu_ctx_t *ctx)
     ctx->timer_ms = 0;
 }
 
-/* Make fd (already wrapped by the transport) the current client. */
-static int attach_conn(mu_ctx_t *ctx, int fd)
+/* Make the client the transport just took the current one. */
+static int attach_conn(mu_ctx_t *ctx)
 {
     int rc = 0;
 
-    if (!ctx->tran->fixed_conn_fd || !ctx->conn_watched)
-        rc = mu_ctx_watch(ctx, fd, MU_EV(MU_EV_CONN, 0));
+    if (!ctx->tran->fixed_poll_fd || !ctx->conn_watched)
+        rc = mu_ctx_watch(ctx, ctx->tran->poll_fd(ctx), MU_EV(MU_EV_CONN, 0));
     if (rc < 0) {
         mu_log(ctx, MU_LOG_ERR, "cannot watch client fd: %s", strerror(-rc));
         ctx->tran->detach(ctx);
         return rc;
     }
-    ctx->conn_watched = ctx->tran->fixed_conn_fd;
+    ctx->conn_watched = ctx->tran->fixed_poll_fd;
     /* One client at a time: later ones wait in the listen backlog. */
     if (!ctx->tran->listen_quiet)
-        mu_ctx_unwatch(ctx, ctx->listen_fd);
-    pthread_mutex_lock(&ctx->send_lock);
-    ctx->conn_fd = fd;
-    pthread_mutex_unlock(&ctx->send_lock);
-    ctx->io.clock = &ctx->clock;    /* partial messages' age */
-    ctx->negotiated = false;
-    ctx->accept_paused = false;
+        mu_ctx_unwatch(ctx, ctx->tran->accept_fd(ctx));
+    pthread_mutex_lock(&ctx->call_lock);
     vfu_caps_default(&ctx->peer);
+    pthread_mutex_unlock(&ctx->call_lock);
+    mu_conn_set(ctx, MU_CONN_ATTACHED);
     timer_on(ctx);
     mu_log(ctx, MU_LOG_INFO, "client connected");
     return 0;
@@ -363,9 +419,9 @@ static int attach_conn(mu_ctx_t *ctx, int fd)
 
 static void attach(mu_ctx_t *ctx)
 {
-    int fd = ctx->tran->accept(ctx);
+    int rc = ctx->tran->accept(ctx);
 
-    if (fd == -EMFILE || fd == -ENFILE) {
+    if (rc == -EMFILE || rc == -ENFILE) {
         /*
          * Out of fds: the connection stays queued, so the socket stays
          * readable and epoll would hand it back at once, forever (a busy
@@ -373,56 +429,53 @@ static void attach(mu_ctx_t *ctx)
          * again (resume_accept).
          */
         mu_log(ctx, MU_LOG_WARN, "accept failed: %s; retrying on the timer",
-               strerror(-fd));
-        mu_ctx_unwatch(ctx, ctx->listen_fd);
-        ctx->accept_paused = true;
+               strerror(-rc));
+        mu_ctx_unwatch(ctx, ctx->tran->accept_fd(ctx));
+        mu_conn_set(ctx, MU_CONN_PAUSED);
         timer_on(ctx);
         return;
     }
-    if (fd < 0) {
-        if (fd != -EAGAIN && fd != -EACCES)
-            mu_log(ctx, MU_LOG_WARN, "accept failed: %s", strerror(-fd));
+    if (rc < 0) {
+        if (rc != -EAGAIN && rc != -EACCES)
+            mu_log(ctx, MU_LOG_WARN, "accept failed: %s", strerror(-rc));
         return;
     }
-    attach_conn(ctx, fd);
+    attach_conn(ctx);
 }
 
 /* Timer tick while accept is paused (see attach): try again, quietly. */
 static void resume_accept(mu_ctx_t *ctx)
 {
-    int fd = ctx->tran->accept(ctx), rc;
+    int got = ctx->tran->accept(ctx), rc;
 
-    if (fd == -EMFILE || fd == -ENFILE)
+    if (got == -EMFILE || got == -ENFILE)
         return;
-    ctx->accept_paused = false;
+    mu_conn_set(ctx, MU_CONN_IDLE);
     /* (The timer stops at its next tick if no client came.) */
     /* Watched again first: attach_conn() unwatches it once the client's
      * fd is watched, and leaves it watched if that fails. */
-    rc = mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0));
+    rc = mu_ctx_watch(ctx, ctx->tran->accept_fd(ctx), MU_EV(MU_EV_LISTEN, 0));
     if (rc < 0)
         mu_log(ctx, MU_LOG_ERR, "cannot watch the socket again: %s",
                strerror(-rc));
-    if (fd >= 0)
-        attach_conn(ctx, fd);
-    else if (fd != -EAGAIN && fd != -EACCES)
-        mu_log(ctx, MU_LOG_WARN, "accept failed: %s", strerror(-fd));
+    if (got == 0)
+        attach_conn(ctx);
+    else if (got != -EAGAIN && got != -EACCES)
+        mu_log(ctx, MU_LOG_WARN, "accept failed: %s", strerror(-got));
 }
 
 int mu_ctx_attach_fd(mu_ctx_t *ctx, int fd)
 {
     int rc;
 
-    if (!ctx->realized || ctx->conn_fd >= 0) {
+    if (!ctx->realized || ctx->conn != MU_CONN_IDLE) {
         close(fd);
         return -EBUSY;
     }
-    rc = msgio_init(&ctx->io, fd, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
-                    (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
-    if (rc < 0) {
-        close(fd);
+    rc = ctx->tran->attach_fd(ctx, fd);
+    if (rc < 0)
         return rc;
-    }
-    return attach_conn(ctx, fd);
+    return attach_conn(ctx);
 }
 
 /*
@@ -432,21 +485,21 @@ int mu_ctx_attach_fd(mu_ctx_t *ctx, int fd)
  */
 void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
 {
-    if (ctx->conn_fd < 0)
+    if (!mu_conn_attached(ctx))
         return;
     mu_log(ctx, MU_LOG_INFO, "client dropped: %s", why);
-    if (!ctx->tran->fixed_conn_fd)
-        mu_ctx_unwatch(ctx, ctx->conn_fd);
+    if (!ctx->tran->fixed_poll_fd)
+        mu_ctx_unwatch(ctx, ctx->tran->poll_fd(ctx));
+    /* No send after this, from any thread: the state says so first. */
+    mu_conn_set(ctx, MU_CONN_IDLE);
     pthread_mutex_lock(&ctx->send_lock);
     ctx->tran->detach(ctx);
-    ctx->conn_fd = -1;
     pthread_mutex_unlock(&ctx->send_lock);
     mu_calls_cancel(ctx);
-    mu_backlog_drop(ctx);
-    pthread_mutex_lock(&ctx->call_lock);
-    ctx->negotiated = false;
-    pthread_mutex_unlock(&ctx->call_lock);
     ctx->drop_reason = NULL;
+    /* Before the regions go: a request's buffer is the device's until its
+     * callback says the request is over. */
+    mu_dma_reqs_cancel(ctx, -ENOTCONN);
     /* The timer stops at its next tick, unless a client comes first. */
 
     mu_mig_client_gone(ctx);
@@ -457,7 +510,7 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
         ctx->reset_cb(ctx, MU_RESET_LOST);
 
     if (!ctx->tran->listen_quiet &&
-        mu_ctx_watch(ctx, ctx->listen_fd, MU_EV(MU_EV_LISTEN, 0)) < 0)
+        mu_ctx_watch(ctx, ctx->tran->accept_fd(ctx), MU_EV(MU_EV_LISTEN, 0)) < 0)
         mu_log(ctx, MU_LOG_ERR, "cannot watch the socket again: %s",
                strerror(errno));
     if (ctx->flags & MU_CTX_ONE_CLIENT)
@@ -470,24 +523,13 @@ static void on_timer(mu_ctx_t *ctx)
 
     if (read(ctx->timer_fd, &ticks, sizeof(ticks)) < 0)
         return;
-    if (ctx->accept_paused && ctx->conn_fd < 0) {
+    if (ctx->conn == MU_CONN_PAUSED) {
         resume_accept(ctx);
         return;
     }
-    if (ctx->conn_fd < 0) {
+    if (!mu_conn_attached(ctx)) {
         timer_off(ctx);     /* nothing to keep house for */
         return;
-    }
-    /*
-     * Commands a DMA call on this thread parked outside message
-     * processing (dispatch.c, kick_if_parked) run here.  First: a whole
-     * message left in the buffer would otherwise look like one that has
-     * been arriving for too long, below.
-     */
-    if (ctx->backlog != NULL || ctx->tran->partial_since(ctx) != 0) {
-        mu_ctx_process(ctx);
-        if (ctx->conn_fd < 0)
-            return;
     }
     since = ctx->tran->partial_since(ctx);
     if (since != 0 && mu_clock_ns(&ctx->clock) - since >
@@ -495,6 +537,7 @@ static void on_timer(mu_ctx_t *ctx)
         mu_ctx_detach(ctx, "message not completed within the receive timeout");
         return;
     }
+    mu_dma_reqs_tick(ctx);
     mu_dma_tick(ctx);
 }
 
@@ -522,7 +565,7 @@ static void handle_event(mu_ctx_t *ctx, uint64_t tag)
             ctx->stopping = true;
         break;
     case MU_EV_LISTEN:
-        if (ctx->conn_fd < 0)
+        if (ctx->conn == MU_CONN_IDLE)
             attach(ctx);
         break;
     case MU_EV_CONN:
@@ -540,6 +583,10 @@ static void handle_event(mu_ctx_t *ctx, uint64_t tag)
     case MU_EV_POISON:
         mu_dma_on_poison(ctx);
         break;
+    case MU_EV_DONE:
+        if (read(ctx->done_fd, &v, sizeof(v)) == sizeof(v))
+            mu_dma_reqs_run_done(ctx);
+        break;
     }
 }
 
@@ -553,8 +600,9 @@ static int loop_once(mu_ctx_t *ctx, int timeout_ms)
     if (!ctx->realized)
         return -EINVAL;
     if (!ctx->have_thread) {
+        /* Device threads ask mu_on_ctx_thread() meanwhile. */
         ctx->ctx_thread = pthread_self();
-        ctx->have_thread = true;
+        __atomic_store_n(&ctx->have_thread, true, __ATOMIC_RELEASE);
     }
     if (ctx->stopping)
         return -ESHUTDOWN;

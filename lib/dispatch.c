@@ -8,28 +8,22 @@
  *    handshake drops the client;
  *  - VERSION must come first and only once.
  *
- * The context thread may itself wait for a reply to a server -> client
- * request (DMA_READ/DMA_WRITE issued from a device callback).  Commands the
- * client sends meanwhile are parked in a backlog and run, in order, once the
- * current command is finished, so the protocol's in-order rule holds and
- * nothing deadlocks.
+ * One message in, one reply out: a handler runs to its end without reading
+ * the socket again, so commands are handled strictly in the order they
+ * came.  The context thread never waits for a reply of its own: its
+ * DMA_READ/DMA_WRITE requests are asynchronous (dma_rw.c) and their replies
+ * arrive here like any other message, matched to their request by id and
+ * command (route_reply).  Device threads' blocking calls are matched the
+ * same way and woken.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/timerfd.h>
+#include <time.h>
 
+#include "cmd.h"
 #include "private.h"
 #include "mig.h"
-
-/*
- * Commands parked while the context thread waits for a reply: at most this
- * many, and at most this many bytes of them (or one message of the largest
- * size, if that is more).  A count alone would let a client make the
- * server hold 1024 maximum-size messages, a GiB with the default limits.
- */
-#define MU_BACKLOG_MAX 1024u
-#define MU_BACKLOG_MAX_BYTES (16u << 20)
 
 /*
  * Ask for the client to be dropped at the next safe point: handlers may be
@@ -38,8 +32,11 @@
  */
 void mu_ctx_fail(mu_ctx_t *ctx, const char *why)
 {
-    if (ctx->drop_reason == NULL)
+    /* The first reason wins; without a client there is nothing to drop. */
+    if (ctx->conn == MU_CONN_ATTACHED || ctx->conn == MU_CONN_READY) {
         ctx->drop_reason = why;
+        mu_conn_set(ctx, MU_CONN_FAILED);
+    }
 }
 
 static int send_msg(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,
@@ -48,7 +45,7 @@ static int send_msg(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,
     int rc;
 
     pthread_mutex_lock(&ctx->send_lock);
-    if (ctx->conn_fd < 0)
+    if (!mu_conn_attached(ctx))
         rc = -ENOTCONN;
     else
         rc = ctx->tran->send(ctx, iov, iovcnt, fds, nfds);
@@ -104,7 +101,7 @@ static int handle_version(mu_ctx_t *ctx, struct mu_msg *msg,
                           struct mu_reply *reply)
 {
     struct vfu_version v, out;
-    struct vfu_caps ours;
+    struct vfu_caps ours, peer;
     const char *json;
     size_t json_len;
     int rc;
@@ -118,28 +115,34 @@ static int handle_version(mu_ctx_t *ctx, struct mu_msg *msg,
                v.major, v.minor, VFU_VERSION_MAJOR, VFU_VERSION_MINOR);
         return -ENOTSUP;
     }
-    rc = vfu_caps_parse(json, json_len, &ctx->peer);
+    /* Parsed aside: device threads read ctx->peer (dma_rw.c) under
+     * call_lock. */
+    vfu_caps_default(&peer);
+    rc = vfu_caps_parse(json, json_len, &peer);
     if (rc < 0) {
         mu_log(ctx, MU_LOG_WARN, "client capabilities are not valid JSON");
         return rc;
     }
-    if (ctx->peer.max_msg_fds > MSGIO_MAX_FDS)
-        ctx->peer.max_msg_fds = MSGIO_MAX_FDS;
-    if (!(ctx->peer.pgsizes & 4096)) {
+    if (peer.max_msg_fds > MSGIO_MAX_FDS)
+        peer.max_msg_fds = MSGIO_MAX_FDS;
+    if (!(peer.pgsizes & 4096)) {
         mu_log(ctx, MU_LOG_WARN, "client page sizes %#llx lack 4 KiB",
-               (unsigned long long)ctx->peer.pgsizes);
+               (unsigned long long)peer.pgsizes);
         return -EINVAL;
     }
+    pthread_mutex_lock(&ctx->call_lock);
+    ctx->peer = peer;
+    pthread_mutex_unlock(&ctx->call_lock);
     ctx->pgsize = 4096;
 
     vfu_caps_default(&ours);
     ours.max_msg_fds = vfu_caps_server_fds(ctx->limits[MU_LIMIT_MSG_FDS],
-                                           &ctx->peer);
+                                           &peer);
     ours.max_data_xfer_size = (uint32_t)ctx->limits[MU_LIMIT_DATA_XFER];
     ours.max_dma_maps = (uint32_t)ctx->limits[MU_LIMIT_DMA_REGIONS];
     ours.pgsizes = 4096;
     /* The reply's capabilities must be a subset of the client's. */
-    ours.write_multiple = ctx->peer.write_multiple;
+    ours.write_multiple = peer.write_multiple;
     ours.mig_pgsize = mu_mig_version_pgsize(ctx);
 
     out.major = VFU_VERSION_MAJOR;
@@ -151,9 +154,7 @@ static int handle_version(mu_ctx_t *ctx, struct mu_msg *msg,
         return rc;
     reply->len = sizeof(out) + (size_t)rc;
 
-    pthread_mutex_lock(&ctx->call_lock);
-    ctx->negotiated = true;
-    pthread_mutex_unlock(&ctx->call_lock);
+    mu_conn_set(ctx, MU_CONN_READY);
     mu_log(ctx, MU_LOG_INFO, "negotiated vfio-user %u.%u", out.major, out.minor);
     return 0;
 }
@@ -180,6 +181,8 @@ int mu_ctx_reset(mu_ctx_t *ctx, enum mu_reset_type type)
 {
     int rc = 0;
 
+    /* What the device asked of the client before the reset is void. */
+    mu_dma_reqs_cancel(ctx, -ECANCELED);
     if (ctx->reset_cb != NULL)
         rc = ctx->reset_cb(ctx, type);
     if (ctx->reset_unmaps_dma)
@@ -204,26 +207,27 @@ static int handle_reset(mu_ctx_t *ctx, struct mu_msg *msg,
 
 static const mu_handler_t handlers[VFU_CMD_MAX + 1] = {
     [VFU_CMD_VERSION] = handle_version,
-    [VFU_CMD_DMA_MAP] = mu_handle_dma_map,
-    [VFU_CMD_DMA_UNMAP] = mu_handle_dma_unmap,
+    [VFU_CMD_DMA_MAP] = mu_cmd_dma_map,
+    [VFU_CMD_DMA_UNMAP] = mu_cmd_dma_unmap,
     [VFU_CMD_DEVICE_GET_INFO] = handle_device_info,
-    [VFU_CMD_DEVICE_GET_REGION_INFO] = mu_handle_region_info,
-    [VFU_CMD_DEVICE_GET_REGION_IO_FDS] = mu_handle_region_io_fds,
-    [VFU_CMD_DEVICE_GET_IRQ_INFO] = mu_handle_irq_info,
-    [VFU_CMD_DEVICE_SET_IRQS] = mu_handle_set_irqs,
-    [VFU_CMD_REGION_READ] = mu_handle_region_rw,
-    [VFU_CMD_REGION_WRITE] = mu_handle_region_rw,
+    [VFU_CMD_DEVICE_GET_REGION_INFO] = mu_cmd_region_info,
+    [VFU_CMD_DEVICE_GET_REGION_IO_FDS] = mu_cmd_region_io_fds,
+    [VFU_CMD_DEVICE_GET_IRQ_INFO] = mu_cmd_irq_info,
+    [VFU_CMD_DEVICE_SET_IRQS] = mu_cmd_set_irqs,
+    [VFU_CMD_REGION_READ] = mu_cmd_region_rw,
+    [VFU_CMD_REGION_WRITE] = mu_cmd_region_rw,
     [VFU_CMD_DEVICE_RESET] = handle_reset,
-    [VFU_CMD_REGION_WRITE_MULTI] = mu_handle_write_multi,
-    [VFU_CMD_DEVICE_FEATURE] = mu_handle_device_feature,
-    [VFU_CMD_MIG_DATA_READ] = mu_handle_mig_data_read,
-    [VFU_CMD_MIG_DATA_WRITE] = mu_handle_mig_data_write,
+    [VFU_CMD_REGION_WRITE_MULTI] = mu_cmd_write_multi,
+    [VFU_CMD_DEVICE_FEATURE] = mu_cmd_device_feature,
+    [VFU_CMD_MIG_DATA_READ] = mu_cmd_mig_data_read,
+    [VFU_CMD_MIG_DATA_WRITE] = mu_cmd_mig_data_write,
 };
 
 /* ---------------- server -> client calls ---------------- */
 
 /*
  * Hand a reply to the call waiting for it.  Takes ownership of msg.
+ * False when it answers nothing we wait for.
  *
  * A DMA_WRITE the client says it did is logged dirty here, on the
  * context thread, before it reads the client's next message: the client
@@ -234,6 +238,7 @@ static const mu_handler_t handlers[VFU_CMD_MAX + 1] = {
 static bool route_reply(mu_ctx_t *ctx, struct mu_msg *msg)
 {
     struct mu_call **pp, *c;
+    struct mu_dma_req *req = NULL;
     uint64_t wr_iova = 0, wr_len = 0;
 
     pthread_mutex_lock(&ctx->call_lock);
@@ -243,13 +248,14 @@ static bool route_reply(mu_ctx_t *ctx, struct mu_msg *msg)
     }
     if (c != NULL) {
         *pp = c->next;
-        ctx->nr_calls--;
+        if (c->req == NULL)
+            ctx->nr_calls--;
         c->reply = *msg;
         /*
          * The errno is the client's word: only 1..4095 is one.  Negating
          * anything above INT_MAX overflows, and 0xffffffff would become
-         * +1, which mu_ctx_call's callers take for success with no reply
-         * filled in.  Anything else is "the client said error": -EIO.
+         * +1, which callers take for success with no reply filled in.
+         * Anything else is "the client said error": -EIO.
          */
         if (!(msg->hdr.flags & VFU_F_ERROR))
             c->result = 0;
@@ -261,140 +267,68 @@ static bool route_reply(mu_ctx_t *ctx, struct mu_msg *msg)
             wr_iova = c->wr_iova;
             wr_len = c->wr_len;
         }
+        /* A blocking call's c is gone once the lock is let go (its
+         * thread returns): nothing of it is read after this. */
+        req = c->req;
         c->done = true;
-        pthread_cond_broadcast(&ctx->call_cond);
+        if (req == NULL)
+            pthread_cond_broadcast(&ctx->call_cond);
     }
     pthread_mutex_unlock(&ctx->call_lock);
     if (wr_len != 0)
         mu_dma_mark_dirty(ctx, wr_iova, (size_t)wr_len);
+    /* A request of the context thread goes on from here: it was taken off
+     * the list above, so nothing else can end it meanwhile. */
+    if (req != NULL)
+        mu_dma_req_reply(ctx, req);
     return c != NULL;
 }
 
-static void unlink_call(mu_ctx_t *ctx, struct mu_call *call)
+/* Lock held. */
+static bool unlink_call(mu_ctx_t *ctx, struct mu_call *call)
 {
     struct mu_call **pp;
 
     for (pp = &ctx->calls; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == call) {
             *pp = call->next;
-            ctx->nr_calls--;
-            return;
+            if (call->req == NULL)
+                ctx->nr_calls--;
+            return true;
         }
     }
+    return false;
 }
 
-void mu_calls_cancel(mu_ctx_t *ctx)
+bool mu_call_unlink(mu_ctx_t *ctx, struct mu_call *call)
 {
-    struct mu_call *c;
+    bool found;
 
     pthread_mutex_lock(&ctx->call_lock);
-    while ((c = ctx->calls) != NULL) {
-        ctx->calls = c->next;
+    found = unlink_call(ctx, call);
+    pthread_mutex_unlock(&ctx->call_lock);
+    return found;
+}
+
+/* The blocking calls end with -ENOTCONN; the context thread's requests are
+ * ended by mu_dma_reqs_cancel(), which takes their calls off the list. */
+void mu_calls_cancel(mu_ctx_t *ctx)
+{
+    struct mu_call **pp, *c;
+
+    pthread_mutex_lock(&ctx->call_lock);
+    for (pp = &ctx->calls; (c = *pp) != NULL;) {
+        if (c->req != NULL) {
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
         c->result = -ENOTCONN;
         c->done = true;
     }
     ctx->nr_calls = 0;
     pthread_cond_broadcast(&ctx->call_cond);
     pthread_mutex_unlock(&ctx->call_lock);
-}
-
-static int backlog_push(mu_ctx_t *ctx, struct mu_msg *msg)
-{
-    size_t cap = MU_BACKLOG_MAX_BYTES;
-    struct mu_backlog *b;
-
-    if (ctx->limits[MU_LIMIT_MSG_SIZE] > cap)
-        cap = (size_t)ctx->limits[MU_LIMIT_MSG_SIZE];
-    /* backlog_bytes <= cap always, so the subtraction cannot wrap. */
-    if (ctx->nr_backlog >= MU_BACKLOG_MAX ||
-        msg->len > cap - ctx->backlog_bytes)
-        return -ENOBUFS;
-    b = malloc(sizeof(*b));
-    if (b == NULL)
-        return -ENOMEM;
-    b->msg = *msg;
-    b->next = NULL;
-    *ctx->backlog_tail = b;
-    ctx->backlog_tail = &b->next;
-    ctx->nr_backlog++;
-    ctx->backlog_bytes += msg->len;
-    return 0;
-}
-
-static bool backlog_pop(mu_ctx_t *ctx, struct mu_msg *msg)
-{
-    struct mu_backlog *b = ctx->backlog;
-
-    if (b == NULL)
-        return false;
-    ctx->backlog = b->next;
-    if (ctx->backlog == NULL)
-        ctx->backlog_tail = &ctx->backlog;
-    ctx->nr_backlog--;
-    ctx->backlog_bytes -= b->msg.len;
-    *msg = b->msg;
-    free(b);
-    return true;
-}
-
-void mu_backlog_drop(mu_ctx_t *ctx)
-{
-    struct mu_msg m;
-
-    while (backlog_pop(ctx, &m))
-        mu_msg_release(&m);
-}
-
-/*
- * The context thread waits for its own call: read the socket ourselves,
- * route replies, park commands.
- */
-static int wait_inline(mu_ctx_t *ctx, struct mu_call *call, int timeout_ms)
-{
-    uint64_t deadline = mu_clock_ns(&ctx->clock) +
-                        (uint64_t)timeout_ms * 1000000ull;
-    struct mu_msg m;
-    int rc;
-
-    while (!call->done) {
-        /*
-         * Checked on every turn, not only when the socket runs dry: a
-         * client that keeps it full of replies to nothing would otherwise
-         * hold the context thread here for as long as it likes.
-         */
-        if (mu_clock_ns(&ctx->clock) >= deadline)
-            return -ETIMEDOUT;
-        rc = ctx->tran->next(ctx, &m);
-        if (rc == 1) {
-            if (vfu_hdr_is_reply(&m.hdr)) {
-                if (!route_reply(ctx, &m)) {
-                    mu_log(ctx, MU_LOG_WARN, "dropping unexpected reply id %u",
-                           m.hdr.msg_id);
-                    mu_msg_release(&m);
-                }
-            } else if ((rc = backlog_push(ctx, &m)) < 0) {
-                mu_msg_release(&m);
-                mu_ctx_fail(ctx, "too many commands while waiting for a reply");
-                return rc;
-            }
-            continue;
-        }
-        if (rc < 0) {
-            mu_ctx_fail(ctx, "malformed message while waiting for a reply");
-            return rc;
-        }
-        rc = ctx->tran->read(ctx);
-        if (rc > 0)
-            continue;
-        if (rc != -EAGAIN) {
-            mu_ctx_fail(ctx, "connection lost while waiting for a reply");
-            return rc;
-        }
-        rc = ctx->tran->wait(ctx, deadline);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
 }
 
 static int wait_cond(mu_ctx_t *ctx, struct mu_call *call, int timeout_ms)
@@ -414,39 +348,27 @@ static int wait_cond(mu_ctx_t *ctx, struct mu_call *call, int timeout_ms)
     return call->done ? 0 : -ETIMEDOUT;
 }
 
-/*
- * wait_inline() parks the commands it reads and may leave whole messages
- * in the receive buffer.  When the call was made from a handler, drain()
- * runs them right after.  A call made anywhere else on the context thread
- * - an ioeventfd callback (a doorbell that makes the device fetch from
- * guest memory), or the device's own loop between mu_ctx_poll()s - left
- * them with nothing to run them: their bytes are off the socket, so epoll
- * never wakes the loop for them again, and the client waits forever for
- * the replies (found by fuzz_server).  Fire the housekeeping timer now;
- * on_timer() runs what is parked.  A fire the drain got to first is
- * harmless.
- */
-static void kick_if_parked(mu_ctx_t *ctx)
+/* A DMA_WRITE's target, for the dirty log when the client confirms it. */
+static void note_write(struct mu_call *call, const struct iovec *iov,
+                       int iovcnt)
 {
-    struct itimerspec its;
+    if (call->cmd == VFU_CMD_DMA_WRITE && iovcnt > 0 &&
+        iov[0].iov_len >= sizeof(struct vfu_dma_access)) {
+        struct vfu_dma_access a;
 
-    if ((ctx->backlog == NULL && ctx->tran->partial_since(ctx) == 0) ||
-        timerfd_gettime(ctx->timer_fd, &its) < 0)
-        return;
-    its.it_value.tv_sec = 0;
-    its.it_value.tv_nsec = 1;       /* as soon as possible; period kept */
-    timerfd_settime(ctx->timer_fd, 0, &its, NULL);
+        memcpy(&a, iov[0].iov_base, sizeof(a));
+        call->wr_iova = a.addr;
+        call->wr_len = a.count;
+    }
 }
 
-int mu_ctx_call(mu_ctx_t *ctx, uint16_t cmd, const struct iovec *iov,
-                int iovcnt, struct mu_msg *reply)
+/* Header in front of iov[0..iovcnt), and send.  0 or -errno. */
+static int send_request(mu_ctx_t *ctx, const struct mu_call *call,
+                        const struct iovec *iov, int iovcnt)
 {
-    struct mu_call call = { .cmd = cmd };
     struct iovec v[8];
     struct vfu_hdr h;
     size_t size = VFU_HDR_SIZE;
-    int timeout = (int)ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS];
-    int rc;
 
     if (iovcnt < 0 || iovcnt > 7)
         return -EINVAL;
@@ -456,21 +378,54 @@ int mu_ctx_call(mu_ctx_t *ctx, uint16_t cmd, const struct iovec *iov,
     }
     if (size > UINT32_MAX)
         return -EINVAL;
-    if (cmd == VFU_CMD_DMA_WRITE && iovcnt > 0 &&
-        iov[0].iov_len >= sizeof(struct vfu_dma_access)) {
-        struct vfu_dma_access a;
+    vfu_hdr_init(&h, call->msg_id, call->cmd, (uint32_t)size,
+                 VFU_F_TYPE_COMMAND, 0);
+    v[0].iov_base = &h;
+    v[0].iov_len = sizeof(h);
+    return send_msg(ctx, v, iovcnt + 1, NULL, 0);
+}
 
-        memcpy(&a, iov[0].iov_base, sizeof(a));
-        call.wr_iova = a.addr;
-        call.wr_len = a.count;
-    }
+int mu_call_send(mu_ctx_t *ctx, struct mu_call *call, const struct iovec *iov,
+                 int iovcnt)
+{
+    int rc;
 
+    call->done = false;
+    call->wr_iova = call->wr_len = 0;
+    note_write(call, iov, iovcnt);
     pthread_mutex_lock(&ctx->call_lock);
-    if (ctx->conn_fd < 0 || !ctx->negotiated) {
+    if (!mu_conn_ready(ctx)) {
         pthread_mutex_unlock(&ctx->call_lock);
         return -ENOTCONN;
     }
-    if (ctx->nr_calls >= ctx->limits[MU_LIMIT_DMA_PENDING]) {
+    call->msg_id = ctx->next_msg_id++;
+    call->next = ctx->calls;
+    ctx->calls = call;
+    pthread_mutex_unlock(&ctx->call_lock);
+    /* On the context thread: no reply can be taken before this returns. */
+    rc = send_request(ctx, call, iov, iovcnt);
+    if (rc < 0)
+        mu_call_unlink(ctx, call);
+    return rc;
+}
+
+int mu_ctx_call(mu_ctx_t *ctx, uint16_t cmd, const struct iovec *iov,
+                int iovcnt, struct mu_msg *reply)
+{
+    struct mu_call call = { .cmd = cmd };
+    int timeout = (int)ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS];
+    int rc;
+
+    /* Only the context thread takes replies: it would wait for itself. */
+    if (mu_on_ctx_thread(ctx))
+        return -EDEADLK;
+    note_write(&call, iov, iovcnt);
+    pthread_mutex_lock(&ctx->call_lock);
+    if (!mu_conn_ready(ctx)) {
+        pthread_mutex_unlock(&ctx->call_lock);
+        return -ENOTCONN;
+    }
+    if (ctx->nr_calls + ctx->nr_reqs >= ctx->limits[MU_LIMIT_DMA_PENDING]) {
         pthread_mutex_unlock(&ctx->call_lock);
         return -EBUSY;
     }
@@ -480,15 +435,8 @@ int mu_ctx_call(mu_ctx_t *ctx, uint16_t cmd, const struct iovec *iov,
     ctx->nr_calls++;
     pthread_mutex_unlock(&ctx->call_lock);
 
-    vfu_hdr_init(&h, call.msg_id, cmd, (uint32_t)size, VFU_F_TYPE_COMMAND, 0);
-    v[0].iov_base = &h;
-    v[0].iov_len = sizeof(h);
-    rc = send_msg(ctx, v, iovcnt + 1, NULL, 0);
+    rc = send_request(ctx, &call, iov, iovcnt);
 
-    if (rc == 0 && mu_on_ctx_thread(ctx)) {
-        rc = wait_inline(ctx, &call, timeout);
-        kick_if_parked(ctx);
-    }
     pthread_mutex_lock(&ctx->call_lock);
     if (rc == 0 && !call.done)
         rc = wait_cond(ctx, &call, timeout);
@@ -563,11 +511,11 @@ static void handle_command(mu_ctx_t *ctx, struct mu_msg *msg)
 
     if (msg->hdr.cmd <= VFU_CMD_MAX)
         h = handlers[msg->hdr.cmd];
-    if (!ctx->negotiated != (msg->hdr.cmd == VFU_CMD_VERSION)) {
+    if (!mu_conn_ready(ctx) != (msg->hdr.cmd == VFU_CMD_VERSION)) {
         /* Handshake out of order: the protocol says close. */
         mu_log(ctx, MU_LOG_WARN, "%s msg %u refused: EINVAL (%s negotiation)",
                vfu_cmd_name(msg->hdr.cmd), msg->hdr.msg_id,
-               ctx->negotiated ? "repeated after" : "received before");
+               mu_conn_ready(ctx) ? "repeated after" : "received before");
         send_error(ctx, &msg->hdr, EINVAL);
         mu_ctx_fail(ctx, "bad handshake");
         return;
@@ -604,11 +552,10 @@ static void handle_msg(mu_ctx_t *ctx, struct mu_msg *msg)
         if (msg->hdr.cmd == VFU_CMD_DMA_READ ||
             msg->hdr.cmd == VFU_CMD_DMA_WRITE) {
             /*
-             * The late answer to a call of ours that timed out (we send
-             * no other commands).  Drop it as wait_inline() does: an
-             * error reply to a reply is a reply to nothing for the
-             * client, and a strict one (ours) hangs up on it (found by
-             * fuzz_server).
+             * The late answer to a request of ours that timed out or was
+             * cancelled (we send no other commands).  Drop it: an error
+             * reply to a reply is a reply to nothing for the client, and
+             * a strict one (ours) hangs up on it.
              */
             mu_log(ctx, MU_LOG_INFO, "dropping late reply (id %u, %s)",
                    msg->hdr.msg_id, vfu_cmd_name(msg->hdr.cmd));
@@ -628,36 +575,30 @@ static void handle_msg(mu_ctx_t *ctx, struct mu_msg *msg)
 
 static void drop_if_failed(mu_ctx_t *ctx)
 {
-    const char *why = ctx->drop_reason;
-
-    if (why != NULL) {
-        ctx->drop_reason = NULL;
-        mu_ctx_detach(ctx, why);
-    }
+    if (ctx->conn == MU_CONN_FAILED)
+        mu_ctx_detach(ctx, ctx->drop_reason);
 }
 
-/* Run parked commands, then whatever whole messages are buffered. */
+/* Whatever whole messages are buffered, one at a time, in order. */
 static void drain(mu_ctx_t *ctx)
 {
     struct mu_msg msg;
     int rc;
 
-    while (ctx->conn_fd >= 0) {
-        if (!backlog_pop(ctx, &msg)) {
-            rc = ctx->tran->next(ctx, &msg);
-            if (rc == 0)
-                return;
-            if (rc < 0) {
-                mu_log(ctx, MU_LOG_WARN, "bad message header (id %u, cmd %u, size %u): %s",
-                       msg.hdr.msg_id, msg.hdr.cmd, msg.hdr.size, strerror(-rc));
-                /* The stream cannot be trusted past a bad header, but the
-                 * client deserves to know why it is being dropped. */
-                if (!vfu_hdr_is_reply(&msg.hdr))
-                    send_error(ctx, &msg.hdr, -rc);
-                mu_ctx_fail(ctx, "malformed message");
-                drop_if_failed(ctx);
-                return;
-            }
+    while (mu_conn_attached(ctx)) {
+        rc = ctx->tran->next(ctx, &msg);
+        if (rc == 0)
+            return;
+        if (rc < 0) {
+            mu_log(ctx, MU_LOG_WARN, "bad message header (id %u, cmd %u, size %u): %s",
+                   msg.hdr.msg_id, msg.hdr.cmd, msg.hdr.size, strerror(-rc));
+            /* The stream cannot be trusted past a bad header, but the
+             * client deserves to know why it is being dropped. */
+            if (!vfu_hdr_is_reply(&msg.hdr))
+                send_error(ctx, &msg.hdr, -rc);
+            mu_ctx_fail(ctx, "malformed message");
+            drop_if_failed(ctx);
+            return;
         }
         handle_msg(ctx, &msg);
         drop_if_failed(ctx);
@@ -674,13 +615,13 @@ void mu_ctx_process(mu_ctx_t *ctx)
      * msgio allocate a buffer for a closed connection, which the next
      * client's msgio_init() forgets: a leak (found by fuzz_server).
      */
-    if (ctx->conn_fd < 0)
+    if (!mu_conn_attached(ctx))
         return;
     rc = ctx->tran->read(ctx);
 
     /* Serve what arrived even if the client closed right after it. */
     drain(ctx);
-    if (rc < 0 && rc != -EAGAIN && ctx->conn_fd >= 0) {
+    if (rc < 0 && rc != -EAGAIN && mu_conn_attached(ctx)) {
         mu_ctx_detach(ctx, rc == -ENOTCONN ? "client disconnected"
                      : rc == -EPROTO ? "too many fds in one message"
                                      : "read error");

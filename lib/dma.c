@@ -60,9 +60,11 @@
 #include <unistd.h>
 
 #include "itree.h"
+#include "range.h"
 #include "itree_snap.h"
 #include "private.h"
 #include "thread_check.h"
+#include "dma.h"
 #include "sigbus.h"
 #include "mig.h"
 #include "test_hooks.h"
@@ -405,7 +407,7 @@ static int fault_in(mu_ctx_t *ctx, struct mu_dma_region *r)
      * seals its memfd against shrinking rules it out.)
      */
     if (fstat(r->fd, &st) < 0 || st.st_size < 0 ||
-        !vfu_range_ok(r->info.fd_offset, r->info.size, (uint64_t)st.st_size))
+        !mu_range_ok(r->info.fd_offset, r->info.size, (uint64_t)st.st_size))
         return -EFAULT;
     if (r->info.prot & MU_DMA_READ)
         prot |= PROT_READ;
@@ -625,7 +627,7 @@ void mu_dma_remove_all(mu_ctx_t *ctx, enum mu_unmap_reason reason)
  * so that the mapping's protection is possible.  A socket or pipe would
  * fail only at the first translation, far from the client's mistake.
  */
-static int check_fd(mu_ctx_t *ctx, int fd, const struct vfu_dma_map *m)
+static int check_fd(mu_ctx_t *ctx, int fd, const struct mu_dma_info *m)
 {
     struct stat st;
     int fl, seals;
@@ -635,13 +637,13 @@ static int check_fd(mu_ctx_t *ctx, int fd, const struct vfu_dma_map *m)
         return mu_refuse(ctx, -EINVAL, "fd is not a regular file");
     }
     if (st.st_size < 0 ||
-        !vfu_range_ok(m->offset, m->size, (uint64_t)st.st_size)) {
+        !mu_range_ok(m->fd_offset, m->size, (uint64_t)st.st_size)) {
         mu_log(ctx, MU_LOG_WARN, "DMA_MAP %#" PRIx64 "+%#" PRIx64
                " at offset %#" PRIx64 " runs past the end of its file",
-               m->addr, m->size, m->offset);
+               m->iova, m->size, m->fd_offset);
         return mu_refuse(ctx, -EINVAL, "%#" PRIx64 "+%#" PRIx64 " at offset %#"
                          PRIx64 " runs past the end of its file (%#llx)",
-                         m->addr, m->size, m->offset,
+                         m->iova, m->size, m->fd_offset,
                          (unsigned long long)st.st_size);
     }
     /* An O_PATH fd passes fstat but cannot be mmapped: the device would
@@ -649,7 +651,7 @@ static int check_fd(mu_ctx_t *ctx, int fd, const struct vfu_dma_map *m)
     fl = fcntl(fd, F_GETFL);
     if (fl < 0 || (fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
         return mu_refuse(ctx, -EINVAL, "fd cannot be mapped for reading");
-    if (m->flags & VFU_DMA_FLAG_WRITE) {
+    if (m->prot & MU_DMA_WRITE) {
         if ((fl & O_ACCMODE) != O_RDWR)
             return mu_refuse(ctx, -EINVAL, "writable mapping of a read-only fd");
         seals = fcntl(fd, F_GET_SEALS);
@@ -661,7 +663,7 @@ static int check_fd(mu_ctx_t *ctx, int fd, const struct vfu_dma_map *m)
 }
 
 static struct mu_dma_region *region_new(mu_ctx_t *ctx,
-                                        const struct vfu_dma_map *m,
+                                        const struct mu_dma_info *m,
                                         bool has_fd)
 {
     struct mu_dma *dma = ctx->dma;
@@ -669,13 +671,12 @@ static struct mu_dma_region *region_new(mu_ctx_t *ctx,
 
     if (r == NULL)
         return NULL;
-    r->node.start = m->addr;
-    r->node.last = m->addr + (m->size - 1);
-    r->info.iova = m->addr;
+    r->node.start = m->iova;
+    r->node.last = m->iova + (m->size - 1);
+    r->info.iova = m->iova;
     r->info.size = m->size;
-    r->info.fd_offset = has_fd ? m->offset : 0;
-    r->info.prot = ((m->flags & VFU_DMA_FLAG_READ) ? MU_DMA_READ : 0) |
-                   ((m->flags & VFU_DMA_FLAG_WRITE) ? MU_DMA_WRITE : 0);
+    r->info.fd_offset = has_fd ? m->fd_offset : 0;
+    r->info.prot = m->prot;
     r->info.has_fd = has_fd;
     r->fd = -1;
     r->sigbus_slot = -1;
@@ -758,43 +759,54 @@ static int make_room(mu_ctx_t *ctx, const struct mu_dma_region *r)
     return 0;
 }
 
-int mu_handle_dma_map(mu_ctx_t *ctx, struct mu_msg *msg,
-                      struct mu_reply *reply)
+/*
+ * Add a region (DMA_MAP, decoded by cmd_dma.c).  fd is the table's from
+ * the call on: kept with the region, closed on failure.  The checks are
+ * the table's own (page alignment, the fd's kind, size and modes, overlaps,
+ * the region count, the device's map callback), plus the shape checks the
+ * wire decoder also makes, since this is the table's only way in.
+ */
+int mu_dma_add(mu_ctx_t *ctx, const struct mu_dma_info *info, int fd)
 {
     struct mu_dma *dma = ctx->dma;
     uint64_t pg = ctx->pgsize != 0 ? ctx->pgsize : 4096;
     struct mu_dma_region *r;
-    struct vfu_dma_map m;
+    bool has_fd = fd >= 0;
     int rc;
 
-    (void)reply;
-    rc = vfu_check_dma_map(msg->body, msg->len, msg->nfds, &m);
-    if (rc < 0)
-        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds): "
-                         "argsz, flags, size or fd count wrong", msg->len,
-                         msg->nfds);
-    if (((m.addr | m.size) & (pg - 1)) != 0 ||
-        (msg->nfds == 1 && (m.offset & (pg - 1)) != 0)) {
-        mu_log(ctx, MU_LOG_WARN, "DMA_MAP %#" PRIx64 "+%#" PRIx64
-               " (offset %#" PRIx64 ") is not page aligned", m.addr, m.size,
-               m.offset);
-        return mu_refuse(ctx, -EINVAL, "%#" PRIx64 "+%#" PRIx64 " (offset %#"
-                         PRIx64 ") is not aligned to the %#" PRIx64
-                         " page size", m.addr, m.size, m.offset, pg);
+    if (info->size == 0 || info->size - 1 > UINT64_MAX - info->iova ||
+        (info->prot & ~MU_DMA_PROT_ALL) != 0 ||
+        info->prot == 0) {
+        rc = mu_refuse(ctx, -EINVAL, "%#" PRIx64 "+%#" PRIx64 " prot %#x: "
+                       "empty, wrapping or without access", info->iova,
+                       info->size, info->prot);
+        goto fail;
     }
-    if (msg->nfds == 1 && (rc = check_fd(ctx, msg->fds[0], &m)) < 0)
-        return rc;
+    if (((info->iova | info->size) & (pg - 1)) != 0 ||
+        (has_fd && (info->fd_offset & (pg - 1)) != 0)) {
+        mu_log(ctx, MU_LOG_WARN, "DMA_MAP %#" PRIx64 "+%#" PRIx64
+               " (offset %#" PRIx64 ") is not page aligned", info->iova,
+               info->size, info->fd_offset);
+        rc = mu_refuse(ctx, -EINVAL, "%#" PRIx64 "+%#" PRIx64 " (offset %#"
+                       PRIx64 ") is not aligned to the %#" PRIx64
+                       " page size", info->iova, info->size,
+                       info->fd_offset, pg);
+        goto fail;
+    }
+    if (has_fd && (rc = check_fd(ctx, fd, info)) < 0)
+        goto fail;
 
-    r = region_new(ctx, &m, msg->nfds == 1);
-    if (r == NULL)
-        return mu_refuse(ctx, -ENOMEM, "no memory for the region");
+    r = region_new(ctx, info, has_fd);
+    if (r == NULL) {
+        rc = mu_refuse(ctx, -ENOMEM, "no memory for the region");
+        goto fail;
+    }
     rc = make_room(ctx, r);
     if (rc < 0) {
-        region_free(dma, r);     /* the fd is still the message's */
-        return rc;
+        region_free(dma, r);     /* the fd is not the region's yet */
+        goto fail;
     }
-    if (msg->nfds == 1)
-        r->fd = mu_msg_take_fd(msg, 0);
+    r->fd = fd;
 
     pthread_mutex_lock(&dma->lock);
     itree_insert(&dma->tree, &r->node);
@@ -809,15 +821,20 @@ int mu_handle_dma_map(mu_ctx_t *ctx, struct mu_msg *msg,
         doom_unlink(dma, r);
         doom_finish(ctx, r, MU_UNMAP_CLIENT);   /* not accepted: silent */
         return mu_refuse(ctx, rc, "the device's map callback refused "
-                         "%#" PRIx64 "+%#" PRIx64, m.addr, m.size);
+                         "%#" PRIx64 "+%#" PRIx64, info->iova, info->size);
     }
     r->accepted = true;
     pthread_mutex_lock(&dma->lock);
     dma->stats.maps++;
     pthread_mutex_unlock(&dma->lock);
     mu_dbg(ctx, "DMA region %#" PRIx64 "+%#" PRIx64 " mapped (%s)",
-           m.addr, m.size, r->fd >= 0 ? "fd" : "no fd");
+           info->iova, info->size, r->fd >= 0 ? "fd" : "no fd");
     return 0;
+
+fail:
+    if (fd >= 0)
+        close(fd);
+    return rc;
 }
 
 /* ---------------- DMA_UNMAP ---------------- */
@@ -849,28 +866,17 @@ static int unmap_range(mu_ctx_t *ctx, uint64_t start, uint64_t last)
     return 0;
 }
 
-int mu_handle_dma_unmap(mu_ctx_t *ctx, struct mu_msg *msg,
-                        struct mu_reply *reply)
+/*
+ * Remove the regions in [iova, iova + size - 1] (DMA_UNMAP of a range):
+ * all or nothing, a region cut in two is refused with -EINVAL; a range
+ * naming no region succeeds.
+ */
+int mu_dma_remove(mu_ctx_t *ctx, uint64_t iova, uint64_t size)
 {
-    struct vfu_dma_unmap u;
-    int rc;
-
-    rc = vfu_check_dma_unmap(msg->body, msg->len, msg->nfds, &u);
-    if (rc < 0)
-        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds)",
-                         msg->len, msg->nfds);
-    if (u.flags & VFU_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP)
-        /* old migration scheme: DEVICE_FEATURE instead */
-        return mu_refuse(ctx, -ENOTSUP, "GET_DIRTY_BITMAP unmap is the old "
-                         "migration scheme; use DEVICE_FEATURE");
-    if (u.flags & VFU_DMA_UNMAP_FLAG_ALL)
-        mu_dma_remove_all(ctx, MU_UNMAP_ALL);
-    else if ((rc = unmap_range(ctx, u.addr, u.addr + (u.size - 1))) < 0)
-        return rc;
-    u.argsz = sizeof(u);
-    memcpy(reply->small, &u, sizeof(u));
-    reply->len = sizeof(u);
-    return 0;
+    if (size == 0 || size - 1 > UINT64_MAX - iova)
+        return mu_refuse(ctx, -EINVAL, "%#" PRIx64 "+%#" PRIx64 " is empty "
+                         "or wraps", iova, size);
+    return unmap_range(ctx, iova, iova + (size - 1));
 }
 
 /* ---------------- translation ---------------- */

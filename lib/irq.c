@@ -48,12 +48,12 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "irq.h"
 #include "mig.h"
 
 /* The three fds a vector may have, indexed by SET_IRQS action. */
 enum { FD_TRIGGER, FD_MASK, FD_UNMASK, FD_NUM };
 
-#define CMD_INTX_DISABLE 0x0400
 #define MSIX_ENTRY_SIZE 16u
 #define MSIX_CTRL_OFF 12u
 #define MSIX_CTRL_MASKBIT 1u
@@ -92,17 +92,6 @@ struct mu_irqs {
 static const uint32_t max_count[MU_IRQ_NUM] = {
     [MU_IRQ_INTX] = 1, [MU_IRQ_MSI] = 32, [MU_IRQ_MSIX] = 2048,
     [MU_IRQ_ERR] = 1, [MU_IRQ_REQ] = 1,
-};
-
-static const uint32_t info_flags[MU_IRQ_NUM] = {
-    [MU_IRQ_INTX] = VFU_IRQ_INFO_EVENTFD | VFU_IRQ_INFO_MASKABLE |
-                    VFU_IRQ_INFO_AUTOMASKED,
-    [MU_IRQ_MSI] = VFU_IRQ_INFO_EVENTFD | VFU_IRQ_INFO_MASKABLE |
-                   VFU_IRQ_INFO_NORESIZE,
-    [MU_IRQ_MSIX] = VFU_IRQ_INFO_EVENTFD | VFU_IRQ_INFO_MASKABLE |
-                    VFU_IRQ_INFO_NORESIZE,
-    [MU_IRQ_ERR] = VFU_IRQ_INFO_EVENTFD,
-    [MU_IRQ_REQ] = VFU_IRQ_INFO_EVENTFD,
 };
 
 static uint32_t get32(const uint8_t *p)
@@ -184,8 +173,8 @@ void mu_irqs_fini(mu_ctx_t *ctx)
 
 static bool msi_cap_present(const mu_ctx_t *ctx, unsigned type)
 {
-    return (type == MU_IRQ_MSI && ctx->pci.msi_off != 0) ||
-           (type == MU_IRQ_MSIX && ctx->pci.msix_off != 0);
+    return (type == MU_IRQ_MSI && mu_pci_has_msi(ctx)) ||
+           (type == MU_IRQ_MSIX && mu_pci_has_msix(ctx));
 }
 
 /*
@@ -257,14 +246,6 @@ uint32_t mu_irqs_count(mu_ctx_t *ctx, unsigned type)
 
 /* ---------------- masking and firing (lock held) ---------------- */
 
-static bool intx_disabled(const mu_ctx_t *ctx)
-{
-    /* The command register is written by the context thread; a torn read
-     * of the other byte would not matter, but use one atomic byte load. */
-    return __atomic_load_n(&ctx->pci.cfg[5], __ATOMIC_RELAXED) &
-           (CMD_INTX_DISABLE >> 8);
-}
-
 static bool msix_entry_masked(const struct mu_irqs *irqs, uint32_t v)
 {
     return get32(irqs->msix_table + v * MSIX_ENTRY_SIZE + MSIX_CTRL_OFF) &
@@ -280,7 +261,7 @@ static bool vec_masked(const mu_ctx_t *ctx, unsigned type, uint32_t v)
         return true;
     switch (type) {
     case MU_IRQ_INTX:
-        return intx_disabled(ctx);
+        return mu_pci_intx_disabled(ctx);
     case MU_IRQ_MSI:
         return irqs->idx[type].cfg_enabled && v < 32 &&
                (irqs->msi_mask >> v) & 1;
@@ -473,31 +454,7 @@ bool mu_irq_masked(mu_ctx_t *ctx, enum mu_irq_type type, uint32_t vector)
     return masked;
 }
 
-/* ---------------- DEVICE_GET_IRQ_INFO ---------------- */
-
-int mu_handle_irq_info(mu_ctx_t *ctx, struct mu_msg *msg,
-                       struct mu_reply *reply)
-{
-    struct vfu_irq_info in, out;
-    int rc;
-
-    rc = vfu_check_irq_info(msg->body, msg->len, msg->nfds, &in);
-    if (rc < 0)
-        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds)",
-                         msg->len, msg->nfds);
-    if (in.index >= MU_IRQ_NUM)
-        return mu_refuse(ctx, -EINVAL, "irq index %u does not exist",
-                         in.index);
-    out.argsz = sizeof(out);
-    out.flags = info_flags[in.index];
-    out.index = in.index;
-    out.count = ctx->irqs->idx[in.index].count;
-    memcpy(reply->small, &out, sizeof(out));
-    reply->len = sizeof(out);
-    return 0;
-}
-
-/* ---------------- DEVICE_SET_IRQS ---------------- */
+/* ---------------- the client's irq setup (SET_IRQS) ---------------- */
 
 static bool is_eventfd(int fd)
 {
@@ -518,41 +475,42 @@ static bool is_eventfd(int fd)
  * mask/unmask ones get watched.  Their flags are left as the client set
  * them: efd_signal() and efd_consume() never sleep on a blocking one.
  */
-static int prepare_fds(mu_ctx_t *ctx, const struct mu_msg *msg,
+static int prepare_fds(mu_ctx_t *ctx, const int *fds, unsigned nfds,
                        unsigned slot, unsigned type, uint32_t start)
 {
     unsigned i;
     int rc = 0;
 
-    for (i = 0; i < msg->nfds; i++) {
-        if (!is_eventfd(msg->fds[i])) {
+    for (i = 0; i < nfds; i++) {
+        if (!is_eventfd(fds[i])) {
             mu_log(ctx, MU_LOG_WARN, "SET_IRQS: fd %u is not an eventfd", i);
             return mu_refuse(ctx, -EINVAL, "fd %u is not an eventfd", i);
         }
     }
-    for (i = 0; i < msg->nfds && slot != FD_TRIGGER && ctx->epfd >= 0; i++) {
-        rc = mu_ctx_watch(ctx, msg->fds[i],
+    for (i = 0; i < nfds && slot != FD_TRIGGER && ctx->epfd >= 0; i++) {
+        rc = mu_ctx_watch(ctx, fds[i],
                           MU_EV(MU_EV_IRQFD, TAG(slot, type, start + i)));
         if (rc < 0)
             break;
     }
     if (rc < 0) {
         while (i-- > 0)
-            mu_ctx_unwatch(ctx, msg->fds[i]);
+            mu_ctx_unwatch(ctx, fds[i]);
         return mu_refuse(ctx, rc, "cannot watch mask/unmask eventfds");
     }
     return 0;
 }
 
-/* Assign the message's fds to slot 'slot' of the range, or with no fds
- * remove them; old fds are closed.  All or nothing. */
-static int set_fds(mu_ctx_t *ctx, struct mu_msg *msg, unsigned slot,
+/* Assign the request's fds to slot 'slot' of the range, or with no fds
+ * remove them; old fds are closed.  All or nothing: on success every fd
+ * is taken (-1 in the array), on failure none. */
+static int set_fds(mu_ctx_t *ctx, int *fds, unsigned nfds, unsigned slot,
                    unsigned type, uint32_t start, uint32_t count)
 {
     struct mu_irqs *irqs = ctx->irqs;
     int rc;
 
-    rc = prepare_fds(ctx, msg, slot, type, start);
+    rc = prepare_fds(ctx, fds, nfds, slot, type, start);
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&irqs->lock);
@@ -560,8 +518,10 @@ static int set_fds(mu_ctx_t *ctx, struct mu_msg *msg, unsigned slot,
         struct mu_vec *v = &irqs->idx[type].vecs[start + i];
 
         close_fd(ctx, v, slot);
-        if (msg->nfds > 0)
-            v->fd[slot] = mu_msg_take_fd(msg, i);
+        if (nfds > 0) {
+            v->fd[slot] = fds[i];
+            fds[i] = -1;
+        }
     }
     /* What was raised before the client was ready is delivered now. */
     if (slot == FD_TRIGGER)
@@ -603,57 +563,54 @@ static void disable_index(mu_ctx_t *ctx, unsigned type)
     pthread_mutex_unlock(&irqs->lock);
 }
 
-static unsigned action_slot(uint32_t flags)
-{
-    if (flags & VFU_IRQ_SET_ACTION_TRIGGER)
-        return FD_TRIGGER;
-    return (flags & VFU_IRQ_SET_ACTION_MASK) ? FD_MASK : FD_UNMASK;
-}
+/* The fd slot of an action: the enums agree (private.h). */
+_Static_assert((int)MU_IRQ_ACT_TRIGGER == (int)FD_TRIGGER &&
+               (int)MU_IRQ_ACT_MASK == (int)FD_MASK &&
+               (int)MU_IRQ_ACT_UNMASK == (int)FD_UNMASK,
+               "irq action is the fd slot");
 
-static int set_irqs(mu_ctx_t *ctx, struct mu_msg *msg,
-                    const struct vfu_irq_set *s, const uint8_t *data)
+static int set_irqs(mu_ctx_t *ctx, struct mu_irq_set *s)
 {
-    uint32_t dtype = s->flags & VFU_IRQ_SET_DATA_MASK;
-    unsigned slot = action_slot(s->flags);
+    unsigned slot = (unsigned)s->action;
+    uint32_t n;
 
-    if (s->index >= MU_IRQ_NUM || ctx->irqs->idx[s->index].count == 0)
+    if (s->type >= MU_IRQ_NUM || ctx->irqs->idx[s->type].count == 0)
         return mu_refuse(ctx, -EINVAL, "irq index %u does not exist or has "
-                         "no vectors", s->index);
+                         "no vectors", s->type);
+    if ((unsigned)s->action > MU_IRQ_ACT_UNMASK ||
+        (unsigned)s->data > MU_IRQ_DATA_EVENTFD ||
+        (s->data == MU_IRQ_DATA_EVENTFD ? s->nfds != 0 && s->nfds != s->count
+                                        : s->nfds != 0) ||
+        (s->data == MU_IRQ_DATA_BOOL && s->count > 0 && s->bools == NULL))
+        return mu_refuse(ctx, -EINVAL, "irq request of action %u data %u "
+                         "with %u fds for %u vectors is inconsistent",
+                         (unsigned)s->action, (unsigned)s->data, s->nfds,
+                         s->count);
     if (s->count == 0) {
-        if (dtype != VFU_IRQ_SET_DATA_NONE || slot != FD_TRIGGER ||
-            s->start != 0)
-            return mu_refuse(ctx, -EINVAL, "count 0 is only DATA_NONE|"
-                             "ACTION_TRIGGER from 0 (flags %#x, start %u)",
-                             s->flags, s->start);
-        disable_index(ctx, s->index);
+        if (s->data != MU_IRQ_DATA_NONE || slot != FD_TRIGGER || s->start != 0)
+            return mu_refuse(ctx, -EINVAL, "count 0 is only a trigger "
+                             "without data from 0 (action %u, data %u, "
+                             "start %u)", (unsigned)s->action,
+                             (unsigned)s->data, s->start);
+        disable_index(ctx, s->type);
         return 0;
     }
-    /* vfu_check_set_irqs made sure start + count does not wrap. */
-    if (s->start + s->count > ctx->irqs->idx[s->index].count)
+    n = ctx->irqs->idx[s->type].count;
+    if (s->start > n || s->count > n - s->start)
         return mu_refuse(ctx, -EINVAL, "vectors %u+%u past irq index %u's "
-                         "%u", s->start, s->count, s->index,
-                         ctx->irqs->idx[s->index].count);
-    if (dtype == VFU_IRQ_SET_DATA_EVENTFD)
-        return set_fds(ctx, msg, slot, s->index, s->start, s->count);
-    apply_action(ctx, slot, s->index, s->start, s->count, data);
+                         "%u", s->start, s->count, s->type, n);
+    if (s->data == MU_IRQ_DATA_EVENTFD)
+        return set_fds(ctx, s->fds, s->nfds, slot, s->type, s->start,
+                       s->count);
+    apply_action(ctx, slot, s->type, s->start, s->count,
+                 s->data == MU_IRQ_DATA_BOOL ? s->bools : NULL);
     return 0;
 }
 
-/* Fds not taken stay in msg and are closed by the caller's release. */
-int mu_handle_set_irqs(mu_ctx_t *ctx, struct mu_msg *msg,
-                       struct mu_reply *reply)
+int mu_irq_set(mu_ctx_t *ctx, struct mu_irq_set *s)
 {
-    struct vfu_irq_set s;
-    const uint8_t *data;
-    int rc;
+    int rc = set_irqs(ctx, s);
 
-    (void)reply;
-    rc = vfu_check_set_irqs(msg->body, msg->len, msg->nfds, &s, &data);
-    if (rc < 0)
-        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds): "
-                         "argsz, flags, data size or fd count wrong",
-                         msg->len, msg->nfds);
-    rc = set_irqs(ctx, msg, &s, data);
     if (rc == 0)
         report_state(ctx);
     return rc;
@@ -715,12 +672,11 @@ void mu_irqs_msix_ctrl(mu_ctx_t *ctx, bool enable, bool function_mask)
 }
 
 /* The INTx-disable bit gates INTx; clearing it delivers a pending one. */
-void mu_irqs_command(mu_ctx_t *ctx, uint16_t old_cmd, uint16_t new_cmd)
+void mu_irqs_intx_unblocked(mu_ctx_t *ctx)
 {
     struct mu_irqs *irqs = ctx->irqs;
 
-    if (!(old_cmd & CMD_INTX_DISABLE) || (new_cmd & CMD_INTX_DISABLE) ||
-        irqs->idx[MU_IRQ_INTX].count == 0)
+    if (irqs == NULL || irqs->idx[MU_IRQ_INTX].count == 0)
         return;
     pthread_mutex_lock(&irqs->lock);
     flush_vec(ctx, MU_IRQ_INTX, 0);
@@ -735,15 +691,18 @@ struct msix_area {
 };
 
 /* Where the capability puts the table and the PBA (read-only fields). */
-static void msix_layout(const mu_ctx_t *ctx, struct msix_area *tbl,
+static bool msix_layout(const mu_ctx_t *ctx, struct msix_area *tbl,
                         struct msix_area *pba)
 {
-    const uint8_t *cap = ctx->pci.cfg + ctx->pci.msix_off;
     uint32_t n = ctx->irqs->idx[MU_IRQ_MSIX].count;
-    uint32_t t = get32(cap + 4), p = get32(cap + 8);
+    struct mu_pci_msix_layout l;
 
-    *tbl = (struct msix_area){ t & 7, t & ~7u, (uint64_t)n * MSIX_ENTRY_SIZE };
-    *pba = (struct msix_area){ p & 7, p & ~7u, 8ull * ((n + 63) / 64) };
+    if (!mu_pci_msix_layout(ctx, &l))
+        return false;
+    *tbl = (struct msix_area){ l.table_bar, l.table_off,
+                               (uint64_t)n * MSIX_ENTRY_SIZE };
+    *pba = (struct msix_area){ l.pba_bar, l.pba_off, 8ull * ((n + 63) / 64) };
+    return true;
 }
 
 /* Overlap test written so that no sum can wrap. */
@@ -805,9 +764,9 @@ ssize_t mu_irqs_msix_access(mu_ctx_t *ctx, unsigned bar, uint8_t *buf,
     struct msix_area tbl, pba;
     const struct msix_area *a;
 
-    if (irqs == NULL || irqs->msix_table == NULL || ctx->pci.msix_off == 0)
+    if (irqs == NULL || irqs->msix_table == NULL ||
+        !msix_layout(ctx, &tbl, &pba))
         return -ENOENT;
-    msix_layout(ctx, &tbl, &pba);
     if (area_touched(&tbl, bar, offset, count))
         a = &tbl;
     else if (area_touched(&pba, bar, offset, count))
@@ -845,15 +804,11 @@ void mu_irqs_reset(mu_ctx_t *ctx)
     /*
      * A disconnect does not reset config space (device state outlives the
      * client), yet below the enable state is forgotten and the MSI-X table
-     * goes back to all-masked.  Clear the enable (and MSI-X function mask)
-     * bits of our copies as well, or the next client would read MSI/MSI-X
-     * as enabled while the library ignores the masks that implies.  After
-     * a reset, mu_pci_reset() rewrites the same bits with the same zeros.
+     * goes back to all-masked: pci.c clears the enable (and MSI-X function
+     * mask) bits of its copies as well.  After a reset, mu_pci_reset()
+     * rewrites the same bits with the same zeros.
      */
-    if (ctx->pci.msi_off != 0)
-        ctx->pci.cfg[ctx->pci.msi_off + 2] &= (uint8_t)~0x01;
-    if (ctx->pci.msix_off != 0)
-        ctx->pci.cfg[ctx->pci.msix_off + 3] &= (uint8_t)~0xc0;
+    mu_pci_irq_caps_off(ctx);
     pthread_mutex_lock(&irqs->lock);
     for (unsigned t = 0; t < MU_IRQ_NUM; t++) {
         for (uint32_t v = 0; v < irqs->idx[t].count; v++)

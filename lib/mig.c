@@ -1,8 +1,9 @@
 /*
- * mig.c - live migration, server side: DEVICE_FEATURE MIGRATION and
- * MIG_DEVICE_STATE, MIG_DATA_READ and MIG_DATA_WRITE (protocol §3.13,
- * §3.14), on the state machine of mig_fsm.c and the device's callbacks
- * (muser.h).
+ * mig.c - live migration, server side: the state machine of mig_fsm.c
+ * driven on the device's callbacks (muser.h), and the save and load of its
+ * data stream.  The messages (DEVICE_FEATURE MIGRATION and
+ * MIG_DEVICE_STATE, MIG_DATA_READ and MIG_DATA_WRITE, protocol §3.13 and
+ * §3.14) are cmd_mig.c's.
  *
  * The state is written only on the context thread; device threads read
  * it, and the "quiet" flag that gates their DMA and interrupts, without a
@@ -21,7 +22,7 @@
 
 struct mu_mig {
     struct mu_mig_callbacks cb;
-    uint32_t wire_flags;        /* DEVICE_FEATURE MIGRATION answer */
+    uint32_t wire_flags;        /* MIG_F_*: the migration flags offered */
     uint32_t state;             /* enum mig_state; atomic for readers */
 };
 
@@ -182,174 +183,72 @@ void mu_mig_reset(mu_ctx_t *ctx)
     set_quiet(ctx, false);
 }
 
-/* ---------------- DEVICE_FEATURE ---------------- */
+/* ---------------- what the commands ask (cmd_mig.c) ---------------- */
 
-/* The reply: the request's header with argsz = 8 + data, then data. */
-static int feature_reply(const struct vfu_device_feature *f, const void *data,
-                         size_t len, struct mu_reply *reply)
+bool mu_mig_present(const mu_ctx_t *ctx)
 {
-    struct vfu_device_feature h = *f;
+    return ctx->mig != NULL;
+}
 
-    h.argsz = (uint32_t)(sizeof(h) + len);
-    memcpy(reply->small, &h, sizeof(h));
-    memcpy(reply->small + sizeof(h), data, len);
-    reply->len = sizeof(h) + len;
+uint64_t mu_mig_flags(const mu_ctx_t *ctx)
+{
+    return ctx->mig->wire_flags;
+}
+
+uint32_t mu_mig_get_state(const mu_ctx_t *ctx)
+{
+    return cur_state(ctx);
+}
+
+int mu_mig_set_state(mu_ctx_t *ctx, uint32_t to)
+{
+    int rc = go_to(ctx, to);
+
+    if (rc < 0)
+        return mu_refuse(ctx, rc, "migration state %u -> %u refused",
+                         cur_state(ctx), to);
     return 0;
 }
 
-static int feature_migration(mu_ctx_t *ctx, const struct vfu_device_feature *f,
-                             size_t len, struct mu_reply *reply)
-{
-    uint64_t flags = ctx->mig->wire_flags;
-
-    if (f->flags & VFU_FEATURE_SET)
-        return mu_refuse(ctx, -EINVAL, "MIGRATION feature is read-only");
-    /* QEMU sends room for the answer, VFIO's ioctl-like shape; take
-     * both an empty request and one with the 8 bytes. */
-    if (len != 0 && len != sizeof(flags))
-        return -EINVAL;
-    if (f->flags & VFU_FEATURE_PROBE)
-        return feature_reply(f, NULL, 0, reply);
-    if (f->argsz < sizeof(*f) + sizeof(flags))
-        return -EINVAL;
-    return feature_reply(f, &flags, sizeof(flags), reply);
-}
-
-static int feature_state(mu_ctx_t *ctx, const struct vfu_device_feature *f,
-                         const uint8_t *data, size_t len,
-                         struct mu_reply *reply)
-{
-    struct vfu_mig_device_state st = { .data_fd = UINT32_MAX };
-    int rc;
-
-    if (f->flags & VFU_FEATURE_PROBE) {
-        if (len != 0 && len != sizeof(st))
-            return -EINVAL;
-        return feature_reply(f, NULL, 0, reply);
-    }
-    if (f->flags & VFU_FEATURE_GET) {
-        if ((len != 0 && len != sizeof(st)) ||
-            f->argsz < sizeof(*f) + sizeof(st))
-            return -EINVAL;
-        st.device_state = cur_state(ctx);
-        return feature_reply(f, &st, sizeof(st), reply);
-    }
-    if (len != sizeof(st))
-        return -EINVAL;
-    memcpy(&st, data, sizeof(st));
-    rc = go_to(ctx, st.device_state);
-    if (rc < 0)
-        return mu_refuse(ctx, rc, "migration state %u -> %u refused",
-                         cur_state(ctx), st.device_state);
-    st.device_state = cur_state(ctx);
-    return feature_reply(f, &st, sizeof(st), reply);
-}
-
-int mu_mig_feature(mu_ctx_t *ctx, const struct mu_msg *msg,
-                   const struct vfu_device_feature *f, const uint8_t *data,
-                   size_t len, struct mu_reply *reply)
-{
-    (void)msg;
-    if (ctx->mig == NULL)
-        return mu_refuse(ctx, -ENOTSUP, "the device does not migrate");
-    if ((f->flags & VFU_FEATURE_MASK) == VFU_FEATURE_MIGRATION)
-        return feature_migration(ctx, f, len, reply);
-    return feature_state(ctx, f, data, len, reply);
-}
-
-/* ---------------- the data stream ---------------- */
-
-/* Largest MIG_DATA_READ/WRITE size: what the client takes (reads) and what
- * we take or are willing to buffer (both). */
-static uint64_t xfer_limit(const mu_ctx_t *ctx, bool is_read)
-{
-    uint64_t lim = ctx->limits[MU_LIMIT_DATA_XFER];
-    uint64_t room = ctx->limits[MU_LIMIT_MSG_SIZE] - VFU_HDR_SIZE -
-                    sizeof(struct vfu_mig_data);
-
-    if (is_read && ctx->peer.max_data_xfer_size < lim)
-        lim = ctx->peer.max_data_xfer_size;
-    return lim < room ? lim : room;
-}
-
-int mu_handle_mig_data_read(mu_ctx_t *ctx, struct mu_msg *msg,
-                            struct mu_reply *reply)
+int mu_mig_save(mu_ctx_t *ctx, uint8_t *buf, size_t size, size_t *got)
 {
     struct mu_mig *m = ctx->mig;
-    struct vfu_mig_data rq, out;
-    uint8_t *buf;
-    size_t got = 0;
+    size_t done = 0;
 
-    if (m == NULL)
-        return mu_refuse(ctx, -ENOTSUP, "the device does not migrate");
-    if (msg->nfds != 0 || msg->len != sizeof(rq))
-        return mu_refuse(ctx, -EINVAL, "malformed payload (%zu bytes, %u "
-                         "fds)", msg->len, msg->nfds);
-    memcpy(&rq, msg->body, sizeof(rq));
-    if (rq.size == 0 || rq.size > xfer_limit(ctx, true) ||
-        rq.argsz < sizeof(rq) + (uint64_t)rq.size)
-        return mu_refuse(ctx, -EINVAL, "size %u (argsz %u) is 0, over the "
-                         "limit %llu or past argsz", rq.size, rq.argsz,
-                         (unsigned long long)xfer_limit(ctx, true));
     if (!mig_state_saving(cur_state(ctx)))
         return mu_refuse(ctx, -EINVAL, "migration state %u is not a saving "
                          "state", cur_state(ctx));
-    buf = malloc(sizeof(out) + rq.size);
-    if (buf == NULL)
-        return -ENOMEM;
-    while (got < rq.size) {
-        ssize_t n = m->cb.save(ctx, buf + sizeof(out) + got, rq.size - got);
+    while (done < size) {
+        ssize_t n = m->cb.save(ctx, buf + done, size - done);
 
-        if (n < 0 || n > (ssize_t)(rq.size - got)) {
-            free(buf);
+        if (n < 0 || n > (ssize_t)(size - done)) {
             mu_log(ctx, MU_LOG_WARN, "migration: save failed: %s",
                    n < 0 ? strerror((int)-n) : "returned too much");
             return n < 0 && n >= -4095 ? (int)n : -EIO;
         }
         if (n == 0)
             break;
-        got += (size_t)n;
+        done += (size_t)n;
     }
-    out.argsz = (uint32_t)(sizeof(out) + got);
-    out.size = (uint32_t)got;
-    memcpy(buf, &out, sizeof(out));
-    reply->data = buf;
-    reply->data_free = true;
-    reply->len = sizeof(out) + got;
+    *got = done;
     return 0;
 }
 
-int mu_handle_mig_data_write(mu_ctx_t *ctx, struct mu_msg *msg,
-                             struct mu_reply *reply)
+int mu_mig_load(mu_ctx_t *ctx, const uint8_t *buf, size_t size)
 {
-    struct mu_mig *m = ctx->mig;
-    struct vfu_mig_data rq;
     int rc;
 
-    (void)reply;
-    if (m == NULL)
-        return mu_refuse(ctx, -ENOTSUP, "the device does not migrate");
-    if (msg->nfds != 0 || msg->len < sizeof(rq))
-        return mu_refuse(ctx, -EINVAL, "malformed payload (%zu bytes, %u "
-                         "fds)", msg->len, msg->nfds);
-    memcpy(&rq, msg->body, sizeof(rq));
-    if (rq.size == 0 || rq.size > xfer_limit(ctx, false) ||
-        msg->len - sizeof(rq) != rq.size ||
-        rq.argsz < sizeof(rq) + (uint64_t)rq.size)
-        return mu_refuse(ctx, -EINVAL, "size %u (argsz %u, %zu bytes sent) "
-                         "is 0, over the limit or does not match", rq.size,
-                         rq.argsz, msg->len - sizeof(rq));
     if (cur_state(ctx) != MIG_RESUMING)
         return mu_refuse(ctx, -EINVAL, "migration state %u is not RESUMING",
                          cur_state(ctx));
-    rc = m->cb.load(ctx, msg->body + sizeof(rq), rq.size);
+    rc = ctx->mig->cb.load(ctx, buf, size);
     if (rc > 0 || rc < -4095)
         rc = -EIO;
     if (rc < 0) {
         mu_log(ctx, MU_LOG_WARN, "migration: device rejected the stream: %s",
                strerror(-rc));
-        return mu_refuse(ctx, rc, "the device rejected %u bytes of stream",
-                         rq.size);
+        return mu_refuse(ctx, rc, "the device rejected %zu bytes of stream",
+                         size);
     }
-    return rc;
+    return 0;
 }

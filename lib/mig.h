@@ -10,7 +10,6 @@
 #include <stdint.h>
 
 #include "private.h"
-#include "mig_wire.h"
 
 /*
  * True while the device is stopped for migration (STOP, STOP_COPY,
@@ -24,14 +23,21 @@ static inline bool mu_mig_quiet(const mu_ctx_t *ctx)
 
 /* The page size to put under "migration" in VERSION, 0 for none. */
 uint64_t mu_mig_version_pgsize(const mu_ctx_t *ctx);
-/* DEVICE_FEATURE MIGRATION and MIG_DEVICE_STATE (dma_log.c routes them). */
-int mu_mig_feature(mu_ctx_t *ctx, const struct mu_msg *msg,
-                   const struct vfu_device_feature *f, const uint8_t *data,
-                   size_t len, struct mu_reply *reply);
-int mu_handle_mig_data_read(mu_ctx_t *ctx, struct mu_msg *msg,
-                            struct mu_reply *reply);
-int mu_handle_mig_data_write(mu_ctx_t *ctx, struct mu_msg *msg,
-                             struct mu_reply *reply);
+/*
+ * For the commands (cmd_mig.c, context thread).  Whether the device
+ * migrates (the others need it to); the migration flags it offers
+ * (MIG_F_*, mig_fsm.h); the current state (enum mig_state) and a walk to
+ * another (0, or -EINVAL/-errno of the device: refused); its save data,
+ * up to size bytes into buf (*got: how many; 0 at the end), only in a
+ * saving state (-EINVAL otherwise); and loading a piece of stream, only in
+ * RESUMING.  The errors are the device's callback's, or -EIO.
+ */
+bool mu_mig_present(const mu_ctx_t *ctx);
+uint64_t mu_mig_flags(const mu_ctx_t *ctx);
+uint32_t mu_mig_get_state(const mu_ctx_t *ctx);
+int mu_mig_set_state(mu_ctx_t *ctx, uint32_t to);
+int mu_mig_save(mu_ctx_t *ctx, uint8_t *buf, size_t size, size_t *got);
+int mu_mig_load(mu_ctx_t *ctx, const uint8_t *buf, size_t size);
 /* The client went away (mu_ctx_detach): walk to a state a new client can
  * pick up from (muser.h, mu_mig_setup). */
 void mu_mig_client_gone(mu_ctx_t *ctx);

@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "private.h"
+#include "irq.h"
+#include "range.h"
 #include "zero.h"
 
 /* Type-0 header offsets. */
@@ -41,6 +43,15 @@
 #define STATUS_CAP_LIST 0x0010
 #define STATUS_W1C 0xf900   /* parity, SERR, aborts: write 1 to clear */
 #define COMMAND_WMASK 0x0547 /* IO, MEM, master, parity, SERR, INTx disable */
+#define COMMAND_INTX_DISABLE 0x0400
+
+#define MSI_CTRL 2              /* message control, from the capability */
+#define MSI_CTRL_ENABLE 0x0001
+#define MSIX_CTRL 2
+#define MSIX_CTRL_ENABLE 0x8000
+#define MSIX_CTRL_FMASK 0x4000
+#define MSIX_TABLE 4            /* BIR | offset */
+#define MSIX_PBA 8
 
 #define CAP_ID_PM 0x01
 #define CAP_ID_MSI 0x05
@@ -161,7 +172,7 @@ int mu_pci_hook_config(mu_ctx_t *ctx, uint32_t offset, uint32_t len,
     if (ctx->realized)
         return -EBUSY;
     if (cb == NULL || len == 0 || offset < CFG_CAP_START ||
-        !vfu_range_ok(offset, len, p->size))
+        !mu_range_ok(offset, len, p->size))
         return -EINVAL;
     if (p->nr_hooks == sizeof(p->hooks) / sizeof(p->hooks[0]))
         return -ENOSPC;
@@ -422,9 +433,9 @@ int mu_pci_realize(mu_ctx_t *ctx)
         const struct mu_region *pr = &ctx->regions[pba & 7];
 
         if (!tr->present || !(tr->flags & MU_REGION_MEM) ||
-            !vfu_range_ok(tbl & ~7u, 16ull * n, tr->size) ||
+            !mu_range_ok(tbl & ~7u, 16ull * n, tr->size) ||
             !pr->present || !(pr->flags & MU_REGION_MEM) ||
-            !vfu_range_ok(pba & ~7u, 8ull * ((n + 63) / 64), pr->size)) {
+            !mu_range_ok(pba & ~7u, 8ull * ((n + 63) / 64), pr->size)) {
             mu_log(ctx, MU_LOG_ERR, "MSI-X table or PBA outside its BAR");
             return -EINVAL;
         }
@@ -454,6 +465,61 @@ void mu_pci_reset(mu_ctx_t *ctx)
     memcpy(p->cfg, cfg_reset_image(p), p->size);
     if (old != get16(p->cfg + CFG_COMMAND) && p->command_cb != NULL)
         p->command_cb(ctx, old, get16(p->cfg + CFG_COMMAND));
+}
+
+/* ---------------- what irq.c asks of config space ---------------- */
+
+bool mu_pci_intx_disabled(const mu_ctx_t *ctx)
+{
+    /* The command register is written by the context thread; a torn read
+     * of the other byte would not matter, but use one atomic byte load. */
+    return __atomic_load_n(&ctx->pci.cfg[CFG_COMMAND + 1], __ATOMIC_RELAXED) &
+           (COMMAND_INTX_DISABLE >> 8);
+}
+
+bool mu_pci_has_msi(const mu_ctx_t *ctx)
+{
+    return ctx->pci.msi_off != 0;
+}
+
+bool mu_pci_has_msix(const mu_ctx_t *ctx)
+{
+    return ctx->pci.msix_off != 0;
+}
+
+bool mu_pci_msix_layout(const mu_ctx_t *ctx, struct mu_pci_msix_layout *l)
+{
+    const struct mu_pci *p = &ctx->pci;
+    uint32_t t, b;
+
+    if (p->msix_off == 0)
+        return false;
+    t = get32(p->cfg + p->msix_off + MSIX_TABLE);
+    b = get32(p->cfg + p->msix_off + MSIX_PBA);
+    *l = (struct mu_pci_msix_layout){
+        .table_bar = t & 7, .table_off = t & ~7u,
+        .pba_bar = b & 7, .pba_off = b & ~7u,
+    };
+    return true;
+}
+
+/*
+ * The client went away (or a reset): the interrupt state is forgotten, so
+ * our copies of the MSI enable and MSI-X enable and function mask bits go
+ * back to 0 too, or the next client would read MSI/MSI-X as enabled while
+ * the library ignores the masks that implies.
+ */
+void mu_pci_irq_caps_off(mu_ctx_t *ctx)
+{
+    struct mu_pci *p = &ctx->pci;
+
+    if (p->msi_off != 0)
+        put16(p->cfg + p->msi_off + MSI_CTRL,
+              get16(p->cfg + p->msi_off + MSI_CTRL) & ~MSI_CTRL_ENABLE);
+    if (p->msix_off != 0)
+        put16(p->cfg + p->msix_off + MSIX_CTRL,
+              get16(p->cfg + p->msix_off + MSIX_CTRL) &
+              ~(MSIX_CTRL_ENABLE | MSIX_CTRL_FMASK));
 }
 
 /* ---------------- guest accesses ---------------- */
@@ -488,7 +554,9 @@ static void after_write(mu_ctx_t *ctx, uint64_t off, size_t count,
     uint16_t cmd = get16(p->cfg + CFG_COMMAND);
 
     if (cmd != old_cmd) {
-        mu_irqs_command(ctx, old_cmd, cmd);
+        /* Clearing INTx disable delivers a pending INTx. */
+        if ((old_cmd & COMMAND_INTX_DISABLE) && !(cmd & COMMAND_INTX_DISABLE))
+            mu_irqs_intx_unblocked(ctx);
         if (p->command_cb != NULL)
             p->command_cb(ctx, old_cmd, cmd);
     }
@@ -501,9 +569,9 @@ static void after_write(mu_ctx_t *ctx, uint64_t off, size_t count,
         mu_irqs_msi_ctrl(ctx, ctrl & 1, get32(p->cfg + p->msi_off + mask_off));
     }
     if (touches(off, count, p->msix_off, 4)) {
-        uint16_t ctrl = get16(p->cfg + p->msix_off + 2);
+        uint16_t ctrl = get16(p->cfg + p->msix_off + MSIX_CTRL);
 
-        mu_irqs_msix_ctrl(ctx, ctrl & 0x8000, ctrl & 0x4000);
+        mu_irqs_msix_ctrl(ctx, ctrl & MSIX_CTRL_ENABLE, ctrl & MSIX_CTRL_FMASK);
     }
     if (flr) {
         mu_log(ctx, MU_LOG_INFO, "function-level reset");
@@ -519,7 +587,7 @@ ssize_t mu_pci_config_access(mu_ctx_t *ctx, uint8_t *buf, size_t count,
     uint16_t old_cmd;
     bool partial, flr = false;
 
-    if (count == 0 || !vfu_range_ok(offset, count, p->size))
+    if (count == 0 || !mu_range_ok(offset, count, p->size))
         return mu_refuse(ctx, -EINVAL, "config offset %#llx+%zu past config "
                          "space size %#zx", (unsigned long long)offset, count,
                          (size_t)p->size);

@@ -1,12 +1,15 @@
 /*
  * private.h - the context structure and the internal interfaces between the
- * layers: transport <-> context <-> subsystems (pci, regions, irq, dma).
+ * layers: transport <-> context <-> command layer (cmd.h) <-> subsystems.
+ * Each subsystem has its own internal header: pci.h, region.h (both
+ * embedded in the context, so included here), irq.h, dma.h, dma_log.h.
  *
  * Data flows one way: the transport hands the context whole messages, the
  * context checks and dispatches them to a subsystem, the subsystem calls the
  * device, and the context encodes and sends the reply.  Subsystems never
  * touch the transport directly; when they must talk to the client (DMA_READ
- * and DMA_WRITE), they go through mu_ctx_call().
+ * and DMA_WRITE), they go through mu_ctx_call() (device threads) or
+ * mu_call_send() (the context thread's requests, dma_rw.c).
  */
 #ifndef MUSER_PRIVATE_H
 #define MUSER_PRIVATE_H
@@ -19,9 +22,10 @@
 
 #include "muser.h"
 #include "msgio.h"
+#include "pci.h"
+#include "region.h"
 #include "wire.h"
 
-#define MU_MAX_REGIONS 32u
 #define MU_MAX_ALLOW_UIDS 64u
 
 /* ---- logging ---- */
@@ -50,119 +54,62 @@ static inline bool mu_log_debug_on(const mu_ctx_t *ctx);
 
 /*
  * A transport delivers a client's bytes and fds to the context.  The UNIX
- * socket is the one we ship; the kernel mdev bridge of the original muser
- * design would be another, with default_overlap = MU_OVERLAP_REPLACE because
- * it never reports unmaps.
+ * socket is the one we ship (tran_sock.c); the in-memory one (tran_mem.c)
+ * serves the fast fuzzers and unit tests; the kernel mdev bridge of the
+ * original muser design would be another, with default_overlap =
+ * MU_OVERLAP_REPLACE because it never reports unmaps.
+ *
+ * Everything a transport needs to remember (its fds, its framing) is its
+ * own, behind ctx->tran_priv: the context knows only these ops and the
+ * two fds it watches.  Every op but send runs on the context thread;
+ * send is serialised by the context's send_lock and never runs after
+ * detach.
  */
 struct mu_tran_ops {
     const char *name;
     enum mu_overlap_policy default_overlap;
-    /* Create the endpoint; returns the fd to watch for new clients. */
+    /* Create the endpoint and the state at ctx->tran_priv.  0 or -errno. */
     int (*init)(mu_ctx_t *ctx);
-    /* Take a new client: returns the fd to watch for its traffic, -EAGAIN
-     * when none is waiting, -EACCES when it was refused (already closed). */
+    /* The fd to watch for new clients (between init and fini). */
+    int (*accept_fd)(mu_ctx_t *ctx);
+    /* The fd to watch for the attached client's traffic, -1 if none. */
+    int (*poll_fd)(mu_ctx_t *ctx);
+    /* Take a new client: 0, -EAGAIN when none is waiting, -EACCES when it
+     * was refused (already closed), -EMFILE, ... */
     int (*accept)(mu_ctx_t *ctx);
+    /* Take fd, already connected, as the client (mu_ctx_attach_fd).  The
+     * fd is the transport's from here on, closed on failure.  0,
+     * -EOPNOTSUPP (a transport without fds), -errno. */
+    int (*attach_fd)(mu_ctx_t *ctx, int fd);
     /* Pull what the client sent: > 0 bytes, -EAGAIN, -ENOTCONN, ... */
     int (*read)(mu_ctx_t *ctx);
     /* Cut the next whole message: 1, 0 (need more) or -errno (fatal). */
     int (*next)(mu_ctx_t *ctx, struct mu_msg *msg);
     /* Start time of a message that has begun to arrive, 0 if none. */
     uint64_t (*partial_since)(mu_ctx_t *ctx);
-    /*
-     * The context thread waits for the reply to its own call (dispatch.c,
-     * wait_inline) and found nothing to read: block until the client may
-     * have sent more, or until mu_now_ns() reaches deadline.  0: look
-     * again; -ETIMEDOUT: nothing will come in time; -errno.
-     */
-    int (*wait)(mu_ctx_t *ctx, uint64_t deadline);
     /* Send a whole message, fds attached. */
     int (*send)(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,
                 const int *fds, unsigned nfds);
     /* Forget the client. */
     void (*detach)(mu_ctx_t *ctx);
-    /* Remove the endpoint. */
+    /* Remove the endpoint and free the state. */
     void (*fini)(mu_ctx_t *ctx);
     /*
-     * The listening fd is never readable while a client is attached (no
+     * The accept fd is never readable while a client is attached (no
      * second one can arrive): the context leaves it watched.
      */
     bool listen_quiet;
     /*
-     * accept() gives every client the same fd, and nothing makes it
-     * readable between clients: the context watches it once, for good.
+     * Every client has the same poll fd, and nothing makes it readable
+     * between clients: the context watches it once, for good.
      */
-    bool fixed_conn_fd;
+    bool fixed_poll_fd;
 };
 
 extern const struct mu_tran_ops mu_tran_sock_ops;
 extern const struct mu_tran_ops mu_tran_mem_ops;    /* tran_mem.h */
-
-/* ---- PCI config space ---- */
-
-struct mu_cfg_hook {
-    uint32_t offset, len;
-    mu_access_cb_t cb;
-};
-
-struct mu_pci {
-    enum mu_dev_type type;
-    size_t size;            /* 256 or 4096 */
-    uint8_t *cfg;           /* what the guest reads */
-    uint8_t *wmask;         /* bits the guest may write */
-    uint8_t *w1cmask;       /* bits the guest clears by writing 1 */
-    uint8_t cap_last;       /* offset of the last capability, 0 if none */
-    uint8_t cap_end;        /* first free byte for the next capability */
-    uint8_t pm_off, msi_off, msix_off, pcie_off;
-    struct mu_pci_ids ids;
-    struct mu_cfg_hook hooks[16];
-    unsigned nr_hooks;
-    mu_pci_command_cb_t command_cb;
-};
-
-int mu_pci_init(mu_ctx_t *ctx, enum mu_dev_type type);
-void mu_pci_fini(mu_ctx_t *ctx);
-/* Build BAR registers and masks from the declared regions. */
-int mu_pci_realize(mu_ctx_t *ctx);
-/* Guest access to config space (region 7). */
-ssize_t mu_pci_config_access(mu_ctx_t *ctx, uint8_t *buf, size_t count,
-                             uint64_t offset, bool is_write);
-/* Put the config space back to its state after realize (reset). */
-void mu_pci_reset(mu_ctx_t *ctx);
-
-/* ---- regions ---- */
-
-struct mu_ioeventfd {
-    uint64_t offset;
-    uint32_t size;
-    bool datamatch;
-    uint64_t data;
-    int fd;
-    mu_ioeventfd_cb_t cb;
-    uint64_t opaque_value;
-};
-
-struct mu_region {
-    bool present;
-    uint64_t size;
-    unsigned flags;         /* MU_REGION_* */
-    mu_access_cb_t cb;
-    int fd;                 /* -1 when not mmappable */
-    uint64_t fd_offset;
-    struct mu_mmap_area *areas;
-    unsigned nr_areas;      /* 0 with fd >= 0: the whole region */
-    struct mu_ioeventfd *ioeventfds;
-    unsigned nr_ioeventfds;
-    /* The current client was sent the ioeventfds (GET_REGION_IO_FDS
-     * served with its fds); cleared when it goes away. */
-    bool io_fds_taken;
-};
-
-/* Guest access to region idx at [offset, offset+count), checked. */
-ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
-                         size_t count, uint64_t offset, bool is_write);
-void mu_regions_fini(mu_ctx_t *ctx);
-/* The client went away: what it took from the regions is forgotten. */
-void mu_regions_client_gone(mu_ctx_t *ctx);
+/* The socket client's framing, for harnesses (NULL when none). */
+const struct msgio *mu_sock_msgio(mu_ctx_t *ctx);
 
 /* ---- replies ---- */
 
@@ -195,7 +142,14 @@ struct mu_irqs;
 struct mu_dma;
 struct mu_mig;
 
-/* A server -> client request waiting for its reply (DMA_READ/WRITE). */
+struct mu_dma_req;
+
+/*
+ * A server -> client request waiting for its reply (DMA_READ/WRITE): a
+ * device thread's blocking call (req NULL: it waits on call_cond), or the
+ * message in flight of a context-thread request (dma_rw.c: the reply
+ * continues the request from the event loop).
+ */
 struct mu_call {
     uint16_t msg_id;
     uint16_t cmd;
@@ -203,13 +157,18 @@ struct mu_call {
     bool done;
     int result;                 /* 0 or -errno */
     struct mu_msg reply;
+    struct mu_dma_req *req;     /* NULL: a blocking call */
     struct mu_call *next;
 };
 
-/* A command that arrived while the context thread waited for a reply. */
-struct mu_backlog {
-    struct mu_msg msg;
-    struct mu_backlog *next;
+/* The connection's states (the table and its rules: ctx.c). */
+enum mu_conn_state {
+    MU_CONN_IDLE,       /* no client; the accept fd is watched */
+    MU_CONN_PAUSED,     /* out of fds: the timer retries accept */
+    MU_CONN_ATTACHED,   /* a client, VERSION not negotiated yet */
+    MU_CONN_READY,      /* negotiated: commands and DMA requests */
+    MU_CONN_FAILED,     /* broken: dropped once the current message is done */
+    MU_CONN_NR
 };
 
 struct mu_ctx {
@@ -232,37 +191,37 @@ struct mu_ctx {
 
     /* transport and client state */
     const struct mu_tran_ops *tran;
-    int listen_fd;
-    bool accept_paused;         /* out of fds: the timer retries accept */
-    int conn_fd;                /* -1 when no client */
-    struct msgio io;            /* socket transport's framing */
-    void *tran_priv;            /* other transports' state (tran_mem.c) */
-    bool negotiated;
-    const char *drop_reason;    /* set: drop the client at a safe point */
+    void *tran_priv;            /* the transport's own state (opaque) */
+    enum mu_conn_state conn;    /* written under send_lock and call_lock
+                                   by the context thread (ctx.c) */
+    const char *drop_reason;    /* MU_CONN_FAILED: why */
     struct vfu_caps peer;       /* what the client accepts */
     uint64_t pgsize;            /* negotiated DMA page size */
     pthread_t ctx_thread;       /* thread running the loop */
-    bool have_thread;
+    bool have_thread;           /* atomic (mu_on_ctx_thread) */
 
     /* event loop */
     int epfd;
     int stop_fd;                /* eventfd: mu_ctx_stop() */
     int timer_fd;               /* periodic housekeeping while connected
                                    (stopped by the first tick after) */
+    int done_fd;                /* eventfd: DMA requests done (dma_rw.c) */
     uint64_t timer_ms;          /* its period, 0 while disarmed */
-    bool conn_watched;          /* tran->fixed_conn_fd: in the epoll set */
+    bool conn_watched;          /* tran->fixed_poll_fd: in the epoll set */
 
     /* server -> client calls */
     pthread_mutex_t send_lock;  /* one message at a time on the socket */
     pthread_mutex_t call_lock;  /* calls list, msg ids */
     pthread_cond_t call_cond;
-    struct mu_call *calls;
-    unsigned nr_calls;
+    struct mu_call *calls;      /* messages waiting for their reply */
+    unsigned nr_calls;          /* blocking calls among them */
+    unsigned nr_reqs;           /* context-thread requests accepted and not
+                                   completed (call_lock; with nr_calls
+                                   held to MU_LIMIT_DMA_PENDING) */
     uint16_t next_msg_id;
-    bool reading;               /* a thread is reading the socket */
-    struct mu_backlog *backlog, **backlog_tail;
-    unsigned nr_backlog;
-    size_t backlog_bytes;       /* their bodies: bounded too (dispatch.c) */
+    /* context-thread requests (dma_rw.c; context thread only) */
+    struct mu_dma_req *reqs;    /* accepted, not done */
+    struct mu_dma_req *reqs_done, **reqs_done_tail; /* done, cb not run */
 
     /* device */
     struct mu_pci pci;
@@ -296,6 +255,7 @@ enum {
     MU_EV_IRQFD,        /* low 32 bits of data: irq.c's index */
     MU_EV_IOEVENTFD,    /* low 32 bits: region << 16 | ioeventfd index */
     MU_EV_POISON,       /* the SIGBUS handler hit a DMA mapping */
+    MU_EV_DONE,         /* DMA requests done: run their callbacks */
 };
 #define MU_EV(kind, idx) (((uint64_t)(kind) << 32) | (uint32_t)(idx))
 int mu_ctx_watch(mu_ctx_t *ctx, int fd, uint64_t tag);
@@ -303,7 +263,8 @@ void mu_ctx_unwatch(mu_ctx_t *ctx, int fd);
 
 /*
  * Send a server -> client request and wait for its reply (DMA_READ and
- * DMA_WRITE).  Safe from any thread.  On success *reply holds the reply
+ * DMA_WRITE).  Safe from any thread but the context thread, which takes
+ * the replies (-EDEADLK there).  On success *reply holds the reply
  * (release it with mu_msg_release).  Returns 0, -ENOTCONN, -ETIMEDOUT,
  * -EBUSY (too many calls in flight), the client's error negated, or -EPROTO
  * for a malformed reply.
@@ -327,6 +288,23 @@ int mu_ctx_attach_fd(mu_ctx_t *ctx, int fd);
  */
 int mu_ctx_poll_wait(mu_ctx_t *ctx, int timeout_ms);
 
+/*
+ * The connection's state changes (ctx.c, which has the table): asserted in
+ * debug builds.  Context thread.
+ */
+void mu_conn_set(mu_ctx_t *ctx, enum mu_conn_state to);
+/* A client is attached (context thread, or under send_lock). */
+static inline bool mu_conn_attached(const mu_ctx_t *ctx)
+{
+    return ctx->conn >= MU_CONN_ATTACHED;
+}
+/* It negotiated and may be sent requests (context thread, or under
+ * call_lock). */
+static inline bool mu_conn_ready(const mu_ctx_t *ctx)
+{
+    return ctx->conn == MU_CONN_READY;
+}
+
 /* Drop the client once the current message is done (dispatch.c). */
 void mu_ctx_fail(mu_ctx_t *ctx, const char *why);
 void mu_ctx_detach(mu_ctx_t *ctx, const char *why);
@@ -335,96 +313,31 @@ int mu_ctx_reset(mu_ctx_t *ctx, enum mu_reset_type type);
 /* Process whatever the client sent (dispatch.c). */
 void mu_ctx_process(mu_ctx_t *ctx);
 void mu_calls_cancel(mu_ctx_t *ctx);
-void mu_backlog_drop(mu_ctx_t *ctx);
+/* Take the call of a context-thread request off the list (it timed out or
+ * was cancelled); false when its reply already took it. */
+bool mu_call_unlink(mu_ctx_t *ctx, struct mu_call *call);
+/* Send a request's message (its call registered first).  0 or -errno. */
+int mu_call_send(mu_ctx_t *ctx, struct mu_call *call, const struct iovec *iov,
+                 int iovcnt);
+
+/* ---- context-thread DMA requests (dma_rw.c) ---- */
+/* Its reply came (call->result, call->reply set; the call is unlinked). */
+void mu_dma_req_reply(mu_ctx_t *ctx, struct mu_dma_req *req);
+/* Run the callbacks of the requests that are done (MU_EV_DONE). */
+void mu_dma_reqs_run_done(mu_ctx_t *ctx);
+/* Fail requests whose message waited past the receive timeout (timer). */
+void mu_dma_reqs_tick(mu_ctx_t *ctx);
+/* End every request with err (-ENOTCONN: the client went; -ECANCELED:
+ * reset), callbacks included, and those already done with theirs. */
+void mu_dma_reqs_cancel(mu_ctx_t *ctx, int err);
 
 static inline bool mu_on_ctx_thread(const mu_ctx_t *ctx)
 {
-    return ctx->have_thread && pthread_equal(pthread_self(), ctx->ctx_thread);
+    /* Set once, by the first loop round (ctx.c); a thread that reads it
+     * unset is not the context thread. */
+    return __atomic_load_n(&ctx->have_thread, __ATOMIC_ACQUIRE) &&
+           pthread_equal(pthread_self(), ctx->ctx_thread);
 }
 
-/* Dispatch targets outside ctx.c (the wire checks are done by them). */
-int mu_handle_region_info(mu_ctx_t *ctx, struct mu_msg *msg,
-                          struct mu_reply *reply);
-int mu_handle_region_rw(mu_ctx_t *ctx, struct mu_msg *msg,
-                        struct mu_reply *reply);
-int mu_handle_write_multi(mu_ctx_t *ctx, struct mu_msg *msg,
-                          struct mu_reply *reply);
-int mu_handle_region_io_fds(mu_ctx_t *ctx, struct mu_msg *msg,
-                            struct mu_reply *reply);
-
-/* ---- interrupts (irq.c) ---- */
-int mu_irqs_init(mu_ctx_t *ctx);
-void mu_irqs_fini(mu_ctx_t *ctx);
-/* Close every client fd and clear masks/pending (disconnect and reset). */
-void mu_irqs_reset(mu_ctx_t *ctx);
-int mu_handle_irq_info(mu_ctx_t *ctx, struct mu_msg *msg,
-                       struct mu_reply *reply);
-int mu_handle_set_irqs(mu_ctx_t *ctx, struct mu_msg *msg,
-                       struct mu_reply *reply);
-/* An irq mask/unmask eventfd registered by the client fired. */
-void mu_irqs_fd_event(mu_ctx_t *ctx, uint32_t idx);
-/* Guest config writes to the MSI / MSI-X capability. */
-void mu_irqs_msi_ctrl(mu_ctx_t *ctx, bool enable, uint32_t mask_bits);
-void mu_irqs_msix_ctrl(mu_ctx_t *ctx, bool enable, bool function_mask);
-/* The guest changed the command register (INTx disable gates INTx). */
-void mu_irqs_command(mu_ctx_t *ctx, uint16_t old_cmd, uint16_t new_cmd);
-/* BAR accesses to the MSI-X table or PBA; returns -ENOENT when the access
- * is not in either (the device's callback takes it). */
-ssize_t mu_irqs_msix_access(mu_ctx_t *ctx, unsigned bar, uint8_t *buf,
-                            size_t count, uint64_t offset, bool is_write);
-uint32_t mu_irqs_count(mu_ctx_t *ctx, unsigned type);
-
-/* ---- DMA (dma.c) ---- */
-int mu_dma_init(mu_ctx_t *ctx);
-void mu_dma_fini(mu_ctx_t *ctx);
-/* The eventfd the SIGBUS handler writes, and what the context thread does
- * when it is readable: log the poisoned regions, drop the client. */
-int mu_dma_realize(mu_ctx_t *ctx);
-int mu_dma_poison_fd(const mu_ctx_t *ctx);
-void mu_dma_on_poison(mu_ctx_t *ctx);
-/* Remove every region (unmap callbacks with 'reason'). */
-void mu_dma_remove_all(mu_ctx_t *ctx, enum mu_unmap_reason reason);
-int mu_handle_dma_map(mu_ctx_t *ctx, struct mu_msg *msg,
-                      struct mu_reply *reply);
-int mu_handle_dma_unmap(mu_ctx_t *ctx, struct mu_msg *msg,
-                        struct mu_reply *reply);
-int mu_handle_device_feature(mu_ctx_t *ctx, struct mu_msg *msg,
-                             struct mu_reply *reply);
-/* Periodic housekeeping: evict mappings idle past the limit. */
-void mu_dma_tick(mu_ctx_t *ctx);
-/* The region holding iova: its last byte and whether it has an fd.
- * -ENOENT when unmapped, -EACCES when it lacks prot.  Thread-safe. */
-int mu_dma_lookup(mu_ctx_t *ctx, uint64_t iova, unsigned prot,
-                  uint64_t *last, bool *has_fd);
-
-/*
- * Dirty page logging.  dma_log.c parses DEVICE_FEATURE and does the bit
- * arithmetic (mu_dirty_*, called by dma.c with the DMA lock held); dma.c
- * owns the table and the per-region bitmaps (mu_dma_log_start/stop/report,
- * context thread).
- */
-struct mu_dma_log;      /* logging page size and ranges */
-struct mu_dirty;        /* one region's dirty pages */
-void mu_dma_log_free(struct mu_dma_log *log);
-uint64_t mu_dma_log_pgsize(const struct mu_dma_log *log);
-/* Bytes a bitmap for [start, last] takes, and the size of an existing one
- * (0 for NULL): the DMA table holds them to MU_LIMIT_DIRTY_BITMAP_BYTES. */
-uint64_t mu_dirty_size(const struct mu_dma_log *log, uint64_t start,
-                       uint64_t last);
-size_t mu_dirty_bytes(const struct mu_dirty *d);
-struct mu_dirty *mu_dirty_new(const struct mu_dma_log *log, uint64_t start,
-                              uint64_t last);
-void mu_dirty_free(struct mu_dirty *d);
-void mu_dirty_mark(struct mu_dirty *d, const struct mu_dma_log *log,
-                   uint64_t start, uint64_t last);
-void mu_dirty_harvest(struct mu_dirty *d, uint64_t first_page,
-                      uint64_t nr_pages, uint64_t *bitmap);
-/* Takes log (freed on failure); -EBUSY when already logging. */
-int mu_dma_log_start(mu_ctx_t *ctx, struct mu_dma_log *log);
-void mu_dma_log_stop(mu_ctx_t *ctx);
-/* Read-and-clear pages [first_page, first_page + nr_pages) into bitmap;
- * -EINVAL when not logging at pgsize. */
-int mu_dma_log_report(mu_ctx_t *ctx, uint64_t first_page, uint64_t nr_pages,
-                      uint64_t pgsize, uint64_t *bitmap);
 
 #endif /* MUSER_PRIVATE_H */

@@ -1,6 +1,7 @@
 /*
- * region.c - device regions: declaration, GET_REGION_INFO, REGION_READ and
- * REGION_WRITE, and the ioeventfds a client may arm for them.
+ * region.c - device regions: declaration, guest accesses, what a client is
+ * told of them (cmd_region.c encodes it), and the ioeventfds a client may
+ * arm for them.
  *
  * An access goes to exactly one owner: config space to pci.c, the MSI-X
  * table and PBA to irq.c, an mmappable area to the backing fd (so an access
@@ -20,6 +21,8 @@
 
 #include "private.h"
 #include "thread_check.h"
+#include "irq.h"
+#include "range.h"
 #include "mig.h"
 
 static bool is_pow2(uint64_t v)
@@ -110,12 +113,12 @@ int mu_region_set_mmap(mu_ctx_t *ctx, unsigned idx, int fd,
         (nr_areas > 0 && areas == NULL))
         return -EINVAL;
     r = &ctx->regions[idx];
-    if (!vfu_range_ok(fd_offset, r->size, INT64_MAX))
+    if (!mu_range_ok(fd_offset, r->size, INT64_MAX))
         return -EINVAL;
     for (unsigned i = 0; i < nr_areas; i++) {
         if (areas[i].size == 0 || (areas[i].offset % (uint64_t)pg) ||
             (areas[i].size % (uint64_t)pg) ||
-            !vfu_range_ok(areas[i].offset, areas[i].size, r->size))
+            !mu_range_ok(areas[i].offset, areas[i].size, r->size))
             return -EINVAL;
     }
     rc = seal_size(ctx, idx, fd, fd_offset + r->size);
@@ -156,7 +159,7 @@ int mu_region_add_ioeventfd(mu_ctx_t *ctx, unsigned idx, uint64_t offset,
     if (idx >= MU_MAX_REGIONS || !ctx->regions[idx].present ||
         idx == MU_PCI_CONFIG || (size != 0 && size != 1 && size != 2 &&
                                  size != 4 && size != 8) ||
-        !vfu_range_ok(offset, size ? size : 1, ctx->regions[idx].size) ||
+        !mu_range_ok(offset, size ? size : 1, ctx->regions[idx].size) ||
         (datamatch && size == 0))
         return -EINVAL;
     r = &ctx->regions[idx];
@@ -304,7 +307,7 @@ ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
     if (idx >= ctx->nr_regions || !ctx->regions[idx].present)
         return mu_refuse(ctx, -EINVAL, "region %u does not exist", idx);
     r = &ctx->regions[idx];
-    if (count == 0 || !vfu_range_ok(offset, count, r->size))
+    if (count == 0 || !mu_range_ok(offset, count, r->size))
         return mu_refuse(ctx, -EINVAL, "offset %#" PRIx64 "+%zu past region "
                          "%u size %#" PRIx64, offset, count, idx, r->size);
     if (!(r->flags & (is_write ? MU_REGION_WRITE : MU_REGION_READ)))
@@ -343,226 +346,46 @@ ssize_t mu_region_access(mu_ctx_t *ctx, unsigned idx, uint8_t *buf,
     return n;
 }
 
-/* ---------------- handlers ---------------- */
+/* ---------------- what the client is told ---------------- */
 
-int mu_handle_region_info(mu_ctx_t *ctx, struct mu_msg *msg,
-                          struct mu_reply *reply)
+int mu_region_describe(mu_ctx_t *ctx, unsigned idx, struct mu_region_desc *d)
 {
-    struct vfu_region_info in, out = { 0 };
     const struct mu_region *r;
-    size_t caps_len = 0;
-    bool mmap;
-    int rc;
 
-    rc = vfu_check_region_info(msg->body, msg->len, msg->nfds, &in);
-    if (rc < 0)
-        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds)",
-                         msg->len, msg->nfds);
-    if (in.index >= ctx->nr_regions)
-        return mu_refuse(ctx, -EINVAL, "region %u does not exist (%u regions)",
-                         in.index, ctx->nr_regions);
-    r = &ctx->regions[in.index];
-    out.index = in.index;
-    if (in.index == MU_PCI_CONFIG) {
-        out.flags = VFU_REGION_FLAG_READ | VFU_REGION_FLAG_WRITE;
-        out.size = ctx->pci.size;
+    if (idx >= ctx->nr_regions)
+        return -EINVAL;
+    r = &ctx->regions[idx];
+    *d = (struct mu_region_desc){ .fd = -1 };
+    if (idx == MU_PCI_CONFIG) {
+        d->flags = MU_REGION_READ | MU_REGION_WRITE;
+        d->size = mu_pci_config_size(ctx);
     } else if (r->present) {
-        out.flags = ((r->flags & MU_REGION_READ) ? VFU_REGION_FLAG_READ : 0) |
-                    ((r->flags & MU_REGION_WRITE) ? VFU_REGION_FLAG_WRITE : 0);
-        out.size = r->size;
+        d->flags = r->flags & (MU_REGION_READ | MU_REGION_WRITE);
+        d->size = r->size;
     }
-    /* No fd can travel to a client that takes none. */
-    mmap = r->present && r->fd >= 0 && ctx->peer.max_msg_fds >= 1;
-    if (mmap) {
-        out.flags |= VFU_REGION_FLAG_MMAP;
-        out.offset = r->fd_offset;
-        if (r->nr_areas > 0)
-            caps_len = sizeof(struct vfu_cap_sparse) +
-                       r->nr_areas * sizeof(struct vfu_sparse_area);
-    }
-    out.argsz = (uint32_t)(sizeof(out) + caps_len);
-
-    /*
-     * As libvfio-user does: when the client's buffer is too small, say how
-     * big the answer is and send only the fixed part, without fd or caps;
-     * the client asks again.
-     */
-    if (mmap && in.argsz >= out.argsz) {
-        reply->fds[reply->nfds++] = r->fd;
-        if (caps_len > 0) {
-            struct vfu_cap_sparse sp = {
-                .hdr = { .id = VFU_CAP_SPARSE_MMAP, .version = 1, .next = 0 },
-                .nr_areas = r->nr_areas,
-            };
-            uint8_t *p = reply->small + sizeof(out);
-
-            if (sizeof(out) + caps_len > sizeof(reply->small)) {
-                reply->data = malloc(sizeof(out) + caps_len);
-                if (reply->data == NULL)
-                    return -ENOMEM;
-                reply->data_free = true;
-                p = reply->data + sizeof(out);
-            }
-            out.flags |= VFU_REGION_FLAG_CAPS;
-            out.cap_offset = sizeof(out);
-            memcpy(p, &sp, sizeof(sp));
-            for (unsigned i = 0; i < r->nr_areas; i++) {
-                struct vfu_sparse_area a = { r->areas[i].offset, r->areas[i].size };
-
-                memcpy(p + sizeof(sp) + i * sizeof(a), &a, sizeof(a));
-            }
-            reply->len = sizeof(out) + caps_len;
-        }
-    }
-    memcpy(reply->data != NULL ? reply->data : reply->small, &out, sizeof(out));
-    if (reply->len == 0)
-        reply->len = sizeof(out);
-    return 0;
-}
-
-int mu_handle_region_rw(mu_ctx_t *ctx, struct mu_msg *msg,
-                        struct mu_reply *reply)
-{
-    uint32_t max = (uint32_t)ctx->limits[MU_LIMIT_DATA_XFER];
-    struct vfu_region_access a;
-    const uint8_t *wdata;
-    uint8_t *buf;
-    ssize_t n;
-    int rc;
-
-    if (msg->hdr.cmd == VFU_CMD_REGION_WRITE) {
-        rc = vfu_check_region_write(msg->body, msg->len, msg->nfds, max, &a,
-                                    &wdata);
-        if (rc < 0)
-            return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds, "
-                             "limit %u data bytes)", msg->len, msg->nfds, max);
-        /* The body is ours: the callback may scribble on its buffer. */
-        n = mu_region_access(ctx, a.region, (uint8_t *)wdata, a.count,
-                             a.offset, true);
-        if (n < 0)
-            return (int)n;
-        memcpy(reply->small, &a, sizeof(a));
-        reply->len = sizeof(a);
-        return 0;
-    }
-
-    rc = vfu_check_region_read(msg->body, msg->len, msg->nfds, max, &a);
-    if (rc < 0)
-        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds, "
-                         "limit %u data bytes)", msg->len, msg->nfds, max);
-    if (sizeof(a) + a.count <= sizeof(reply->small)) {
-        buf = reply->small + sizeof(a);
-    } else {
-        reply->data2 = malloc(a.count);
-        if (reply->data2 == NULL)
-            return -ENOMEM;
-        buf = reply->data2;
-    }
-    n = mu_region_access(ctx, a.region, buf, a.count, a.offset, false);
-    if (n < 0) {
-        free(reply->data2);
-        reply->data2 = NULL;
-        return (int)n;
-    }
-    memcpy(reply->small, &a, sizeof(a));
-    if (reply->data2 != NULL) {
-        /* Header piece in small, data in data2: sent as two iovecs. */
-        reply->len = sizeof(a);
-        reply->len2 = a.count;
-        reply->data2_free = true;
-    } else {
-        reply->len = sizeof(a) + a.count;
+    if (r->present && r->fd >= 0) {
+        d->fd = r->fd;
+        d->fd_offset = r->fd_offset;
+        d->areas = r->areas;
+        d->nr_areas = r->nr_areas;
     }
     return 0;
 }
 
-int mu_handle_write_multi(mu_ctx_t *ctx, struct mu_msg *msg,
-                          struct mu_reply *reply)
+int mu_region_ioeventfds(mu_ctx_t *ctx, unsigned idx,
+                         const struct mu_ioeventfd **list, unsigned *n)
 {
-    const struct vfu_write_multi_entry *e;
-    uint64_t cnt;
-    int rc;
-
-    if (!ctx->peer.write_multiple)  /* only when both sides said so */
-        return mu_refuse(ctx, -ENOTSUP, "write_multiple not negotiated");
-    rc = vfu_check_write_multi(msg->body, msg->len, msg->nfds, &cnt, &e);
-    if (rc < 0)
-        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds)",
-                         msg->len, msg->nfds);
-    for (uint64_t i = 0; i < cnt; i++) {
-        struct vfu_write_multi_entry w;
-        ssize_t n;
-
-        memcpy(&w, (const uint8_t *)e + i * sizeof(w), sizeof(w));
-        n = mu_region_access(ctx, w.region, w.data, w.count, w.offset, true);
-        if (n < 0)
-            return (int)n;
-    }
-    memcpy(reply->small, &cnt, sizeof(cnt));
-    reply->len = sizeof(cnt);
+    if (idx >= ctx->nr_regions || !ctx->regions[idx].present)
+        return -EINVAL;
+    *list = ctx->regions[idx].ioeventfds;
+    *n = ctx->regions[idx].nr_ioeventfds;
     return 0;
 }
 
-int mu_handle_region_io_fds(mu_ctx_t *ctx, struct mu_msg *msg,
-                            struct mu_reply *reply)
+void mu_region_ioeventfds_given(mu_ctx_t *ctx, unsigned idx, bool given)
 {
-    struct vfu_region_io_fds in, out;
-    const struct mu_region *r;
-    unsigned n, max_fds = ctx->peer.max_msg_fds;
-    size_t full;
-    uint8_t *p;
-    int rc;
-
-    rc = vfu_check_region_io_fds(msg->body, msg->len, msg->nfds, &in);
-    if (rc < 0)
-        return mu_refuse(ctx, rc, "malformed payload (%zu bytes, %u fds)",
-                         msg->len, msg->nfds);
-    if (in.index >= ctx->nr_regions || !ctx->regions[in.index].present)
-        return mu_refuse(ctx, -EINVAL, "region %u does not exist", in.index);
-    r = &ctx->regions[in.index];
-    n = r->nr_ioeventfds;
-    if (n > max_fds || n > MU_REPLY_MAX_FDS) {
-        mu_log(ctx, MU_LOG_WARN, "region %u has %u ioeventfds, client takes %u",
-               in.index, n, max_fds);
-        return mu_refuse(ctx, -E2BIG, "region %u has %u ioeventfds, client "
-                         "takes %u", in.index, n, max_fds);
-    }
-    full = sizeof(out) + n * sizeof(struct vfu_sub_region_ioeventfd);
-    out.argsz = (uint32_t)full;
-    out.flags = 0;
-    out.index = in.index;
-    out.count = n;
-    if (in.argsz < full) {
-        /* Too small: the count and needed size only, no fds. */
-        memcpy(reply->small, &out, sizeof(out));
-        reply->len = sizeof(out);
-        return 0;
-    }
-    reply->data = malloc(full);
-    if (reply->data == NULL)
-        return -ENOMEM;
-    reply->data_free = true;
-    p = reply->data;
-    memcpy(p, &out, sizeof(out));
-    for (unsigned i = 0; i < n; i++) {
-        const struct mu_ioeventfd *e = &r->ioeventfds[i];
-        struct vfu_sub_region_ioeventfd s = {
-            .offset = e->offset,
-            .size = e->size,
-            .fd_index = i,
-            .type = VFU_IOFD_TYPE_IOEVENTFD,
-            .flags = e->datamatch ? VFU_IOEVENTFD_FLAG_DATAMATCH : 0,
-            .datamatch = e->data,
-        };
-
-        memcpy(p + sizeof(out) + i * sizeof(s), &s, sizeof(s));
-        reply->fds[reply->nfds++] = e->fd;
-    }
-    reply->len = full;
-    /* Taken as soon as the reply goes out: a send failure drops the
-     * client, and with it the flag. */
-    ctx->regions[in.index].io_fds_taken = n > 0;
-    return 0;
+    if (idx < ctx->nr_regions && ctx->regions[idx].present)
+        ctx->regions[idx].io_fds_taken = given;
 }
 
 bool mu_region_ioeventfds_taken(mu_ctx_t *ctx, unsigned idx)

@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,10 +50,10 @@ struct mem {
     enum mem_state state;
     bool hung_up;               /* the client closed its end */
     bool dropped;               /* the server closed its end */
+    bool direct;                /* the caller serves pending bytes itself
+                                   (mu_mem_set_direct): conn stays quiet */
     struct msgio io;            /* framing of what the server read */
     struct mem_queue in, out;   /* client -> server, server -> client */
-    mu_mem_turn_cb_t turn;
-    void *turn_arg;
 };
 
 /* ---------------- queues ---------------- */
@@ -259,11 +258,11 @@ static void unring(int fd)
     }
 }
 
-/* Keep conn readable exactly while the server has something to read.
- * Lock held. */
+/* Keep conn readable exactly while the server has something to read
+ * (never in direct mode).  Lock held. */
 static void conn_update(struct mem *m)
 {
-    bool want = m->in.head != NULL || m->hung_up;
+    bool want = !m->direct && (m->in.head != NULL || m->hung_up);
 
     if (m->conn < 0 || want == m->conn_ready)
         return;
@@ -305,8 +304,26 @@ static int mem_init(mu_ctx_t *ctx)
     q_init(&m->in);
     q_init(&m->out);
     ctx->tran_priv = m;
-    ctx->listen_fd = m->bell;
-    return m->bell;
+    return 0;
+}
+
+static int mem_accept_fd(mu_ctx_t *ctx)
+{
+    return ((struct mem *)ctx->tran_priv)->bell;
+}
+
+/* Only the context thread attaches and detaches, so conn is stable here. */
+static int mem_poll_fd(mu_ctx_t *ctx)
+{
+    return ((struct mem *)ctx->tran_priv)->conn;
+}
+
+/* No fds here: a socket is the socket transport's. */
+static int mem_attach_fd(mu_ctx_t *ctx, int fd)
+{
+    (void)ctx;
+    close(fd);
+    return -EOPNOTSUPP;
 }
 
 static int mem_accept(mu_ctx_t *ctx)
@@ -335,9 +352,8 @@ static int mem_accept(mu_ctx_t *ctx)
     m->state = MEM_ATTACHED;
     m->conn_ready = false;
     conn_update(m);
-    rc = m->conn;
     pthread_mutex_unlock(&m->lock);
-    return rc;
+    return 0;
 }
 
 static int mem_read(mu_ctx_t *ctx)
@@ -368,41 +384,6 @@ static uint64_t mem_partial_since(mu_ctx_t *ctx)
     struct mem *m = ctx->tran_priv;
 
     return msgio_partial(&m->io) ? m->io.started_ns : 0;
-}
-
-static int mem_wait(mu_ctx_t *ctx, uint64_t deadline)
-{
-    struct mem *m = ctx->tran_priv;
-    struct pollfd p;
-    mu_mem_turn_cb_t turn;
-    void *arg;
-    uint64_t now;
-    bool ready;
-
-    pthread_mutex_lock(&m->lock);
-    turn = m->turn;
-    arg = m->turn_arg;
-    pthread_mutex_unlock(&m->lock);
-    if (turn != NULL)
-        turn(ctx, arg);
-    pthread_mutex_lock(&m->lock);
-    ready = m->in.head != NULL || m->hung_up;
-    p.fd = m->conn;
-    pthread_mutex_unlock(&m->lock);
-    if (ready)
-        return 0;
-    /* A scripted client that had nothing to say on its turn never will:
-     * waiting would only pass the time. */
-    if (turn != NULL)
-        return -ETIMEDOUT;
-    now = mu_clock_ns(&ctx->clock);
-    if (now >= deadline)
-        return -ETIMEDOUT;
-    p.events = POLLIN;
-    if (poll(&p, 1, (int)((deadline - now) / 1000000ull) + 1) < 0 &&
-        errno != EINTR)
-        return -errno;
-    return 0;
 }
 
 static int mem_send(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,
@@ -460,18 +441,19 @@ static void mem_fini(mu_ctx_t *ctx)
     pthread_mutex_destroy(&m->lock);
     free(m);
     ctx->tran_priv = NULL;
-    ctx->listen_fd = -1;
 }
 
 const struct mu_tran_ops mu_tran_mem_ops = {
     .name = "memory",
     .default_overlap = MU_OVERLAP_REJECT,   /* DMA_UNMAP is delivered */
     .init = mem_init,
+    .accept_fd = mem_accept_fd,
+    .poll_fd = mem_poll_fd,
     .accept = mem_accept,
+    .attach_fd = mem_attach_fd,
     .read = mem_read,
     .next = mem_next,
     .partial_since = mem_partial_since,
-    .wait = mem_wait,
     .send = mem_send,
     .detach = mem_detach,
     .fini = mem_fini,
@@ -479,7 +461,7 @@ const struct mu_tran_ops mu_tran_mem_ops = {
      * last client to be gone; conn is the same eventfd for every client,
      * unrung at detach and rung only while one is attached. */
     .listen_quiet = true,
-    .fixed_conn_fd = true,
+    .fixed_poll_fd = true,
 };
 
 /* ---------------- the client's side ---------------- */
@@ -588,15 +570,28 @@ bool mu_mem_attached(mu_ctx_t *ctx)
     return r;
 }
 
-void mu_mem_set_turn(mu_ctx_t *ctx, mu_mem_turn_cb_t cb, void *arg)
+bool mu_mem_pending(mu_ctx_t *ctx)
+{
+    struct mem *m = mem_of(ctx);
+    bool r;
+
+    if (m == NULL)
+        return false;
+    pthread_mutex_lock(&m->lock);
+    r = m->state == MEM_ATTACHED && (m->in.head != NULL || m->hung_up);
+    pthread_mutex_unlock(&m->lock);
+    return r;
+}
+
+void mu_mem_set_direct(mu_ctx_t *ctx, bool on)
 {
     struct mem *m = mem_of(ctx);
 
     if (m == NULL)
         return;
     pthread_mutex_lock(&m->lock);
-    m->turn = cb;
-    m->turn_arg = arg;
+    m->direct = on;
+    conn_update(m);
     pthread_mutex_unlock(&m->lock);
 }
 

@@ -66,16 +66,22 @@ void mu_mem_hang_up(mu_ctx_t *ctx);
 bool mu_mem_attached(mu_ctx_t *ctx);
 
 /*
- * The client's turn: called when the context thread waits for the reply
- * to its own DMA_READ/DMA_WRITE (dispatch.c, wait_inline) and has nothing
- * to read.  The hook may mu_mem_recv() the request and mu_mem_send() an
- * answer (or anything else); it must not run the context.  With a hook
- * set, a turn that sends nothing ends the wait at once with -ETIMEDOUT,
- * as its full length would (nothing else can send meanwhile); without
- * one, the wait blocks until another thread sends or the deadline.
+ * The attached client has sent bytes the server has not read, or hung up:
+ * what makes its fd readable, known without a syscall.  A harness that
+ * runs the context itself may then call mu_ctx_process() at once instead
+ * of an epoll_wait() that could only report this (the other fds, timers
+ * included, are seen at the next poll).  False when none is attached.
  */
-typedef void (*mu_mem_turn_cb_t)(mu_ctx_t *ctx, void *arg);
-void mu_mem_set_turn(mu_ctx_t *ctx, mu_mem_turn_cb_t cb, void *arg);
+bool mu_mem_pending(mu_ctx_t *ctx);
+
+/*
+ * Direct mode, for a caller that does the above before every poll: the
+ * client's fd is then never made readable (it was an eventfd write when
+ * the client sent and a read when the server had read it all, two
+ * syscalls per exchange), so a context run by mu_ctx_run() or polled by
+ * anyone else would not see the client's bytes.  Off by default.
+ */
+void mu_mem_set_direct(mu_ctx_t *ctx, bool on);
 
 /* The framing state of the attached client (read-only; harnesses check
  * that nothing whole is left unserved).  NULL when none is attached. */

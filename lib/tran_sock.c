@@ -9,8 +9,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,6 +18,18 @@
 #include <unistd.h>
 
 #include "private.h"
+
+/* The socket transport's state (ctx->tran_priv). */
+struct sock {
+    int listen_fd;
+    int conn_fd;                /* -1 when no client */
+    struct msgio io;            /* the client's framing */
+};
+
+static struct sock *sock_of(mu_ctx_t *ctx)
+{
+    return ctx->tran_priv;
+}
 
 /*
  * Whether somebody listens on the socket file at path.  A connect that
@@ -66,7 +78,7 @@ static int clear_path(mu_ctx_t *ctx)
     return 0;
 }
 
-static int sock_init(mu_ctx_t *ctx)
+static int sock_listen(mu_ctx_t *ctx)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     mode_t old_umask;
@@ -101,8 +113,58 @@ static int sock_init(mu_ctx_t *ctx)
         unlink(ctx->path);
         return rc;
     }
-    ctx->listen_fd = fd;
     return fd;
+}
+
+static int sock_init(mu_ctx_t *ctx)
+{
+    struct sock *s = calloc(1, sizeof(*s));
+    int fd;
+
+    if (s == NULL)
+        return -ENOMEM;
+    fd = sock_listen(ctx);
+    if (fd < 0) {
+        free(s);
+        return fd;
+    }
+    s->listen_fd = fd;
+    s->conn_fd = -1;
+    s->io.fd = -1;
+    ctx->tran_priv = s;
+    return 0;
+}
+
+static int sock_accept_fd(mu_ctx_t *ctx)
+{
+    return sock_of(ctx)->listen_fd;
+}
+
+static int sock_poll_fd(mu_ctx_t *ctx)
+{
+    return sock_of(ctx)->conn_fd;
+}
+
+/* Frame fd as the client's connection; fd is closed on failure. */
+static int sock_attach_fd(mu_ctx_t *ctx, int fd)
+{
+    struct sock *s = sock_of(ctx);
+    int rc;
+
+    if (s->conn_fd >= 0) {
+        close(fd);
+        return -EBUSY;
+    }
+    rc = msgio_init(&s->io, fd, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
+                    (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    /* Partial messages' age runs on the context's clock. */
+    s->io.clock = &ctx->clock;
+    s->conn_fd = fd;
+    return 0;
 }
 
 static bool peer_allowed(mu_ctx_t *ctx, int fd)
@@ -129,10 +191,10 @@ static bool peer_allowed(mu_ctx_t *ctx, int fd)
 
 static int sock_accept(mu_ctx_t *ctx)
 {
-    int fd, rc;
+    int fd;
 
     do {
-        fd = accept4(ctx->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        fd = accept4(sock_of(ctx)->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
@@ -143,63 +205,61 @@ static int sock_accept(mu_ctx_t *ctx)
         close(fd);
         return -EACCES;
     }
-    rc = msgio_init(&ctx->io, fd, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
-                    (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
-    if (rc < 0) {
-        close(fd);
-        return rc;
-    }
-    return fd;
+    return sock_attach_fd(ctx, fd);
 }
 
 static int sock_read(mu_ctx_t *ctx)
 {
-    return msgio_fill(&ctx->io);
+    return msgio_fill(&sock_of(ctx)->io);
 }
 
 static int sock_next(mu_ctx_t *ctx, struct mu_msg *msg)
 {
-    return msgio_next(&ctx->io, msg);
+    return msgio_next(&sock_of(ctx)->io, msg);
 }
 
 static uint64_t sock_partial_since(mu_ctx_t *ctx)
 {
-    return msgio_partial(&ctx->io) ? ctx->io.started_ns : 0;
-}
+    struct sock *s = sock_of(ctx);
 
-static int sock_wait(mu_ctx_t *ctx, uint64_t deadline)
-{
-    struct pollfd p = { .fd = ctx->conn_fd, .events = POLLIN };
-    uint64_t now = mu_clock_ns(&ctx->clock);
-
-    if (now >= deadline)
-        return -ETIMEDOUT;
-    /* Rounded up: a poll that returns 0 has reached the deadline. */
-    if (poll(&p, 1, (int)((deadline - now) / 1000000ull) + 1) < 0 &&
-        errno != EINTR)
-        return -errno;
-    return 0;
+    return msgio_partial(&s->io) ? s->io.started_ns : 0;
 }
 
 static int sock_send(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,
                      const int *fds, unsigned nfds)
 {
-    return msgio_send(&ctx->io, iov, iovcnt, fds, nfds,
+    return msgio_send(&sock_of(ctx)->io, iov, iovcnt, fds, nfds,
                       (int)ctx->limits[MU_LIMIT_SEND_TIMEOUT_MS]);
 }
 
 static void sock_detach(mu_ctx_t *ctx)
 {
-    msgio_fini(&ctx->io);
+    struct sock *s = sock_of(ctx);
+
+    msgio_fini(&s->io);     /* closes conn_fd */
+    s->conn_fd = -1;
+}
+
+const struct msgio *mu_sock_msgio(mu_ctx_t *ctx)
+{
+    struct sock *s = ctx->tran == &mu_tran_sock_ops ? ctx->tran_priv : NULL;
+
+    return s != NULL && s->conn_fd >= 0 ? &s->io : NULL;
 }
 
 static void sock_fini(mu_ctx_t *ctx)
 {
-    if (ctx->listen_fd >= 0) {
+    struct sock *s = sock_of(ctx);
+
+    if (s == NULL)
+        return;
+    if (s->conn_fd >= 0)
+        sock_detach(ctx);
+    if (s->listen_fd >= 0) {
         int rc;
 
-        close(ctx->listen_fd);
-        ctx->listen_fd = -1;
+        close(s->listen_fd);
+        s->listen_fd = -1;
         /* Only remove the file if it is still ours: a socket nobody
          * listens on now that we stopped.  One with a listener was put
          * there by somebody else since. */
@@ -210,6 +270,8 @@ static void sock_fini(mu_ctx_t *ctx)
         else if (rc < 0)
             mu_log(ctx, MU_LOG_WARN, "could not remove %s", ctx->path);
     }
+    free(s);
+    ctx->tran_priv = NULL;
 }
 
 const struct mu_tran_ops mu_tran_sock_ops = {
@@ -218,11 +280,13 @@ const struct mu_tran_ops mu_tran_sock_ops = {
      * the spec answers with EEXIST. */
     .default_overlap = MU_OVERLAP_REJECT,
     .init = sock_init,
+    .accept_fd = sock_accept_fd,
+    .poll_fd = sock_poll_fd,
     .accept = sock_accept,
+    .attach_fd = sock_attach_fd,
     .read = sock_read,
     .next = sock_next,
     .partial_since = sock_partial_since,
-    .wait = sock_wait,
     .send = sock_send,
     .detach = sock_detach,
     .fini = sock_fini,

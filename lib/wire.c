@@ -465,6 +465,71 @@ vfu_check_device_feature(const void *p, size_t len, unsigned nfds,
     return 0;
 }
 
+/* ---- DEVICE_FEATURE: DMA logging ---- */
+
+static bool
+log_pgsize_ok(uint64_t ps)
+{
+    return ps >= 4096 && (ps & (ps - 1)) == 0;
+}
+
+int
+vfu_check_dma_logging_control(const void *p, size_t len,
+                              struct vfu_dma_logging_control *out,
+                              const uint8_t **ranges)
+{
+    struct vfu_dma_logging_control c;
+    struct vfu_dma_logging_range rg;
+
+    if (len < sizeof(c))
+        return -EINVAL;
+    memcpy(&c, p, sizeof(c));
+    if (c.reserved != 0 || !log_pgsize_ok(c.page_size) ||
+        len - sizeof(c) != (uint64_t)c.num_ranges * sizeof(rg))
+        return -EINVAL;
+    for (uint32_t i = 0; i < c.num_ranges; i++) {
+        memcpy(&rg, bytes(p) + sizeof(c) + (size_t)i * sizeof(rg), sizeof(rg));
+        if (rg.length == 0 || rg.length - 1 > UINT64_MAX - rg.iova)
+            return -EINVAL;
+    }
+    *out = c;
+    *ranges = bytes(p) + sizeof(c);
+    return 0;
+}
+
+void
+vfu_dma_logging_range_at(const uint8_t *ranges, uint32_t i, uint64_t *start,
+                         uint64_t *last)
+{
+    struct vfu_dma_logging_range rg;
+
+    memcpy(&rg, ranges + (size_t)i * sizeof(rg), sizeof(rg));
+    *start = rg.iova;
+    *last = rg.iova + (rg.length - 1);
+}
+
+int
+vfu_check_dma_logging_report(const void *p, size_t len,
+                             struct vfu_dma_logging_report *out,
+                             uint64_t *nr_pages, uint64_t *bitmap_bytes)
+{
+    struct vfu_dma_logging_report rq;
+    uint64_t ps, nr;
+
+    if (len != sizeof(rq))
+        return -EINVAL;
+    memcpy(&rq, p, sizeof(rq));
+    ps = rq.page_size;
+    if (!log_pgsize_ok(ps) || rq.length == 0 ||
+        rq.length - 1 > UINT64_MAX - rq.iova || (rq.iova & (ps - 1)) != 0)
+        return -EINVAL;
+    nr = (rq.length - 1) / ps + 1;
+    *out = rq;
+    *nr_pages = nr;
+    *bitmap_bytes = (nr / 64 + (nr % 64 != 0)) * sizeof(uint64_t);
+    return 0;
+}
+
 /* ---- no payload (DEVICE_RESET and the like) ---- */
 
 int

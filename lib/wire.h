@@ -379,6 +379,29 @@ int vfu_check_device_feature(const void *p, size_t len, unsigned nfds,
 int vfu_check_no_payload(const void *p, size_t len, unsigned nfds);
 
 /*
+ * The data of DEVICE_FEATURE DMA_LOGGING_START (and STOP, which may repeat
+ * it): a control and exactly num_ranges ranges.  Checked: reserved 0, page
+ * size a power of two of at least 4 KiB, every range non-empty and not
+ * wrapping.  *ranges points at the first range in p; read them with
+ * vfu_dma_logging_range_at().
+ */
+int vfu_check_dma_logging_control(const void *p, size_t len,
+                                  struct vfu_dma_logging_control *out,
+                                  const uint8_t **ranges);
+/* Range i (< num_ranges) of a checked control, as [*start, *last]. */
+void vfu_dma_logging_range_at(const uint8_t *ranges, uint32_t i,
+                              uint64_t *start, uint64_t *last);
+/*
+ * The data of DEVICE_FEATURE DMA_LOGGING_REPORT: exactly the request, its
+ * page size as above, its range non-empty, not wrapping and starting on a
+ * page.  *nr_pages is the pages it covers, *bitmap_bytes the bytes of the
+ * bitmap answering it (whole u64 words).
+ */
+int vfu_check_dma_logging_report(const void *p, size_t len,
+                                 struct vfu_dma_logging_report *out,
+                                 uint64_t *nr_pages, uint64_t *bitmap_bytes);
+
+/*
  * Checks done by the client on server -> client commands and on replies.
  */
 int vfu_check_dma_access_req(const void *p, size_t len, unsigned nfds,

@@ -28,6 +28,11 @@ int dma_on_map(mu_ctx_t *ctx, mu_dma_region_t *r)
 
     ctrl_log(c, "DMA map %#llx+%#llx%s", (unsigned long long)i->iova,
              (unsigned long long)i->size, i->has_fd ? "" : " (no fd)");
+    if (!i->has_fd) {
+        ctrl_lock(c);
+        c->fdless_maps++;
+        ctrl_unlock(c);
+    }
     return 0;
 }
 
@@ -91,6 +96,8 @@ void dma_on_unmap(mu_ctx_t *ctx, mu_dma_region_t *r,
     unsigned lost = 0, stale = 0;
 
     ctrl_lock(c);
+    if (!i->has_fd && c->fdless_maps > 0)
+        c->fdless_maps--;
     if (transient) {
         stale = release_queues(c, r);
     } else {

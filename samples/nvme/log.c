@@ -208,6 +208,8 @@ void aen_deliver(struct nvme_ctrl *c)
 
     if (c->in_admin_cmd)
         return;
+    if (ctrl_defer(c))
+        return;         /* posting is DMA: the poller's (poller.c) */
     while (i < c->nr_aen && c->nr_aer > 0 && ctrl_running(c) && cq->valid &&
            !cq_full(cq)) {
         uint32_t dw0 = c->aen[i], tail0 = cq->tail;

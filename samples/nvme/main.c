@@ -14,6 +14,9 @@
  *    from CC.EN on, as in polled mode (mu_region_ioeventfds_taken());
  *  - polled: the doorbell page is shared memory and a poller thread
  *    watches it (poller.c).
+ * Trapped doorbells run their commands on the context thread while all
+ * guest memory has an fd, and on the poller thread while some has none
+ * (the context thread never waits for the client: poller.c, ctrl_defer).
  *
  * This file: options, namespaces, PCI/region/interrupt setup, run loop
  * (the context thread in mu_ctx_run(), a helper for signals and timer).
@@ -477,7 +480,8 @@ int main(int argc, char **argv)
     }
     rc = ctrl_setup(c);
     c->db_poll = c->opts.db_mode == NVME_DB_POLLED;
-    if (rc == 0 && (c->opts.db_mode == NVME_DB_POLLED || c->opts.ioeventfd))
+    /* Always: in trapped mode it runs what needs fd-less memory. */
+    if (rc == 0)
         rc = poller_start(c);
     if (rc < 0) {
         fprintf(stderr, "nvme: cannot serve on %s: %s\n", c->opts.sock,

@@ -214,6 +214,18 @@ static bool next_dirty(struct nvme_ctrl *c)
     return false;
 }
 
+/* Take the next dirty granule under the lock and size its record; false
+ * when none is left from the cursor on. */
+static bool take_dirty(struct nvme_ctrl *c)
+{
+    ctrl_lock(c);
+    E.busy = next_dirty(c);
+    ctrl_unlock(c);
+    if (E.busy)
+        E.total = sizeof(E.rec) + E.rec.len;
+    return E.busy;
+}
+
 /* Pick the next item; false when there is nothing more for now (PRE_COPY:
  * a pass ended) or at all (STOP_COPY: the stream ended). */
 static bool next_item(struct nvme_ctrl *c)
@@ -235,13 +247,8 @@ static bool next_item(struct nvme_ctrl *c)
                 E.phase = E_STATE;
                 continue;
             }
-            ctrl_lock(c);
-            E.busy = next_dirty(c);
-            ctrl_unlock(c);
-            if (E.busy) {
-                E.total = sizeof(E.rec) + E.rec.len;
+            if (take_dirty(c))
                 return true;
-            }
             /* The pass is over: this read ends here (the library calls
              * save() until it returns 0), the next begins another. */
             E.pass_over = true;
@@ -260,13 +267,8 @@ static bool next_item(struct nvme_ctrl *c)
             E.busy = true;
             return true;
         case E_FINAL:
-            ctrl_lock(c);
-            E.busy = next_dirty(c);
-            ctrl_unlock(c);
-            if (E.busy) {
-                E.total = sizeof(E.rec) + E.rec.len;
+            if (take_dirty(c))
                 return true;
-            }
             E.phase = E_END;
             continue;
         case E_END:

@@ -21,8 +21,11 @@
  *   mig_load.c  live migration: the destination's checks and restore
  *
  * Threads.  The context thread runs muser (register accesses, DMA map and
- * unmap, resets, and in trapped-doorbell mode all command processing).  In
- * polled-doorbell mode a poller thread owns command processing.  A watcher
+ * unmap, resets, and in trapped-doorbell mode the command processing, as
+ * long as all guest memory has an fd).  In polled-doorbell mode a poller
+ * thread owns command processing, and in trapped mode it takes it over
+ * while the guest has memory without an fd: the context thread cannot
+ * wait for the client's DMA replies (ctrl_defer).  A watcher
  * thread (main.c) handles signals and, in trapped mode, the coalescing
  * timer (intr_tick() under the lock).  One mutex,
  * ctrl->lock, guards everything below that both touch; the poller holds it
@@ -272,7 +275,8 @@ struct nvme_ctrl {
     char serial[21];
     char subnqn[224];
 
-    /* poller (polled mode, and ioeventfd mode for its fallback) */
+    /* poller (polled mode, ioeventfd mode for its fallback, and trapped
+     * mode for commands that need fd-less memory: ctrl_defer) */
     pthread_t poller;
     bool poller_started;
     /* The poller serves the doorbell page: always in polled mode; in
@@ -297,6 +301,12 @@ struct nvme_ctrl {
      * no wakeups while there is nothing to do. */
     pthread_cond_t poller_wake;
     bool poller_idle;       /* under the lock: it is waiting there */
+    /* Trapped doorbells with guest memory that has no fd: the context
+     * thread cannot copy it (it would wait for the client's reply, which
+     * only it receives: muser refuses with -EDEADLK), so the poller thread
+     * runs the commands instead (ctrl_defer).  Under the lock. */
+    unsigned fdless_maps;   /* the client's DMA regions without an fd */
+    bool work_pending;      /* the context thread left commands to it */
 
     /* migration (mig.c) */
     bool mig_stopped;       /* a stopped migration state: run nothing */
@@ -316,6 +326,13 @@ void ctrl_unlock(struct nvme_ctrl *c);
  */
 int ctrl_dma(struct nvme_ctrl *c, uint64_t iova, void *buf, size_t len,
              bool to_guest);
+/*
+ * Command processing (sq_process, aen_deliver) asked for on the context
+ * thread while the guest has memory without an fd: leave it to the
+ * poller thread, which is woken when the lock is let go (ctrl_unlock).
+ * True when the caller must not run it itself.  Lock held.
+ */
+bool ctrl_defer(struct nvme_ctrl *c);
 int poller_start(struct nvme_ctrl *c);
 void poller_stop(struct nvme_ctrl *c);
 

@@ -25,6 +25,12 @@
  * Because every guest-memory reference the poller takes for a command is
  * put before its pass ends, while the context thread holds the lock the
  * poller holds no data references: what the DMA unmap callback needs.
+ *
+ * In trapped mode the same thread runs the commands whenever the guest
+ * has memory without an fd: the context thread never waits for a reply
+ * of its own (muser.h), so a doorbell it takes then only records the
+ * tail and leaves the work here (ctrl_defer); with fd memory only it
+ * runs the commands itself, as before, at no cost of a thread switch.
  */
 #include <errno.h>
 #include <sched.h>
@@ -59,10 +65,11 @@ void ctrl_lock(struct nvme_ctrl *c)
     pthread_mutex_lock(&c->lock);
 }
 
-/* The poller has doorbells to watch (lock held). */
+/* The poller has doorbells to watch, or commands the context thread left
+ * (lock held). */
 static bool poller_has_work(const struct nvme_ctrl *c)
 {
-    return ctrl_running(c) && c->db_poll;
+    return ctrl_running(c) && (c->db_poll || c->work_pending);
 }
 
 void ctrl_unlock(struct nvme_ctrl *c)
@@ -76,6 +83,14 @@ void ctrl_unlock(struct nvme_ctrl *c)
 
 /* This thread is the poller (ctrl_dma leaves the lock only there). */
 static __thread bool on_poller;
+
+bool ctrl_defer(struct nvme_ctrl *c)
+{
+    if (on_poller || c->fdless_maps == 0 || !c->poller_started)
+        return false;
+    c->work_pending = true;
+    return true;
+}
 
 int ctrl_dma(struct nvme_ctrl *c, uint64_t iova, void *buf, size_t len,
              bool to_guest)
@@ -139,6 +154,14 @@ static unsigned poll_sqs(struct nvme_ctrl *c)
 
         if (!sq->valid)
             continue;
+        if (!c->db_poll) {
+            /* Trapped: the tail came in a message (db_write). */
+            if (sq->head != sq->tail && !sq->stalled)
+                done += sq_process(c, sq, SQ_BUDGET);
+            if (c->pass_cancelled || c->pass_mig_stopped)
+                break;
+            continue;
+        }
         t = db_load(c, 2 * q);
         if (t != sq->tail && t != sq->bad_tail) {
             if (t >= sq->size) {
@@ -161,13 +184,27 @@ static unsigned poll_sqs(struct nvme_ctrl *c)
 static int poll_pass(struct nvme_ctrl *c)
 {
     unsigned done;
+    bool pending;
 
     if (!poller_has_work(c))
         return -1;
     c->pass_cancelled = false;
     c->pass_mig_stopped = false;
-    poll_cqs(c);
+    /* What the context thread left (ctrl_defer): in trapped mode the
+     * SQs it rang, and in any mode the events it raised. */
+    pending = c->work_pending;
+    c->work_pending = false;
+    if (c->db_poll)
+        poll_cqs(c);
     done = poll_sqs(c);
+    if (pending)
+        aen_deliver(c);
+    for (unsigned q = 0; !c->db_poll && q < c->q_top; q++) {
+        /* Trapped: again while work is left (the budget, a stall). */
+        if (c->sq[q].valid && c->sq[q].head != c->sq[q].tail &&
+            !c->sq[q].stalled)
+            c->work_pending = true;
+    }
     intr_tick(c);
     return (int)done;
 }

@@ -43,7 +43,9 @@ static int qmem_resolve(struct nvme_ctrl *c, struct nvme_qmem *m)
         uint8_t probe;
 
         n = ctrl_dma(c, m->iova, &probe, 1, false);
-        if (n < 0)
+        /* On the context thread (a migration's remap) muser cannot ask
+         * the client: -EFAULT already said the memory is there. */
+        if (n < 0 && n != -EDEADLK)
             return n;
         m->stale = false;
         return 0;
@@ -362,8 +364,13 @@ unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
     unsigned done = 0;
     /* Busy time (SMART, in minutes) by the batch, not by the command:
      * two clock reads per 4 KiB read showed in profiles. */
-    uint64_t t0 = sq->qid != 0 ? now_ns() : 0;
+    uint64_t t0;
 
+    if (ctrl_defer(c)) {
+        sq->stalled = false;    /* the poller runs it (poller.c) */
+        return 0;
+    }
+    t0 = sq->qid != 0 ? now_ns() : 0;
     sq->stalled = false;
     while (sq->valid && sq->head != sq->tail && done < budget &&
            ctrl_running(c)) {
@@ -423,6 +430,8 @@ unsigned sq_process_all(struct nvme_ctrl *c)
 {
     unsigned done = 0;
 
+    if (ctrl_defer(c))
+        return 0;
     for (unsigned q = 0; q < c->q_top; q++) {
         if (c->sq[q].valid && c->sq[q].head != c->sq[q].tail)
             done += sq_process(c, &c->sq[q], UINT_MAX);

@@ -75,7 +75,11 @@ enum fs_reply_mode {
  *              bytes: one message whose header (id, size) the harness
  *              writes; flagsel 0 command, 1 no_reply, 2 reply, else raw.
  *  FS_OP_POLL  run the context until it has nothing to do; p & 1: also
- *              drain replies in between.
+ *              drain replies in between; p & 2: only through the
+ *              context's own loop (epoll_wait), the client's fd
+ *              signalled, as a context run by mu_ctx_run() sees it (the
+ *              memory link otherwise serves what it knows is pending
+ *              directly, see fuzz_server.c pump()).
  *  FS_OP_DRAIN read the server's replies; p & 1: signal received eventfds
  *              (ioeventfds the device watches); p & 2: signal the
  *              eventfds we sent (mask/unmask fds the server watches).
@@ -235,8 +239,18 @@ size_t fz_bytes(struct fz_in *in, const uint8_t **p, size_t len);
 
 /* Open fds of the process, from /proc/self/fd. */
 int fz_count_fds(void);
-/* An fd as described by a spec byte, or -1. */
+/* An fd as described by a spec byte, or -1.  Close it with fz_close_fd. */
 int fz_make_fd(uint8_t spec);
+/*
+ * With the pool (fz_pool_init(), before the first count of fds: its
+ * memfds stay open), plain memfds are reused across inputs: the harness
+ * calls fz_pool_recycle() once the library has let go of all of them (a
+ * client's hang-up), and fz_close_fd() closes an fd of fz_make_fd unless
+ * it is the pool's.  Without it, fz_close_fd is close().
+ */
+void fz_pool_init(void);
+void fz_pool_recycle(void);
+void fz_close_fd(int fd);
 bool fz_is_eventfd(int fd);
 /*
  * Send buf on a non-blocking stream socket with fds on the first byte.

@@ -78,6 +78,13 @@ long fs_link_recv(uint8_t *buf, size_t cap, int *fds, unsigned max,
                   unsigned *nfds);
 /* Hang up the client end. */
 void fs_link_close(void);
+/* The server has the client's bytes (or its hang-up) to read, as far as
+ * the link knows without a syscall; false when it cannot tell. */
+bool fs_link_pending(void);
+/* Direct serving (the default on the memory link): the client's fd is not
+ * signalled, pump() serves fs_link_pending() itself.  Off: the context's
+ * epoll loop sees the client's fd as a socket's.  No-op on the socket. */
+void fs_link_direct(bool on);
 /* The attached client's framing (what the context read, not served). */
 const struct msgio *fs_link_msgio(void);
 

@@ -11,13 +11,6 @@
 
 const bool fs_link_threads = false;
 
-static void turn(mu_ctx_t *ctx, void *arg)
-{
-    (void)ctx;
-    (void)arg;
-    fs_client_turn();
-}
-
 void fs_link_setup(mu_ctx_t *ctx)
 {
     check(mu_ctx_use_mem(ctx) == 0);
@@ -26,7 +19,9 @@ void fs_link_setup(mu_ctx_t *ctx)
 void fs_link_connect(bool via_listen)
 {
     (void)via_listen;   /* one way in: the context's accept path */
-    mu_mem_set_turn(g_ctx, turn, NULL);
+    /* pump() serves what the client sent (fs_link_pending) before it
+     * polls: the client's fd need not be signalled. */
+    fs_link_direct(true);
     check(mu_mem_connect(g_ctx) == 0);
     /* The bell is rung: one poll accepts. */
     check(mu_ctx_poll(g_ctx) == 0);
@@ -52,6 +47,16 @@ long fs_link_recv(uint8_t *buf, size_t cap, int *fds, unsigned max,
 void fs_link_close(void)
 {
     mu_mem_hang_up(g_ctx);
+}
+
+void fs_link_direct(bool on)
+{
+    mu_mem_set_direct(g_ctx, on);
+}
+
+bool fs_link_pending(void)
+{
+    return mu_mem_pending(g_ctx);
 }
 
 const struct msgio *fs_link_msgio(void)

@@ -54,9 +54,9 @@ static int connect_socket(void)
         close(fd);
         return -1;
     }
-    for (int i = 0; i < 100 && g_ctx->conn_fd < 0; i++)
+    for (int i = 0; i < 100 && !mu_conn_attached(g_ctx); i++)
         pump1();
-    if (g_ctx->conn_fd < 0) {
+    if (!mu_conn_attached(g_ctx)) {
         close(fd);
         return -1;
     }
@@ -127,7 +127,17 @@ void fs_link_close(void)
     sv0 = -1;
 }
 
+void fs_link_direct(bool on)
+{
+    (void)on;           /* the socket is always the context's to poll */
+}
+
+bool fs_link_pending(void)
+{
+    return false;       /* the socket's readiness is epoll's to say */
+}
+
 const struct msgio *fs_link_msgio(void)
 {
-    return &g_ctx->io;
+    return mu_sock_msgio(g_ctx);
 }

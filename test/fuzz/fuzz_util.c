@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -134,6 +135,73 @@ static int memfd(size_t size, bool sealable)
     return fd;
 }
 
+/*
+ * The memfd pool (fz_pool_init): plain memfds made once and handed out
+ * again in later inputs, emptied and resized, instead of a memfd_create(),
+ * an ftruncate() and a close() each (and an inode made and freed).  A
+ * pooled memfd is the same to the receiver as a fresh one: no seals can
+ * be added (no MFD_ALLOW_SEALING), its size is the one asked for and its
+ * content zero (truncated to 0 first, or its pages punched out when the
+ * size is the same).  A slot is handed out once per
+ * input: the library may still hold and map its file when the harness
+ * lets go of its fd, until the input's hang-up.
+ */
+#define POOL_SIZE 16
+static struct {
+    int fd;
+    off_t size;
+    bool busy;          /* handed out in this input */
+} pool[POOL_SIZE];
+static unsigned pool_n;
+
+void fz_pool_init(void)
+{
+    while (pool_n < POOL_SIZE) {
+        int fd = memfd_create("fuzz", MFD_CLOEXEC);
+
+        if (fd < 0)
+            break;
+        pool[pool_n++] = (typeof(pool[0])){ fd, 0, false };
+    }
+}
+
+void fz_pool_recycle(void)
+{
+    for (unsigned i = 0; i < pool_n; i++)
+        pool[i].busy = false;
+}
+
+static int pool_memfd(size_t size)
+{
+    for (unsigned i = 0; i < pool_n; i++) {
+        if (pool[i].busy)
+            continue;
+        if (pool[i].size == (off_t)size && size != 0) {
+            /* The same size again (mutated inputs keep their specs):
+             * one syscall empties it. */
+            if (fallocate(pool[i].fd, FALLOC_FL_PUNCH_HOLE |
+                          FALLOC_FL_KEEP_SIZE, 0, (off_t)size) < 0)
+                return -1;
+        } else if ((pool[i].size != 0 && ftruncate(pool[i].fd, 0) < 0) ||
+                   (size != 0 && ftruncate(pool[i].fd, (off_t)size) < 0)) {
+            return -1;
+        }
+        pool[i].size = (off_t)size;
+        pool[i].busy = true;
+        return pool[i].fd;
+    }
+    return memfd(size, false);
+}
+
+void fz_close_fd(int fd)
+{
+    for (unsigned i = 0; i < pool_n; i++) {
+        if (pool[i].fd == fd)
+            return;     /* stays open, busy until fz_pool_recycle() */
+    }
+    close(fd);
+}
+
 int fz_make_fd(uint8_t spec)
 {
     unsigned n = spec >> 3;
@@ -142,7 +210,7 @@ int fz_make_fd(uint8_t spec)
 
     switch (spec & 7) {
     case FZ_FD_MEMFD:
-        return memfd((size_t)n * 4096, false);
+        return pool_memfd((size_t)n * 4096);
     case FZ_FD_MEMFD_SEALED:
         fd = memfd((size_t)n * 4096, true);
         if (fd >= 0)
@@ -173,7 +241,7 @@ int fz_make_fd(uint8_t spec)
     case FZ_FD_DEVNULL:
         return open("/dev/null", O_RDWR | O_CLOEXEC);
     default:
-        return memfd((size_t)n * 4096 + 100, false);
+        return pool_memfd((size_t)n * 4096 + 100);
     }
 }
 

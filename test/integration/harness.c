@@ -271,9 +271,9 @@ bool inproc_client_attached(struct inproc *s)
 {
     bool on;
 
-    /* conn_fd is written under send_lock (attach and detach). */
+    /* attached is written under send_lock (attach and detach). */
     pthread_mutex_lock(&s->ctx->send_lock);
-    on = s->ctx->conn_fd >= 0;
+    on = mu_conn_attached(s->ctx);
     pthread_mutex_unlock(&s->ctx->send_lock);
     return on;
 }

@@ -157,18 +157,33 @@ static enum mu_overlap_policy overlap_cb(mu_ctx_t *ctx,
 
 /*
  * BAR0 is the device's doorbell for DMA from the context thread: writing
- * 1 (DMA write) or 2 (DMA read) at offset 0 runs bar_job inside the region
- * callback, where an fd-less transfer must be served by the client while
- * it waits for its own REGION_WRITE reply.  The DMA errno is the reply's.
- * Writing 3 sets the idle limit to bar_job.len ms: that limit may change
- * while serving, but only from the context thread.
+ * 1 (DMA write) or 2 (DMA read) at offset 0 starts bar_job from inside the
+ * region callback, on the context thread: an asynchronous request, whose
+ * fd-less pieces the client serves while it waits for its next reply.  A
+ * request refused at once is the REGION_WRITE's errno; the outcome of one
+ * taken is read at offset 4: 1 while it runs, else 0 and the request's
+ * status at offset 8.  Writing 3 sets the idle limit to bar_job.len ms:
+ * that limit may change while serving, but only from the context thread.
+ * Writing 4 does bar_job with the blocking mu_dma_read(): its errno is the
+ * REGION_WRITE's.
  */
-enum { BAR_DMA_WRITE = 1, BAR_DMA_READ = 2, BAR_SET_IDLE = 3 };
+enum { BAR_DMA_WRITE = 1, BAR_DMA_READ = 2, BAR_SET_IDLE = 3,
+       BAR_DMA_READ_BLOCKING = 4 };
 static struct {
     uint64_t iova;
     uint8_t *buf;
     size_t len;
+    int32_t busy, status;       /* context thread */
 } bar_job;
+
+static void bar_job_done(mu_ctx_t *ctx, void *arg, int status)
+{
+    (void)ctx;
+    assert_ptr_equal(arg, &bar_job);
+    assert_int_equal(bar_job.busy, 1);
+    bar_job.busy = 0;
+    bar_job.status = status;
+}
 
 static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
                            uint64_t offset, bool is_write)
@@ -178,19 +193,29 @@ static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
 
     if (!is_write) {
         memset(buf, 0, count);
+        if (offset == 4 && count == 8)
+            memcpy(buf, &bar_job.busy, 8);
         return (ssize_t)count;
     }
     if (offset != 0 || count != sizeof(cmd))
         return -EINVAL;
     memcpy(&cmd, buf, sizeof(cmd));
-    if (cmd == BAR_DMA_WRITE)
-        rc = mu_dma_write(ctx, bar_job.iova, bar_job.buf, bar_job.len);
+    if ((cmd == BAR_DMA_WRITE || cmd == BAR_DMA_READ) && bar_job.busy)
+        rc = -EBUSY;
+    else if (cmd == BAR_DMA_WRITE)
+        rc = mu_dma_write_async(ctx, bar_job.iova, bar_job.buf, bar_job.len,
+                                bar_job_done, &bar_job);
     else if (cmd == BAR_DMA_READ)
+        rc = mu_dma_read_async(ctx, bar_job.iova, bar_job.buf, bar_job.len,
+                               bar_job_done, &bar_job);
+    else if (cmd == BAR_DMA_READ_BLOCKING)
         rc = mu_dma_read(ctx, bar_job.iova, bar_job.buf, bar_job.len);
     else if (cmd == BAR_SET_IDLE)
         rc = mu_ctx_set_limit(ctx, MU_LIMIT_DMA_IDLE_MS, bar_job.len);
     else
         rc = -EINVAL;
+    if (rc == 0 && (cmd == BAR_DMA_WRITE || cmd == BAR_DMA_READ))
+        bar_job.busy = 1;
     return rc < 0 ? rc : (ssize_t)count;
 }
 
@@ -648,10 +673,33 @@ static void test_fdless_device_thread(void **state)
 }
 
 /*
- * DMA from a device callback: the context thread itself waits for the
- * client's DMA_READ/DMA_WRITE reply while the client waits for the
- * REGION_WRITE reply.  Also a copy that starts in fd memory and ends in
- * fd-less memory.
+ * Run a BAR0 DMA command to its end: the request's status, or the
+ * REGION_WRITE's errno when it was refused.  The client serves the
+ * request's DMA_READ/DMA_WRITE while it waits for its replies.
+ */
+static int bar_dma(uint32_t cmd)
+{
+    int32_t st[2];
+    int rc = muc_region_write(dev.c, MU_PCI_BAR0, 0, &cmd, 4);
+
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(muc_region_read(dev.c, MU_PCI_BAR0, 4, st, 8), 0);
+        if (st[0] == 0)
+            return st[1];
+        assert_true(muc_serve(dev.c, 10) >= 0);
+    }
+    fail_msg("the BAR0 DMA request never ended");
+    return -ETIMEDOUT;
+}
+
+/*
+ * DMA from a device callback: the context thread asks the client for
+ * fd-less memory with a request and goes on serving; the client serves
+ * the DMA_READ/DMA_WRITE while it waits for its next reply.  The blocking
+ * copy would wait for itself there: it refuses (-EDEADLK).  Also a copy
+ * that starts in fd memory and ends in fd-less memory.
  */
 static void test_fdless_ctx_thread(void **state)
 {
@@ -661,6 +709,7 @@ static void test_fdless_ctx_thread(void **state)
     uint32_t cmd;
 
     (void)state;
+    bar_job.busy = 0;
     fill(guest, sizeof(guest), 61);
     assert_int_equal(muc_dma_map(dev.c, a, 0x4000, ma.fd, 0, RW), 0);
     assert_int_equal(muc_dma_map_mem(dev.c, b, sizeof(guest), guest, RW), 0);
@@ -670,7 +719,7 @@ static void test_fdless_ctx_thread(void **state)
     bar_job.buf = want;
     bar_job.len = 0x2000;
     cmd = BAR_DMA_WRITE;
-    assert_int_equal(muc_region_write(dev.c, MU_PCI_BAR0, 0, &cmd, 4), 0);
+    assert_int_equal(bar_dma(cmd), 0);
     assert_memory_equal(guest + 0x100, want, 0x2000);
 
     memset(buf, 0, sizeof(buf));
@@ -678,7 +727,7 @@ static void test_fdless_ctx_thread(void **state)
     bar_job.buf = buf;
     bar_job.len = 0x1000;
     cmd = BAR_DMA_READ;
-    assert_int_equal(muc_region_write(dev.c, MU_PCI_BAR0, 0, &cmd, 4), 0);
+    assert_int_equal(bar_dma(cmd), 0);
     assert_memory_equal(buf, guest + 0x3000, 0x1000);
 
     /* fd memory, then fd-less memory, in one copy each way. */
@@ -687,19 +736,28 @@ static void test_fdless_ctx_thread(void **state)
     bar_job.buf = want;
     bar_job.len = 0x1000;
     cmd = BAR_DMA_WRITE;
-    assert_int_equal(muc_region_write(dev.c, MU_PCI_BAR0, 0, &cmd, 4), 0);
+    assert_int_equal(bar_dma(cmd), 0);
     assert_memory_equal(ma.p + 0x3800, want, 0x800);
     assert_memory_equal(guest, want + 0x800, 0x800);
     bar_job.buf = buf;
     cmd = BAR_DMA_READ;
-    assert_int_equal(muc_region_write(dev.c, MU_PCI_BAR0, 0, &cmd, 4), 0);
+    assert_int_equal(bar_dma(cmd), 0);
     assert_memory_equal(buf, want, 0x1000);
 
     /* An error from the DMA reaches the client as the reply's errno. */
     bar_job.iova = b + 0x4000;
     cmd = BAR_DMA_READ;
+    assert_int_equal(bar_dma(cmd), -ENOENT);
+
+    /* Blocking, on the context thread: fd memory is copied, memory that
+     * needs the client refused at once (it would wait for itself). */
+    bar_job.iova = a;
+    cmd = BAR_DMA_READ_BLOCKING;
+    assert_int_equal(muc_region_write(dev.c, MU_PCI_BAR0, 0, &cmd, 4), 0);
+    assert_memory_equal(buf, ma.p, 0x1000);
+    bar_job.iova = b;
     assert_int_equal(muc_region_write(dev.c, MU_PCI_BAR0, 0, &cmd, 4),
-                     -ENOENT);
+                     -EDEADLK);
     assert_serves();
 
     assert_int_equal(muc_dma_unmap_all(dev.c), 0);

@@ -55,9 +55,13 @@
  *   DMA_MAP past MU_LIMIT_DMA_REGIONS     ENOSPC reply, served on
  *   DMA reads past MU_LIMIT_DMA_PENDING   -EBUSY to the device at once
  *   hangup during a device's DMA read     -ENOTCONN to the device at once
- *   garbage during an inline DMA wait     the wait still ends on time
- *   piling up commands during that wait   error reply, dropped (by count or
- *                                         by bytes)
+ *   garbage while a context-thread DMA    the request still ends on time
+ *   request waits for its reply           (-ETIMEDOUT to its callback)
+ *   piling up commands meanwhile          served in order, nothing held
+ *                                         (by count or by bytes)
+ *   requests answered out of order        each gets its own data
+ *   requests past MU_LIMIT_DMA_PENDING    -EBUSY at once
+ *   hangup with requests in flight        -ENOTCONN to each callback, once
  *
  * Under ASan/UBSan a hostile input that reaches undefined behaviour must
  * fail the test, not just print: see __ubsan_default_options below.
@@ -96,8 +100,14 @@
 #define NMSIX 8u
 #define BAR2_SIZE 0x10000u
 #define REG_SCRATCH 0x40u
-#define DOORBELL 0x100u         /* write an iova: the device reads 8 bytes */
-#define DOORBELL_DATA 0x108u    /* ...and puts them here */
+/* Doorbell i at DOORBELL + i * DB_STRIDE: write an iova and the device
+ * reads 8 bytes there with a request (mu_dma_read_async) from the context
+ * thread; the data lands at DOORBELL_DATA (+ i * DB_STRIDE), the status at
+ * DOORBELL_RC (int32: 1 while in flight). */
+#define DOORBELL 0x100u
+#define DOORBELL_DATA 0x108u
+#define DOORBELL_RC 0x110u
+#define DB_STRIDE 0x20u
 
 #define XFER (64u * 1024)
 /* Room above XFER so that a count just past XFER still fits a message:
@@ -106,6 +116,7 @@
 #define MSG_FDS 4u
 #define DMA_REGIONS 8u
 #define DMA_PENDING 4u
+#define DB_SLOTS (DMA_PENDING + 1)
 
 #define IOVA_OK 0x100000ull     /* used by assert_serves() */
 #define IOVA_MEM 0x200000ull    /* fd-less memory for DMA_READ tests */
@@ -135,7 +146,25 @@ static uint8_t regs[REGS_SIZE];
 /* Written by the context thread, read by the test. */
 static unsigned bar0_calls, maps, unmaps;
 static unsigned unmap_why[MU_UNMAP_DESTROY + 1];
-static int doorbell_rc;
+static int db_rc[DB_SLOTS];     /* as at DOORBELL_RC; callbacks run: */
+static unsigned db_done;
+/* The requests' buffers: the library's until their callback. */
+static uint8_t db_buf[DB_SLOTS][8];
+
+static void db_finish(mu_ctx_t *ctx, void *arg, int status)
+{
+    unsigned i = (unsigned)(uintptr_t)arg;
+    int32_t st = status;
+
+    (void)ctx;
+    assert_true(i < DB_SLOTS);
+    assert_int_equal(__atomic_load_n(&db_rc[i], __ATOMIC_SEQ_CST), 1);
+    if (status == 0)
+        memcpy(regs + DOORBELL_DATA + i * DB_STRIDE, db_buf[i], 8);
+    memcpy(regs + DOORBELL_RC + i * DB_STRIDE, &st, sizeof(st));
+    __atomic_store_n(&db_rc[i], status, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&db_done, 1, __ATOMIC_SEQ_CST);
+}
 
 static unsigned ld(const unsigned *p)
 {
@@ -152,22 +181,29 @@ static ssize_t bar0_access(mu_ctx_t *ctx, void *buf, size_t count,
         memcpy(buf, regs + offset, count);
         return (ssize_t)count;
     }
-    memcpy(regs + offset, buf, count);
-    if (offset == DOORBELL && count == 8) {
+    if (offset >= DOORBELL && offset < DOORBELL + DB_SLOTS * DB_STRIDE &&
+        (offset - DOORBELL) % DB_STRIDE == 0 && count == 8) {
         /*
-         * DMA from the context thread, as a device doing the work inside
-         * the register write would: the library must read the client's
-         * reply itself while it waits, and park anything else it sends.
+         * DMA from the context thread, as a device starting the work
+         * inside the register write would: a request, which the client's
+         * reply completes from the event loop.
          */
+        unsigned i = (offset - DOORBELL) / DB_STRIDE;
+        int32_t st = 1;
         uint64_t iova;
         int rc;
 
+        if (__atomic_load_n(&db_rc[i], __ATOMIC_SEQ_CST) == 1)
+            return -EBUSY;
         memcpy(&iova, buf, sizeof(iova));
-        rc = mu_dma_read(ctx, iova, regs + DOORBELL_DATA, 8);
-        __atomic_store_n(&doorbell_rc, rc, __ATOMIC_SEQ_CST);
+        rc = mu_dma_read_async(ctx, iova, db_buf[i], 8, db_finish,
+                               (void *)(uintptr_t)i);
         if (rc < 0)
             return rc;
+        __atomic_store_n(&db_rc[i], 1, __ATOMIC_SEQ_CST);
+        memcpy(regs + DOORBELL_RC + i * DB_STRIDE, &st, sizeof(st));
     }
+    memcpy(regs + offset, buf, count);
     return (ssize_t)count;
 }
 
@@ -205,7 +241,8 @@ static void log_cb(mu_ctx_t *ctx, enum mu_log_level level, const char *msg)
      * outpaces the server, as it would against such a sink: the flood
      * tests must hold then too.
      */
-    if (strstr(msg, "unexpected reply") != NULL)
+    if (strstr(msg, "unexpected reply") != NULL ||
+        strstr(msg, "late reply") != NULL)
         usleep(50);
     log_capture_line(msg);
 }
@@ -1957,7 +1994,7 @@ static void test_disconnect_during_dma_read(void **state)
     assert_serves();
 }
 
-/* ---------------- the context thread waiting for a reply ---------------- */
+/* ---------------- the context thread's DMA requests ---------------- */
 
 struct bogus {
     int fd;
@@ -2008,95 +2045,96 @@ out:
     return NULL;
 }
 
-/*
- * The device DMA-reads from inside a register write, on the context
- * thread, and the client buries the server in replies with the wrong
- * msg_id instead of answering.  The wait must still end at the receive
- * timeout, the REGION_WRITE then failing with ETIMEDOUT: a stream of
- * garbage must not extend it (the flood goes on until the reply comes, so
- * a wait it extended would never end: expect_error fails).  Not before the
- * timeout: t0 is taken before the REGION_WRITE is sent, so before the
- * server's wait starts.
- */
-static void test_inline_dma_reply_flood(void **state)
+/* Ring doorbell i for iova; the REGION_WRITE's reply comes after the
+ * request's DMA_READ, which is returned in *req. */
+static void ring(muc_t *c, unsigned i, uint64_t iova, struct vfu_hdr *req)
 {
-    struct vfu_region_access a = { .offset = DOORBELL,
+    struct vfu_region_access a = { .offset = DOORBELL + i * DB_STRIDE,
                                    .region = MU_PCI_BAR0, .count = 8 };
     uint8_t wr[sizeof(a) + 8];
-    uint64_t iova = IOVA_MEM, t0, waited;
+    struct vfu_hdr h;
+
+    memcpy(wr, &a, sizeof(a));
+    memcpy(wr + sizeof(a), &iova, 8);
+    send_cmd(c, (uint16_t)(RID + 0x100 + i), VFU_CMD_REGION_WRITE, 0, wr,
+             sizeof(wr), NULL, 0);
+    recv_dma_read(c, req, iova, 8);
+    assert_int_equal(recv_raw(c, &h, NULL, 0, long_wait()),
+                     VFU_HDR_SIZE + sizeof(a));
+    assert_int_equal(h.msg_id, RID + 0x100 + i);
+    assert_int_equal(h.flags, VFU_F_TYPE_REPLY);
+}
+
+static void db_reset(void)
+{
+    for (unsigned i = 0; i < DB_SLOTS; i++)
+        __atomic_store_n(&db_rc[i], 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&db_done, 0, __ATOMIC_SEQ_CST);
+}
+
+static bool db_done_is(void *arg)
+{
+    return __atomic_load_n(&db_done, __ATOMIC_SEQ_CST) == *(unsigned *)arg;
+}
+
+/*
+ * The device DMA-reads from inside a register write, on the context
+ * thread (a request: the register write is answered at once), and the
+ * client buries the server in replies with the wrong msg_id instead of
+ * answering.  The request must still end at the receive timeout, its
+ * callback getting -ETIMEDOUT: a stream of garbage must not extend it
+ * (the flood goes on until the callback runs, so a deadline it extended
+ * would never come).  Not before the timeout: t0 is taken before the
+ * doorbell is rung.
+ */
+static void test_async_dma_reply_flood(void **state)
+{
+    uint64_t t0, waited;
     struct bogus b = { 0 };
+    unsigned one = 1;
     struct vfu_hdr h;
     pthread_t th;
 
     (void)state;
+    db_reset();
     hc = connect_client();
     assert_int_equal(dma_map_raw(hc, IOVA_MEM, PG, 0, DMA_RW, -1), 0);
-    memcpy(wr, &a, sizeof(a));
-    memcpy(wr + sizeof(a), &iova, 8);
     t0 = now_ms();
-    send_cmd(hc, RID, VFU_CMD_REGION_WRITE, 0, wr, sizeof(wr), NULL, 0);
-    recv_dma_read(hc, &h, IOVA_MEM, 8);
+    ring(hc, 0, IOVA_MEM, &h);
     b.fd = muc_fd(hc);
     b.id = (uint16_t)(h.msg_id ^ 0x8000);
     assert_int_equal(pthread_create(&th, NULL, bogus_fn, &b), 0);
-    /* Unexpected replies are dropped silently while the context thread
-     * waits, so the next message is the REGION_WRITE's reply. */
-    expect_error(hc, RID, VFU_CMD_REGION_WRITE, ETIMEDOUT);
+    assert_true(wait_until(db_done_is, &one, (4 * tmo + long_wait()) / 2, 2000));
     waited = now_ms() - t0;
     __atomic_store_n(&b.stop, 1, __ATOMIC_SEQ_CST);
     pthread_join(th, NULL);
     assert_true(b.sent > 0);
-    assert_int_equal(__atomic_load_n(&doorbell_rc, __ATOMIC_SEQ_CST), -ETIMEDOUT);
+    assert_int_equal(__atomic_load_n(&db_rc[0], __ATOMIC_SEQ_CST), -ETIMEDOUT);
     assert_true(waited >= (uint64_t)tmo);
+    expect_log("no reply in time");
     close_client(&hc);
     settle();
     assert_serves();
 }
 
 /*
- * While the context thread waits for a DMA_READ reply, commands the client
- * sends are parked (in order) and run afterwards.  The parking lot is
- * bounded: a client that piles up more than it holds is dropped, after the
- * REGION_WRITE gets its error, instead of growing the server's memory.
+ * While a context-thread request waits for its DMA_READ reply, the
+ * server goes on serving: commands the client sends meanwhile are
+ * answered at once, in order, however many (nothing is parked, so
+ * nothing is bounded); then the reply completes the request.
  */
-static void test_inline_dma_command_flood(void **state)
+static void test_async_dma_command_flood(void **state)
 {
     enum { NREQ = 1100 };
     const size_t msz = VFU_HDR_SIZE + sizeof(struct vfu_device_info);
-    struct vfu_region_access a = { .offset = DOORBELL,
-                                   .region = MU_PCI_BAR0, .count = 8 };
     struct vfu_device_info di = { .argsz = sizeof(di) }, rdi;
-    uint8_t wr[sizeof(a) + 8], *buf;
-    uint64_t iova = IOVA_MEM, v = 0x1122334455667788ull, got;
-    struct vfu_hdr h;
+    uint64_t v = 0x1122334455667788ull, got;
+    struct vfu_hdr h, req;
+    uint8_t *buf;
     ssize_t r;
 
     (void)state;
-    /* Within the bound: parked, then answered in order after the write. */
-    hc = connect_client();
-    assert_int_equal(dma_map_raw(hc, IOVA_MEM, PG, 0, DMA_RW, -1), 0);
-    memcpy(wr, &a, sizeof(a));
-    memcpy(wr + sizeof(a), &iova, 8);
-    send_cmd(hc, RID, VFU_CMD_REGION_WRITE, 0, wr, sizeof(wr), NULL, 0);
-    recv_dma_read(hc, &h, IOVA_MEM, 8);
-    for (unsigned i = 0; i < 10; i++)
-        send_cmd(hc, (uint16_t)(RID + 1 + i), VFU_CMD_DEVICE_GET_INFO, 0, &di,
-                 sizeof(di), NULL, 0);
-    send_dma_read_reply(hc, h.msg_id, VFU_CMD_DMA_READ, IOVA_MEM, 8, &v, 8);
-    assert_int_equal(recv_raw(hc, &h, NULL, 0, long_wait()),
-                     VFU_HDR_SIZE + sizeof(a));
-    assert_int_equal(h.msg_id, RID);
-    assert_int_equal(h.flags, VFU_F_TYPE_REPLY);
-    for (unsigned i = 0; i < 10; i++) {
-        r = recv_raw(hc, &h, &rdi, sizeof(rdi), long_wait());
-        check_info_reply(r, &h, &rdi, i + 1);
-    }
-    assert_int_equal(muc_region_read(hc, MU_PCI_BAR0, DOORBELL_DATA, &got, 8), 0);
-    assert_int_equal(got, v);
-    close_client(&hc);
-    settle();
-
-    /* Past the bound. */
+    db_reset();
     buf = malloc(NREQ * msz);
     assert_non_null(buf);
     for (unsigned i = 0; i < NREQ; i++) {
@@ -2107,69 +2145,95 @@ static void test_inline_dma_command_flood(void **state)
     }
     hc = connect_client();
     assert_int_equal(dma_map_raw(hc, IOVA_MEM, PG, 0, DMA_RW, -1), 0);
-    send_cmd(hc, RID, VFU_CMD_REGION_WRITE, 0, wr, sizeof(wr), NULL, 0);
-    recv_dma_read(hc, &h, IOVA_MEM, 8);
+    ring(hc, 0, IOVA_MEM, &req);
     assert_int_equal(muc_send_bytes(hc, buf, NREQ * msz, NULL, 0), 0);
     free(buf);
-    expect_error(hc, RID, VFU_CMD_REGION_WRITE, EIO);
-    expect_dropped(hc);
+    for (unsigned i = 0; i < NREQ; i++) {
+        r = recv_raw(hc, &h, &rdi, sizeof(rdi), long_wait());
+        check_info_reply(r, &h, &rdi, i + 1);
+    }
+    assert_int_equal(__atomic_load_n(&db_rc[0], __ATOMIC_SEQ_CST), 1);
+    send_dma_read_reply(hc, req.msg_id, VFU_CMD_DMA_READ, IOVA_MEM, 8, &v, 8);
+    assert_int_equal(muc_region_read(hc, MU_PCI_BAR0, DOORBELL_DATA, &got, 8), 0);
+    assert_int_equal(got, v);
+    assert_int_equal(__atomic_load_n(&db_rc[0], __ATOMIC_SEQ_CST), 0);
     close_client(&hc);
-    expect_log("client dropped: too many commands while waiting for a reply");
     settle();
     assert_serves();
 }
 
 /*
- * The same bound in bytes: a few hundred maximum-size REGION_WRITEs fit
- * the count, but parking them all would let one client make the server
- * hold a thousand maximum-size messages (a GiB with the default limits).
- * Dropped once the parked bytes pass the library's cap.
+ * MU_LIMIT_DMA_PENDING requests in flight from the context thread: one
+ * more is refused at once (-EBUSY, the register write's errno).  The
+ * client then sends a few hundred maximum-size REGION_WRITEs (tens of
+ * MiB: more than a server holding them could afford) and they are served
+ * as they come; then it answers the requests in reverse order, and each
+ * gets its own data.  A hangup with requests in flight ends each with
+ * -ENOTCONN, once.
  */
-static void test_inline_dma_bulk_flood(void **state)
+static void test_async_dma_bulk_flood(void **state)
 {
-    enum { NREQ = 300 };    /* 300 x 64 KiB: past a 16 MiB cap */
+    enum { NREQ = 300 };    /* 300 x 64 KiB */
     const size_t msz = VFU_HDR_SIZE + sizeof(struct vfu_region_access) + XFER;
-    struct vfu_region_access a = { .offset = DOORBELL,
-                                   .region = MU_PCI_BAR0, .count = 8 };
     struct vfu_region_access w = { .offset = 0, .region = MU_PCI_BAR2,
                                    .count = XFER };
+    struct vfu_region_access a = { .offset = DOORBELL + DMA_PENDING * DB_STRIDE,
+                                   .region = MU_PCI_BAR0, .count = 8 };
     uint8_t wr[sizeof(a) + 8], *msg;
-    uint64_t iova = IOVA_MEM;
-    struct vfu_hdr h;
-    unsigned sent = 0;
+    uint64_t iova = IOVA_MEM, got;
+    struct vfu_hdr h, req[DMA_PENDING];
+    unsigned want;
 
     (void)state;
+    db_reset();
     msg = calloc(1, msz);
     assert_non_null(msg);
     hc = connect_client();
     assert_int_equal(dma_map_raw(hc, IOVA_MEM, PG, 0, DMA_RW, -1), 0);
+    for (unsigned i = 0; i < DMA_PENDING; i++)
+        ring(hc, i, IOVA_MEM + 8 * i, &req[i]);
     memcpy(wr, &a, sizeof(a));
     memcpy(wr + sizeof(a), &iova, 8);
     send_cmd(hc, RID, VFU_CMD_REGION_WRITE, 0, wr, sizeof(wr), NULL, 0);
-    recv_dma_read(hc, &h, IOVA_MEM, 8);
-    for (; sent < NREQ; sent++) {
-        size_t off = 0;
+    expect_error(hc, RID, VFU_CMD_REGION_WRITE, EBUSY);
 
-        vfu_hdr_init(&h, (uint16_t)(RID + 1 + sent), VFU_CMD_REGION_WRITE,
+    for (unsigned i = 0; i < NREQ; i++) {
+        vfu_hdr_init(&h, (uint16_t)(RID + 1 + i), VFU_CMD_REGION_WRITE,
                      (uint32_t)msz, 0, 0);
         memcpy(msg, &h, sizeof(h));
         memcpy(msg + sizeof(h), &w, sizeof(w));
-        while (off < msz) {
-            ssize_t n = send(muc_fd(hc), msg + off, msz - off, MSG_NOSIGNAL);
-
-            if (n <= 0)
-                break;
-            off += (size_t)n;
-        }
-        if (off < msz)
-            break;      /* hung up on: that is the point */
+        assert_int_equal(muc_send_bytes(hc, msg, msz, NULL, 0), 0);
+        assert_int_equal(recv_raw(hc, &h, NULL, 0, long_wait()),
+                         VFU_HDR_SIZE + sizeof(w));
+        assert_int_equal(h.msg_id, RID + 1 + i);
+        assert_int_equal(h.flags, VFU_F_TYPE_REPLY);
     }
     free(msg);
-    expect_error(hc, RID, VFU_CMD_REGION_WRITE, EIO);
-    expect_dropped(hc);
+
+    for (unsigned k = DMA_PENDING; k-- > 0;) {
+        uint64_t v = 0xd0d0d0d000000000ull | k;
+
+        send_dma_read_reply(hc, req[k].msg_id, VFU_CMD_DMA_READ,
+                            IOVA_MEM + 8 * k, 8, &v, 8);
+    }
+    for (unsigned k = 0; k < DMA_PENDING; k++) {
+        assert_int_equal(muc_region_read(hc, MU_PCI_BAR0,
+                                         DOORBELL_DATA + k * DB_STRIDE, &got,
+                                         8), 0);
+        assert_int_equal(got, 0xd0d0d0d000000000ull | k);
+        assert_int_equal(__atomic_load_n(&db_rc[k], __ATOMIC_SEQ_CST), 0);
+    }
+
+    /* Two in flight, then the client hangs up. */
+    ring(hc, 0, IOVA_MEM, &h);
+    ring(hc, 1, IOVA_MEM + 8, &h);
     close_client(&hc);
-    expect_log("client dropped: too many commands while waiting for a reply");
+    want = DMA_PENDING + 2;
+    assert_true(wait_until(db_done_is, &want, long_wait() / 2, 2000));
+    assert_int_equal(__atomic_load_n(&db_rc[0], __ATOMIC_SEQ_CST), -ENOTCONN);
+    assert_int_equal(__atomic_load_n(&db_rc[1], __ATOMIC_SEQ_CST), -ENOTCONN);
     settle();
+    assert_int_equal(__atomic_load_n(&db_done, __ATOMIC_SEQ_CST), want);
     assert_serves();
 }
 
@@ -2196,8 +2260,8 @@ int main(void)
         T(test_dma_map_limit),
         T(test_dma_pending_limit),
         T(test_disconnect_during_dma_read),
-        T(test_inline_dma_command_flood),
-        T(test_inline_dma_bulk_flood),
+        T(test_async_dma_command_flood),
+        T(test_async_dma_bulk_flood),
     };
     /* The tests of the send and receive timeouts: short ones. */
     const struct CMUnitTest timeouts[] = {
@@ -2205,7 +2269,7 @@ int main(void)
         T(test_stops_reading_replies),
         T(test_half_message_waits),
         T(test_flood_not_read),
-        T(test_inline_dma_reply_flood),
+        T(test_async_dma_reply_flood),
     };
     int failed;
 

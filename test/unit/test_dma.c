@@ -28,11 +28,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmd.h"
 #include "private.h"
 #include "unit_util.h"
 
 #define PG 4096ull
-#define RW (VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE)
+#define RW (MU_DMA_READ | MU_DMA_WRITE)
 
 /* ---------------- fixture ---------------- */
 
@@ -125,43 +126,31 @@ static int run(mu_handler_t h, uint16_t cmd, const void *body, size_t len,
     return rc;
 }
 
-/* The message gets its own copy of fd, as if it came over the socket. */
-static int map_off(uint64_t iova, uint64_t size, uint32_t flags, int fd,
+/* The table gets its own copy of fd, as DMA_MAP gives it the message's. */
+static int map_off(uint64_t iova, uint64_t size, unsigned prot, int fd,
                    uint64_t off)
 {
-    struct vfu_dma_map m = { sizeof(m), flags, off, iova, size };
+    struct mu_dma_info info = {
+        .iova = iova, .size = size, .fd_offset = fd >= 0 ? off : 0,
+        .prot = prot, .has_fd = fd >= 0,
+    };
 
-    return run(mu_handle_dma_map, VFU_CMD_DMA_MAP, &m, sizeof(m),
-               fd >= 0 ? dup(fd) : -1, NULL);
+    return mu_dma_add(ctx, &info, fd >= 0 ? dup(fd) : -1);
 }
 
-static int map(uint64_t iova, uint64_t size, uint32_t flags, int fd)
+static int map(uint64_t iova, uint64_t size, unsigned prot, int fd)
 {
-    return map_off(iova, size, flags, fd, 0);
-}
-
-static int unmap_flags(uint64_t iova, uint64_t size, uint32_t flags)
-{
-    struct vfu_dma_unmap u = { 40, flags, iova, size }, out;
-    struct mu_reply reply;
-    int rc;
-
-    rc = run(mu_handle_dma_unmap, VFU_CMD_DMA_UNMAP, &u, sizeof(u), -1,
-             &reply);
-    if (rc == 0) {
-        assert_int_equal(reply.len, sizeof(out));
-        memcpy(&out, reply.small, sizeof(out));
-        assert_int_equal(out.argsz, 24);
-        assert_int_equal(out.flags, flags);
-        assert_int_equal(out.addr, iova);
-        assert_int_equal(out.size, size);
-    }
-    return rc;
+    return map_off(iova, size, prot, fd, 0);
 }
 
 static int unmap(uint64_t iova, uint64_t size)
 {
-    return unmap_flags(iova, size, 0);
+    return mu_dma_remove(ctx, iova, size);
+}
+
+static void unmap_all(void)
+{
+    mu_dma_remove_all(ctx, MU_UNMAP_ALL);
 }
 
 static int memfd(uint64_t size)
@@ -219,9 +208,10 @@ static void test_map_validation(void **state)
 {
     int fd = memfd(4 * PG), sv[2], pp[2], efd, rofd;
     char path[64];
-    struct vfu_dma_map m = { 32, RW, 0, 0, PG };
 
     (void)state;
+    /* The message's shape (argsz, flags) is cmd_dma.c's: test_cmd_dma.c.
+     * The table makes its own checks on what it is given. */
     assert_int_equal(map(0, 0, RW, fd), -EINVAL);               /* size 0 */
     assert_int_equal(map(UINT64_MAX - PG + 1, 2 * PG, RW, -1), -EINVAL);
     assert_int_equal(map(100, PG, RW, fd), -EINVAL);            /* iova */
@@ -231,11 +221,6 @@ static void test_map_validation(void **state)
     assert_int_equal(map(0, PG, 4 | RW, fd), -EINVAL);          /* unknown */
     assert_int_equal(map(0, 8 * PG, RW, fd), -EINVAL);          /* too big */
     assert_int_equal(map_off(0, 2 * PG, RW, fd, 3 * PG), -EINVAL);
-    m.argsz = 24;
-    assert_int_equal(run(mu_handle_dma_map, VFU_CMD_DMA_MAP, &m, sizeof(m),
-                         dup(fd), NULL), -EINVAL);
-    assert_int_equal(run(mu_handle_dma_map, VFU_CMD_DMA_MAP, &m, 24, -1, NULL),
-                     -EINVAL);
 
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     assert_int_equal(pipe(pp), 0);
@@ -247,7 +232,7 @@ static void test_map_validation(void **state)
     /* Sockets and pipes also fail the size check; a directory has a size. */
     efd = open("/", O_RDONLY | O_DIRECTORY);
     assert_true(efd >= 0);
-    assert_int_equal(map(0, PG, VFU_DMA_FLAG_READ, efd), -EINVAL);
+    assert_int_equal(map(0, PG, MU_DMA_READ, efd), -EINVAL);
     close(efd);
 
     /* Writable map of a read-only fd, and of a write-sealed memfd. */
@@ -255,12 +240,12 @@ static void test_map_validation(void **state)
     rofd = open(path, O_RDONLY);
     assert_true(rofd >= 0);
     assert_int_equal(map(0, PG, RW, rofd), -EINVAL);
-    assert_int_equal(map(0, PG, VFU_DMA_FLAG_READ, rofd), 0);
+    assert_int_equal(map(0, PG, MU_DMA_READ, rofd), 0);
     assert_int_equal(unmap(0, PG), 0);
     close(rofd);
     assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE), 0);
     assert_int_equal(map(0, PG, RW, fd), -EINVAL);
-    assert_int_equal(map(0, PG, VFU_DMA_FLAG_READ, fd), 0);
+    assert_int_equal(map(0, PG, MU_DMA_READ, fd), 0);
     assert_int_equal(unmap(0, PG), 0);
 
     assert_int_equal(stats().regions, 0);
@@ -275,7 +260,7 @@ static void test_map_unmap_basic(void **state)
 
     (void)state;
     assert_int_equal(map_off(0x10000, 2 * PG, RW, fd, PG), 0);
-    assert_int_equal(map(0x20000, PG, VFU_DMA_FLAG_READ, -1), 0);
+    assert_int_equal(map(0x20000, PG, MU_DMA_READ, -1), 0);
     d = dump();
     assert_int_equal(d.n, 2);
     assert_int_equal(d.iova[0], 0x10000);
@@ -369,7 +354,7 @@ static void test_overlap_replace(void **state)
         assert_int_equal(by_reason[MU_UNMAP_OVERLAP] - before,
                          shapes[i].overlaps);
         assert_int_equal(d.n, shapes[i].overlaps ? 1 : 2);
-        assert_int_equal(unmap_flags(0, 0, VFU_DMA_UNMAP_FLAG_ALL), 0);
+        unmap_all();
     }
     /* One map replacing three, with gaps among them. */
     assert_int_equal(map(0, PG, RW, fd), 0);
@@ -454,23 +439,11 @@ static void test_unmap_rules(void **state)
     assert_int_equal(dump().n, 1);
     assert_int_equal(by_reason[MU_UNMAP_CLIENT], 2);
 
-    /* The old migration scheme: without its bitmap header, malformed;
-     * with it, not supported. */
-    assert_int_equal(unmap_flags(8 * PG, PG,
-                                 VFU_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP), -EINVAL);
-    assert_int_equal(unmap_flags(0, 0, 4), -EINVAL);
-    assert_int_equal(unmap_flags(0, PG, VFU_DMA_UNMAP_FLAG_ALL), -EINVAL);
+    /* The flags (unmap-all, the old GET_DIRTY_BITMAP) are DMA_UNMAP's:
+     * test_cmd_dma.c. */
     assert_int_equal(unmap(0, 0), -EINVAL);
-    {
-        uint8_t b[40] = { 0 };
-        struct vfu_dma_unmap u = { 40, VFU_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
-                                   8 * PG, PG };
-
-        memcpy(b, &u, sizeof(u));
-        assert_int_equal(run(mu_handle_dma_unmap, VFU_CMD_DMA_UNMAP, b,
-                             sizeof(b), -1, NULL), -ENOTSUP);
-    }
-    assert_int_equal(unmap_flags(0, 0, VFU_DMA_UNMAP_FLAG_ALL), 0);
+    assert_int_equal(unmap(UINT64_MAX - PG + 1, 2 * PG), -EINVAL);
+    unmap_all();
     assert_int_equal(by_reason[MU_UNMAP_ALL], 1);
     assert_int_equal(stats().regions, 0);
 }
@@ -488,7 +461,7 @@ static void test_callbacks_balance(void **state)
     mu_dma_remove_all(ctx, MU_UNMAP_DISCONNECT);            /* 4 */
     assert_int_equal(map(0, PG, RW, fd), 0);
     assert_int_equal(map(PG, PG, RW, fd), 0);
-    assert_int_equal(unmap_flags(0, 0, VFU_DMA_UNMAP_FLAG_ALL), 0);
+    unmap_all();
     assert_int_equal(map(0, PG, RW, fd), 0);
     mu_dma_remove_all(ctx, MU_UNMAP_RESET);
     assert_int_equal(map(0, PG, RW, fd), 0);                /* destroy */
@@ -551,7 +524,7 @@ static void test_translate(void **state)
      * adjacent in iova, not in the file. */
     assert_int_equal(map_off(0x100000, 2 * PG, RW, fd, 0), 0);
     assert_int_equal(map_off(0x100000 + 2 * PG, 2 * PG, RW, fd, 4 * PG), 0);
-    assert_int_equal(map(0x200000, PG, VFU_DMA_FLAG_READ, fd), 0);
+    assert_int_equal(map(0x200000, PG, MU_DMA_READ, fd), 0);
     assert_int_equal(map(0x300000, PG, RW, -1), 0);
 
     assert_int_equal(mu_dma_get(ctx, 0x100010, 16, MU_DMA_WRITE, sg, 4), 1);
@@ -609,13 +582,13 @@ static void test_translate(void **state)
 
     /* A file shrunk after DMA_MAP is refused at fault-in, not SIGBUS. */
     assert_int_equal(unmap(0x200000, PG), 0);
-    assert_int_equal(map_off(0x200000, PG, VFU_DMA_FLAG_READ, fd, 7 * PG), 0);
+    assert_int_equal(map_off(0x200000, PG, MU_DMA_READ, fd, 7 * PG), 0);
     assert_int_equal(ftruncate(fd, 7 * PG), 0);
     assert_int_equal(mu_dma_get(ctx, 0x200000, 1, MU_DMA_READ, sg, 4), -EFAULT);
     assert_int_equal(mu_dma_read(ctx, 0x200000, b, 1), -EFAULT);
 
     /* Failed gets left no reference behind: unmapping does not wait. */
-    assert_int_equal(unmap_flags(0, 0, VFU_DMA_UNMAP_FLAG_ALL), 0);
+    unmap_all();
     assert_int_equal(stats().mapped_bytes, 0);
     close(fd);
 }
@@ -1002,7 +975,7 @@ static void test_stress(void **state)
         uint64_t slot = xorshift(&seed) % STRESS_SLOTS;
         uint64_t n = 1 + xorshift(&seed) % 3;
         unsigned op = xorshift(&seed) % 8;
-        uint32_t prot = op == 0 ? VFU_DMA_FLAG_READ : RW;
+        uint32_t prot = op == 0 ? MU_DMA_READ : RW;
 
         if (slot + n > STRESS_SLOTS)
             n = STRESS_SLOTS - slot;
@@ -1014,7 +987,7 @@ static void test_stress(void **state)
 
             assert_true(rc == 0 || rc == -EINVAL);
         } else if (xorshift(&seed) % 16 == 0) {
-            assert_int_equal(unmap_flags(0, 0, VFU_DMA_UNMAP_FLAG_ALL), 0);
+            unmap_all();
         } else {
             mu_dma_tick(ctx);
         }
@@ -1046,7 +1019,7 @@ static void test_rw_mapped(void **state)
         in[i] = (uint8_t)(i * 7);
     assert_int_equal(map_off(0, PG, RW, fd, 3 * PG), 0);
     assert_int_equal(map_off(PG, 2 * PG, RW, fd, 0), 0);
-    assert_int_equal(map_off(3 * PG, PG, VFU_DMA_FLAG_READ, fd, 2 * PG), 0);
+    assert_int_equal(map_off(3 * PG, PG, MU_DMA_READ, fd, 2 * PG), 0);
     assert_int_equal(mu_dma_write(ctx, 10, in, 3 * PG - 10), 0);
     assert_int_equal(mu_dma_read(ctx, 10, out, 3 * PG - 10), 0);
     assert_memory_equal(in, out, 3 * PG - 10);
@@ -1110,6 +1083,39 @@ static void *fake_client(void *arg)
     return NULL;
 }
 
+/* A blocking copy made by a device thread, while this thread runs the
+ * context (which takes the client's replies). */
+struct rw_job {
+    bool write;
+    uint64_t iova;
+    void *buf;
+    size_t len;
+    int rc;
+    int done;
+};
+
+static void *rw_thread(void *arg)
+{
+    struct rw_job *j = arg;
+
+    j->rc = j->write ? mu_dma_write(ctx, j->iova, j->buf, j->len)
+                     : mu_dma_read(ctx, j->iova, j->buf, j->len);
+    __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static int dev_rw(bool write, uint64_t iova, void *buf, size_t len)
+{
+    struct rw_job j = { write, iova, buf, len, 0, 0 };
+    pthread_t t;
+
+    assert_int_equal(pthread_create(&t, NULL, rw_thread, &j), 0);
+    while (!__atomic_load_n(&j.done, __ATOMIC_ACQUIRE))
+        assert_true(mu_ctx_poll_wait(ctx, 100) >= 0);
+    pthread_join(t, NULL);
+    return j.rc;
+}
+
 static void test_rw_remote(void **state)
 {
     static uint8_t in[10000], out[10000];
@@ -1118,41 +1124,39 @@ static void test_rw_remote(void **state)
 
     (void)state;
     assert_int_equal(map(0x1000, 0x8000, RW, -1), 0);
-    assert_int_equal(map(0x9000, 0x1000, VFU_DMA_FLAG_READ, -1), 0);
+    assert_int_equal(map(0x9000, 0x1000, MU_DMA_READ, -1), 0);
     assert_int_equal(mu_dma_read(ctx, 0x1000, out, 16), -ENOTCONN);
 
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    assert_int_equal(msgio_init(&ctx->io, sv[0], 1u << 20, 8), 0);
-    ctx->conn_fd = sv[0];
-    ctx->negotiated = true;
-    ctx->ctx_thread = pthread_self();
-    ctx->have_thread = true;
+    assert_int_equal(mu_ctx_realize(ctx), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    assert_int_equal(mu_ctx_attach_fd(ctx, sv[0]), 0);
+    /* As if VERSION had been negotiated. */
     ctx->peer.max_data_xfer_size = 4096;
+    mu_conn_set(ctx, MU_CONN_READY);
     assert_int_equal(pthread_create(&t, NULL, fake_client,
                                     (void *)(intptr_t)sv[1]), 0);
 
     for (size_t i = 0; i < sizeof(in); i++)
         in[i] = (uint8_t)(i * 13 + 1);
-    assert_int_equal(mu_dma_write(ctx, 0x1100, in, sizeof(in)), 0);
+    assert_int_equal(dev_rw(true, 0x1100, in, sizeof(in)), 0);
     assert_int_equal(client_msgs, 3);               /* 4096-byte chunks */
     assert_int_equal(client_max, 4096);
     assert_memory_equal(guest + 0x100, in, sizeof(in));
-    assert_int_equal(mu_dma_read(ctx, 0x1100, out, sizeof(out)), 0);
+    assert_int_equal(dev_rw(false, 0x1100, out, sizeof(out)), 0);
     assert_memory_equal(out, in, sizeof(out));
-    assert_int_equal(mu_dma_read(ctx, 0x9000 - 8, out, 16), 0);   /* spans */
-    assert_int_equal(mu_dma_write(ctx, 0x9000 - 8, in, 16), -EACCES);
+    assert_int_equal(dev_rw(false, 0x9000 - 8, out, 16), 0);   /* spans */
+    assert_int_equal(dev_rw(true, 0x9000 - 8, in, 16), -EACCES);
 
     client_mode = CLIENT_BAD_COUNT;
-    assert_int_equal(mu_dma_read(ctx, 0x1000, out, 64), -EPROTO);
-    assert_int_equal(mu_dma_write(ctx, 0x1000, in, 64), -EPROTO);
+    assert_int_equal(dev_rw(false, 0x1000, out, 64), -EPROTO);
+    assert_int_equal(dev_rw(true, 0x1000, in, 64), -EPROTO);
     client_mode = CLIENT_SHORT_WRITE;
-    assert_int_equal(mu_dma_write(ctx, 0x1000, in, 64), -EPROTO);
+    assert_int_equal(dev_rw(true, 0x1000, in, 64), -EPROTO);
     client_mode = CLIENT_ERROR;
-    assert_int_equal(mu_dma_read(ctx, 0x1000, out, 64), -EIO);
+    assert_int_equal(dev_rw(false, 0x1000, out, 64), -EIO);
 
-    msgio_fini(&ctx->io);           /* closes sv[0]: the client sees EOF */
-    ctx->conn_fd = -1;
-    ctx->negotiated = false;
+    /* Closes sv[0]: the client sees EOF.  The regions go with it. */
+    mu_ctx_detach(ctx, "test done");
     pthread_join(t, NULL);
 }
 
@@ -1167,7 +1171,7 @@ static int feature(uint32_t flags, const void *data, size_t len,
     memcpy(b, &f, sizeof(f));
     if (len > 0)
         memcpy(b + sizeof(f), data, len);
-    return run(mu_handle_device_feature, VFU_CMD_DEVICE_FEATURE, b,
+    return run(mu_cmd_device_feature, VFU_CMD_DEVICE_FEATURE, b,
                sizeof(f) + len, -1, reply);
 }
 
@@ -1303,7 +1307,7 @@ static void test_dirty_budget(void **state)
     assert_int_equal(feature(VFU_FEATURE_SET | VFU_FEATURE_DMA_LOGGING_STOP,
                              NULL, 0, 8, NULL), 0);
     assert_int_equal(map(at + 2 * gib, tib, RW, -1), 0);  /* no log, no bitmap */
-    assert_int_equal(unmap_flags(0, 0, VFU_DMA_UNMAP_FLAG_ALL), 0);
+    unmap_all();
 }
 
 static void test_logging_bad(void **state)
@@ -1369,9 +1373,56 @@ static void test_logging_bad(void **state)
     assert_int_equal(report(0, PG, PG, &bits), -EINVAL);
 }
 
+/* The bitmap module alone (dma_log.c): no context, no messages. */
+static void test_dirty_bitmap_module(void **state)
+{
+    const struct mu_log_range rg[] = {
+        { 0x5000, 0x5fff }, { 0x1000, 0x1fff }, { 0x2000, 0x2fff },
+        { 0x1800, 0x1900 },
+    };
+    const struct mu_log_range bad = { 0x2000, 0x1fff };
+    struct mu_dma_log *log;
+    struct mu_dirty *d;
+    uint64_t bits[1] = { 0 };
+
+    (void)state;
+    assert_int_equal(mu_dma_log_new(0x800, NULL, 0, &log), -EINVAL);
+    assert_int_equal(mu_dma_log_new(0x3000, NULL, 0, &log), -EINVAL);
+    assert_int_equal(mu_dma_log_new(PG, &bad, 1, &log), -EINVAL);
+    /* Overlapping and touching ranges merge: two remain. */
+    assert_int_equal(mu_dma_log_new(PG, rg, 4, &log), 0);
+    assert_int_equal(mu_dma_log_nr_ranges(log), 2);
+    assert_int_equal(mu_dma_log_pgsize(log), PG);
+
+    d = mu_dirty_new(log, 0, 8 * PG - 1);
+    assert_non_null(d);
+    assert_int_equal(mu_dirty_bytes(d), mu_dirty_size(log, 0, 8 * PG - 1));
+    /* Only what is logged is marked: pages 1, 2 and 5, not 3 or 7. */
+    mu_dirty_mark(d, log, 0x1000, 0x3fff);
+    mu_dirty_mark(d, log, 0x5100, 0x5100);
+    mu_dirty_mark(d, log, 0x7000, 0x7fff);
+    mu_dirty_harvest(d, 0, 8, bits);
+    assert_int_equal(bits[0], 0x26);
+    bits[0] = 0;
+    mu_dirty_harvest(d, 0, 8, bits);        /* reported once */
+    assert_int_equal(bits[0], 0);
+    mu_dirty_free(d);
+    mu_dma_log_free(log);
+
+    /* No ranges: every address. */
+    assert_int_equal(mu_dma_log_new(PG, NULL, 0, &log), 0);
+    d = mu_dirty_new(log, 2 * PG, 4 * PG - 1);
+    mu_dirty_mark(d, log, 0, UINT64_MAX);
+    mu_dirty_harvest(d, 0, 8, bits);
+    assert_int_equal(bits[0], 0x0c);
+    mu_dirty_free(d);
+    mu_dma_log_free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dirty_bitmap_module),
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
         T(test_map_validation),
         T(test_map_unmap_basic),

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cmd.h"
 #include "private.h"
 #include "unit_util.h"
 
@@ -204,7 +205,7 @@ static int set_irqs_fds(mu_ctx_t *ctx, uint32_t flags, uint32_t index,
         }
     }
     msg.nfds = nfds;
-    rc = mu_handle_set_irqs(ctx, &msg, &reply);
+    rc = mu_cmd_set_irqs(ctx, &msg, &reply);
     assert_int_equal(reply.len, 0);
     assert_int_equal(reply.nfds, 0);
     mu_msg_release(&msg);
@@ -239,7 +240,7 @@ static int irq_info(mu_ctx_t *ctx, const void *body, size_t len,
             msg.fds[i] = efd();
         msg.nfds = nfds;
     }
-    rc = mu_handle_irq_info(ctx, &msg, &reply);
+    rc = mu_cmd_irq_info(ctx, &msg, &reply);
     if (rc == 0) {
         assert_int_equal(reply.len, sizeof(*out));
         memcpy(out, reply.small, sizeof(*out));
@@ -561,10 +562,8 @@ static void test_intx_disable_bit(void **state)
     assert_true(mu_irq_masked(ctx, MU_IRQ_INTX, 0));
     assert_int_equal(mu_irq_trigger(ctx, MU_IRQ_INTX, 0), MU_IRQ_PENDING);
     assert_int_equal(efd_read(e), 0);
-    /* Clearing the bit must deliver the pending INTx.  pci.c may or may
-     * not report the change to irq.c already; the call is idempotent. */
+    /* Clearing the bit must deliver the pending INTx: pci.c tells irq.c. */
     cfg_write16(ctx, 4, 0x0000);
-    mu_irqs_command(ctx, 0x0400, 0x0000);
     assert_int_equal(efd_read(e), 1);
     assert_true(mu_irq_masked(ctx, MU_IRQ_INTX, 0));    /* automasked */
     /* The bit masks only INTx. */
@@ -1124,6 +1123,69 @@ static void test_trigger_races_set_irqs(void **state)
     assert_int_equal(count_fds(), before);
 }
 
+/* irq.c's own entry, without a message: checks and fd ownership. */
+static void test_irq_set_typed(void **state)
+{
+    struct fixture *f = *state;
+    mu_ctx_t *ctx = f->ctx;
+    int e[2] = { efd(), efd() };
+    int fds[2] = { e[0], e[1] };
+    const uint8_t bools[2] = { 0, 1 };
+    struct mu_irq_set s = {
+        .type = MU_IRQ_MSIX, .start = NMSIX - 1, .count = 2,
+        .action = MU_IRQ_ACT_TRIGGER, .data = MU_IRQ_DATA_EVENTFD,
+        .fds = fds, .nfds = 2,
+    };
+
+    /* Refused: nothing taken, the caller still owns both fds. */
+    assert_int_equal(mu_irq_set(ctx, &s), -EINVAL);         /* past the end */
+    s.start = UINT32_MAX;
+    assert_int_equal(mu_irq_set(ctx, &s), -EINVAL);         /* wraps */
+    s.start = 0;
+    s.nfds = 1;
+    assert_int_equal(mu_irq_set(ctx, &s), -EINVAL);         /* fd count */
+    s.nfds = 2;
+    s.data = MU_IRQ_DATA_NONE;
+    assert_int_equal(mu_irq_set(ctx, &s), -EINVAL);         /* fds, no data */
+    s.data = MU_IRQ_DATA_EVENTFD;
+    s.type = MU_IRQ_REQ;
+    assert_int_equal(mu_irq_set(ctx, &s), -EINVAL);         /* no vectors */
+    s.type = MU_IRQ_NUM;
+    assert_int_equal(mu_irq_set(ctx, &s), -EINVAL);
+    s.type = MU_IRQ_MSIX;
+    s.count = 0;
+    s.nfds = 0;
+    s.data = MU_IRQ_DATA_BOOL;
+    assert_int_equal(mu_irq_set(ctx, &s), -EINVAL);         /* count 0 */
+    assert_int_equal(fds[0], e[0]);
+    assert_int_equal(fds[1], e[1]);
+    assert_true(fd_open(e[0]) && fd_open(e[1]));
+
+    /* Taken: -1 in the array, and the vectors fire into them. */
+    s.count = 2;
+    s.nfds = 2;
+    s.data = MU_IRQ_DATA_EVENTFD;
+    fds[0] = fcntl(e[0], F_DUPFD_CLOEXEC, 0);
+    fds[1] = fcntl(e[1], F_DUPFD_CLOEXEC, 0);
+    assert_int_equal(mu_irq_set(ctx, &s), 0);
+    assert_int_equal(fds[0], -1);
+    assert_int_equal(fds[1], -1);
+    s.data = MU_IRQ_DATA_BOOL;
+    s.bools = bools;
+    s.fds = NULL;
+    s.nfds = 0;
+    assert_int_equal(mu_irq_set(ctx, &s), 0);
+    assert_int_equal(efd_read(e[0]), 0);
+    assert_int_equal(efd_read(e[1]), 1);
+    /* count 0, trigger, no data: the index goes off. */
+    s = (struct mu_irq_set){ .type = MU_IRQ_MSIX,
+                             .action = MU_IRQ_ACT_TRIGGER };
+    assert_int_equal(mu_irq_set(ctx, &s), 0);
+    assert_int_equal(mu_irq_trigger(ctx, MU_IRQ_MSIX, 0), MU_IRQ_PENDING);
+    close(e[0]);
+    close(e[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1142,6 +1204,7 @@ int main(void)
         T(test_replace_closes_old),
         T(test_bool),
         T(test_mask_eventfds),
+        T(test_irq_set_typed),
         cmocka_unit_test(test_unrealized),
         cmocka_unit_test(test_setup_rules),
         T(test_msi_cfg_mask),

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "irq.h"
 
 struct fixture {
     char dir[64];
@@ -526,6 +527,49 @@ static void test_cap_msix(void **state)
     assert_false(mu_irq_masked(ctx, MU_IRQ_MSIX, 5));
 }
 
+/* What irq.c asks of config space instead of reading bytes itself. */
+static void test_irq_side_queries(void **state)
+{
+    struct fixture *f = *state;
+    mu_ctx_t *ctx = f->ctx;
+    struct mu_pci_msix_layout l;
+    int msi, msix;
+
+    assert_false(mu_pci_has_msi(ctx));
+    assert_false(mu_pci_has_msix(ctx));
+    assert_false(mu_pci_msix_layout(ctx, &l));
+    assert_int_equal(mu_region_setup(ctx, 4, 0x4000,
+                                     MU_REGION_RW | MU_REGION_MEM, dummy_cb), 0);
+    assert_int_equal(mu_region_setup(ctx, 1, 0x1000,
+                                     MU_REGION_RW | MU_REGION_MEM, dummy_cb), 0);
+    msi = mu_pci_add_msi(ctx, 4, true);
+    msix = mu_pci_add_msix(ctx, 16, 4, 0x2000, 1, 0x800);
+    assert_true(msi > 0 && msix > 0);
+    assert_true(mu_pci_has_msi(ctx));
+    assert_true(mu_pci_has_msix(ctx));
+    assert_true(mu_pci_msix_layout(ctx, &l));
+    assert_int_equal(l.table_bar, 4);
+    assert_int_equal(l.table_off, 0x2000);
+    assert_int_equal(l.pba_bar, 1);
+    assert_int_equal(l.pba_off, 0x800);
+    assert_int_equal(mu_ctx_realize(ctx), 0);
+
+    /* The INTx disable bit as the guest wrote it, nothing else. */
+    assert_false(mu_pci_intx_disabled(ctx));
+    wr16(ctx, 4, 0x0400);
+    assert_true(mu_pci_intx_disabled(ctx));
+    wr16(ctx, 4, 0x0003);
+    assert_false(mu_pci_intx_disabled(ctx));
+
+    /* Turning the capabilities off clears the enable and function mask
+     * bits only: the vector counts and other bits stay. */
+    wr16(ctx, msi + 2, 0x0001 | 0x0020);            /* enable, MME 2 */
+    wr16(ctx, msix + 2, 0xc000);
+    mu_pci_irq_caps_off(ctx);
+    assert_int_equal(rd16(ctx, msi + 2) & 0x0071, 0x0020);
+    assert_int_equal(rd16(ctx, msix + 2), 15);
+}
+
 static void test_cap_errors(void **state)
 {
     struct fixture *f = *state;
@@ -874,6 +918,7 @@ int main(void)
         T(test_cap_msi32),
         T(test_cap_msi64),
         T(test_cap_msix),
+        T(test_irq_side_queries),
         T(test_cap_errors),
         T(test_cap_fill_to_end),
         T(test_cap_after_realize),

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "dma.h"
 #include "sigbus.h"
 #include "unit_util.h"
 
@@ -207,23 +208,11 @@ static void log_cb(mu_ctx_t *c, enum mu_log_level level, const char *msg)
 
 static int dma_map(mu_ctx_t *ctx, uint64_t iova, uint64_t size, int fd)
 {
-    struct vfu_dma_map m = { sizeof(m),
-                             VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE, 0,
-                             iova, size };
-    struct mu_msg msg = { .hdr = { .cmd = VFU_CMD_DMA_MAP,
-                                   .size = 16 + sizeof(m) } };
-    struct mu_reply reply = { 0 };
-    int rc;
+    struct mu_dma_info info = { .iova = iova, .size = size,
+                                .prot = MU_DMA_READ | MU_DMA_WRITE,
+                                .has_fd = true };
 
-    msg.body = malloc(sizeof(m));
-    memcpy(msg.body, &m, sizeof(m));
-    msg.len = sizeof(m);
-    msg.fds = malloc(sizeof(int));
-    msg.fds[0] = dup(fd);
-    msg.nfds = 1;
-    rc = mu_handle_dma_map(ctx, &msg, &reply);
-    mu_msg_release(&msg);
-    return rc;
+    return mu_dma_add(ctx, &info, dup(fd));     /* the table takes the dup */
 }
 
 static void test_dma_pointer_survives_truncate(void **state)

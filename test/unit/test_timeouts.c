@@ -6,7 +6,7 @@
  * with mu_ctx_poll(), so it is also the context thread.  The context runs
  * on a clock the test sets: the decisions (has a partial message been
  * arriving for longer than MU_LIMIT_RECV_TIMEOUT_MS, has the context
- * thread waited long enough for a reply) are checked at exact times, with
+ * thread's DMA request waited long enough for a reply) are checked at exact times, with
  * no sleep.  What is real is only the housekeeping timer's tick, and the
  * tests wait for it as an event.
  */
@@ -40,7 +40,7 @@ static mu_ctx_t *ctx;
 static int peer = -1;           /* the client's end */
 static char dir[64];
 static int base_fds;
-static unsigned nr_unexpected;  /* "dropping unexpected reply" lines */
+static unsigned nr_unexpected;  /* "dropping late reply" lines */
 static bool dropped_slow;       /* the receive timeout's line */
 
 /* ---------------- the fake clock ---------------- */
@@ -63,7 +63,7 @@ static void log_cb(mu_ctx_t *c, enum mu_log_level level, const char *msg)
 {
     (void)c;
     (void)level;
-    if (strstr(msg, "dropping unexpected reply") != NULL)
+    if (strstr(msg, "dropping late reply") != NULL)
         nr_unexpected++;
     if (strstr(msg, "message not completed within the receive timeout"))
         dropped_slow = true;
@@ -178,17 +178,17 @@ static void tick(void)
 
 static bool attached(void)
 {
-    return ctx->conn_fd >= 0;
+    return mu_conn_attached(ctx);
 }
 
 static bool partial(void)
 {
-    return ctx->io.started_ns != 0;
+    return ctx->tran->partial_since(ctx) != 0;
 }
 
 static bool negotiated(void)
 {
-    return ctx->negotiated;
+    return mu_conn_ready(ctx);
 }
 
 /* ---------------- the receive timeout ---------------- */
@@ -210,13 +210,13 @@ static void test_partial_message_timeout(void **state)
     memcpy(msg, &h, sizeof(h));
     send_all(msg, 8);
     serve_until(partial);
-    assert_int_equal(ctx->io.started_ns, 1000 * MS);
+    assert_int_equal(ctx->tran->partial_since(ctx), 1000 * MS);
 
     fake_ns += 30 * MS;
     send_all(msg + 8, 8);               /* the header whole, no body yet */
     tick();
     assert_true(attached());
-    assert_int_equal(ctx->io.started_ns, 1000 * MS);
+    assert_int_equal(ctx->tran->partial_since(ctx), 1000 * MS);
 
     fake_ns += 10 * MS;                 /* exactly the timeout */
     tick();
@@ -252,30 +252,42 @@ static void test_idle_client_kept(void **state)
     assert_false(dropped_slow);
 }
 
-/* ---------------- the context thread's wait for a reply ---------------- */
+/* ---------------- the context thread's DMA requests ---------------- */
+
+static int req_status = 1;
+static unsigned req_done;
+
+static void req_cb(mu_ctx_t *c, void *arg, int status)
+{
+    (void)c;
+    (void)arg;
+    req_status = status;
+    req_done++;
+}
 
 static bool unexpected_seen(void)
 {
-    return nr_unexpected > 0;
+    return nr_unexpected >= 50;
 }
 
 /*
- * The device DMA-reads on the context thread, and the client has already
- * filled the socket with replies to nothing.  The wait's deadline is
- * checked on every turn, not only when the socket runs dry: on a clock
- * that moves a millisecond each time it is read, it ends with -ETIMEDOUT
- * after about TMO_MS bogus replies, with hundreds still unread.
+ * The device DMA-reads on the context thread (a request: the thread goes
+ * on serving), and the client answers with replies to nothing.  They are
+ * dropped, one message each, and the request waits on.  It ends with
+ * -ETIMEDOUT at the first tick after its reply is older than the receive
+ * timeout (exactly the timeout is not older), once; the real reply coming
+ * after that is dropped too, and the client is served on, in order.
  */
-static void test_inline_wait_deadline(void **state)
+static void test_request_deadline(void **state)
 {
-    enum { NBOGUS = 400 };
+    enum { NBOGUS = 50 };
     const size_t msz = VFU_HDR_SIZE + sizeof(struct vfu_dma_access) + 8;
     struct vfu_dma_map m = { .argsz = sizeof(m),
                              .flags = VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE,
                              .addr = IOVA, .size = 4096 };
     struct vfu_dma_access a = { .addr = IOVA, .count = 8 };
     uint8_t buf[VFU_HDR_SIZE + sizeof(m)], reply[512], *bogus, data[8];
-    struct vfu_hdr h;
+    struct vfu_hdr h, req;
     ssize_t n;
 
     (void)state;
@@ -293,45 +305,58 @@ static void test_inline_wait_deadline(void **state)
     assert_int_equal(h.msg_id, 2);
     assert_int_equal(h.flags, VFU_F_TYPE_REPLY);
 
+    req_done = 0;
+    assert_int_equal(mu_dma_read(ctx, IOVA, data, sizeof(data)), -EDEADLK);
+    assert_int_equal(mu_dma_read_async(ctx, IOVA, data, sizeof(data), req_cb,
+                                       NULL), 0);
+    n = try_recv_msg(reply, sizeof(reply));
+    assert_int_equal(n, VFU_HDR_SIZE + sizeof(a));
+    memcpy(&req, reply, sizeof(req));
+    assert_int_equal(req.cmd, VFU_CMD_DMA_READ);
+
     bogus = calloc(NBOGUS, msz);
     assert_non_null(bogus);
-    vfu_hdr_init(&h, 0x7777, VFU_CMD_DMA_READ, (uint32_t)msz,
-                 VFU_F_TYPE_REPLY, 0);
+    vfu_hdr_init(&h, (uint16_t)(req.msg_id + 1), VFU_CMD_DMA_READ,
+                 (uint32_t)msz, VFU_F_TYPE_REPLY, 0);
     for (unsigned i = 0; i < NBOGUS; i++) {
         memcpy(bogus + i * msz, &h, sizeof(h));
         memcpy(bogus + i * msz + sizeof(h), &a, sizeof(a));
     }
     send_all(bogus, NBOGUS * msz);
     free(bogus);
+    serve_until(unexpected_seen);
+    assert_int_equal(nr_unexpected, NBOGUS);
+    assert_int_equal(req_done, 0);
 
-    fake_step = 1 * MS;
-    assert_int_equal(mu_dma_read(ctx, IOVA, data, sizeof(data)), -ETIMEDOUT);
-    fake_step = 0;
-    print_message("wait ended after %u bogus replies of %u\n", nr_unexpected,
-                  (unsigned)NBOGUS);
-    assert_true(unexpected_seen());
-    assert_true(nr_unexpected <= TMO_MS + 1);
+    fake_ns += TMO_MS * MS;             /* exactly the timeout */
+    tick();
+    assert_int_equal(req_done, 0);
+    fake_ns += 1 * MS;
+    tick();
+    assert_int_equal(req_done, 1);
+    assert_int_equal(req_status, -ETIMEDOUT);
 
-    /* The device's request went out; the rest of the bogus replies are
-     * handled after the wait, and the client is served on: a request
-     * sent now is answered after them. */
-    n = try_recv_msg(reply, sizeof(reply));
-    memcpy(&h, reply, sizeof(h));
-    assert_int_equal(n, VFU_HDR_SIZE + sizeof(a));
-    assert_int_equal(h.cmd, VFU_CMD_DMA_READ);
+    /* The real reply, late, then a command: the reply is dropped, the
+     * command answered. */
+    vfu_hdr_init(&h, req.msg_id, VFU_CMD_DMA_READ, (uint32_t)msz,
+                 VFU_F_TYPE_REPLY, 0);
+    memcpy(buf, &h, sizeof(h));
+    memcpy(buf + sizeof(h), &a, sizeof(a));
+    memset(buf + sizeof(h) + sizeof(a), 0x5a, 8);
+    send_all(buf, msz);
     vfu_hdr_init(&h, 3, VFU_CMD_DEVICE_GET_INFO,
                  VFU_HDR_SIZE + sizeof(struct vfu_device_info), 0, 0);
     memcpy(buf, &h, sizeof(h));
     memset(buf + sizeof(h), 0, sizeof(struct vfu_device_info));
     buf[sizeof(h)] = sizeof(struct vfu_device_info);    /* argsz */
     send_all(buf, sizeof(h) + sizeof(struct vfu_device_info));
-    while ((n = pump_msg(reply, sizeof(reply))) > 0) {
-        memcpy(&h, reply, sizeof(h));
-        if (h.msg_id == 3)
-            break;
-    }
+    n = pump_msg(reply, sizeof(reply));
+    assert_true(n > 0);
+    memcpy(&h, reply, sizeof(h));
     assert_int_equal(h.msg_id, 3);
     assert_int_equal(h.flags, VFU_F_TYPE_REPLY);
+    assert_int_equal(nr_unexpected, NBOGUS + 1);
+    assert_int_equal(req_done, 1);
     assert_true(attached());
 }
 
@@ -342,7 +367,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_partial_message_timeout),
         T(test_idle_client_kept),
-        T(test_inline_wait_deadline),
+        T(test_request_deadline),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -155,11 +155,12 @@ static void test_client_over_mem(void **state)
     assert_int_equal(count_fds(), fds);
 }
 
-/* The scripted client answers a DMA_READ on its turn (context thread). */
+/* The scripted client answers the context thread's DMA_READ request. */
 static uint8_t turn_data[16];
-static unsigned turns;
+static int async_status = 1;
+static unsigned async_done;
 
-static void answer_turn(mu_ctx_t *ctx, void *arg)
+static void answer_read(mu_ctx_t *ctx)
 {
     uint8_t buf[256];
     struct vfu_dma_access a;
@@ -167,8 +168,6 @@ static void answer_turn(mu_ctx_t *ctx, void *arg)
     unsigned nfds;
     ssize_t n = mu_mem_recv(ctx, buf, sizeof(buf), NULL, 0, &nfds);
 
-    (void)arg;
-    turns++;
     assert_int_equal(n, VFU_HDR_SIZE + sizeof(a));
     memcpy(&h, buf, sizeof(h));
     memcpy(&a, buf + sizeof(h), sizeof(a));
@@ -183,11 +182,26 @@ static void answer_turn(mu_ctx_t *ctx, void *arg)
                      0);
 }
 
-static void test_inline_dma_read_on_turn(void **state)
+static void async_cb(mu_ctx_t *ctx, void *arg, int status)
+{
+    (void)ctx;
+    assert_ptr_equal(arg, &async_status);
+    async_status = status;
+    async_done++;
+}
+
+/*
+ * On the context thread a blocking copy that needs the client fails at
+ * once (it would wait for itself); the asynchronous one sends the
+ * request, returns, and completes from the loop when the reply comes.
+ * The client going away ends one still in flight, once.
+ */
+static void test_async_dma_read(void **state)
 {
     struct vfu_dma_map m = { sizeof(m), VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE,
                              0, 0x100000, 0x1000 };
     uint8_t reply[64], got[sizeof(turn_data)];
+    unsigned nfds;
     mu_ctx_t *ctx = new_ctx();
 
     (void)state;
@@ -197,17 +211,38 @@ static void test_inline_dma_read_on_turn(void **state)
     send_version(ctx);
     assert_int_equal(call(ctx, 2, VFU_CMD_DMA_MAP, &m, sizeof(m), reply,
                           sizeof(reply)), 0);
-    /* Without a turn hook nobody answers in time (the receive timeout
-     * is far away: not waited for here).  With one, the read is served
-     * from what the hook sends, on this thread. */
-    mu_mem_set_turn(ctx, answer_turn, NULL);
-    turns = 0;
-    assert_int_equal(mu_dma_read(ctx, 0x100000, got, sizeof(got)), 0);
-    assert_int_equal(turns, 1);
+    assert_int_equal(mu_dma_read(ctx, 0x100000, got, sizeof(got)), -EDEADLK);
+    assert_int_equal(mu_mem_recv(ctx, reply, sizeof(reply), NULL, 0, &nfds), 0);
+
+    async_done = 0;
+    assert_int_equal(mu_dma_read_async(ctx, 0x100000, got, sizeof(got),
+                                       async_cb, &async_status), 0);
+    assert_int_equal(async_done, 0);
+    answer_read(ctx);
+    assert_int_equal(mu_ctx_poll(ctx), 0);
+    assert_int_equal(async_done, 1);
+    assert_int_equal(async_status, 0);
     assert_memory_equal(got, turn_data, sizeof(got));
-    mu_mem_set_turn(ctx, NULL, NULL);
+
+    /* Unmapped: the error comes through the callback, from the loop. */
+    async_status = 1;
+    assert_int_equal(mu_dma_read_async(ctx, 0x900000, got, sizeof(got),
+                                       async_cb, &async_status), 0);
+    assert_int_equal(async_done, 1);
+    assert_int_equal(mu_ctx_poll(ctx), 0);
+    assert_int_equal(async_done, 2);
+    assert_int_equal(async_status, -ENOENT);
+
+    /* In flight when the client hangs up: -ENOTCONN, once. */
+    assert_int_equal(mu_dma_read_async(ctx, 0x100000, got, sizeof(got),
+                                       async_cb, &async_status), 0);
     hang_up(ctx);
+    assert_int_equal(async_done, 3);
+    assert_int_equal(async_status, -ENOTCONN);
+    assert_int_equal(mu_dma_read_async(ctx, 0x100000, got, sizeof(got),
+                                       async_cb, &async_status), -ENOTCONN);
     mu_ctx_destroy(ctx);
+    assert_int_equal(async_done, 3);
 }
 
 /*
@@ -347,7 +382,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_raw_version_and_region_read),
         cmocka_unit_test(test_client_over_mem),
-        cmocka_unit_test(test_inline_dma_read_on_turn),
+        cmocka_unit_test(test_async_dma_read),
         cmocka_unit_test(test_poll_wait_counts_events),
         cmocka_unit_test(test_next_client_starts_clean),
         cmocka_unit_test(test_timer_stops_at_tick_after_client),

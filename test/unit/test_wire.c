@@ -1243,6 +1243,142 @@ test_outputs_untouched(void **state)
     unwire(p);
 }
 
+/* ---- DEVICE_FEATURE DMA logging data ---- */
+
+static int
+run_log_control(uint64_t ps, uint32_t n, uint32_t reserved,
+                const uint64_t *ranges, size_t nr_given, size_t extra,
+                struct vfu_dma_logging_control *out, ptrdiff_t *ranges_off)
+{
+    struct vfu_dma_logging_control c = { ps, n, reserved };
+    size_t len = sizeof(c) + nr_given * 16 + extra;
+    uint8_t *p = calloc(1, len + 1);
+    const uint8_t *rg = NULL;
+    int ret;
+
+    assert_non_null(p);
+    memcpy(p + 1, &c, sizeof(c));       /* misaligned on purpose */
+    if (nr_given > 0)
+        memcpy(p + 1 + sizeof(c), ranges, nr_given * 16);
+    ret = vfu_check_dma_logging_control(p + 1, len, out, &rg);
+    if (ret == 0)
+        *ranges_off = rg - (p + 1);
+    free(p);
+    return ret;
+}
+
+static void
+test_log_control(void **state)
+{
+    const uint64_t two[4] = { 0x1000, 0x2000, 0x10000, 1 };
+    const uint64_t empty[2] = { 0x1000, 0 };
+    const uint64_t wraps[2] = { MAX64 - 0xfff, 0x2000 };
+    const uint64_t top[2] = { MAX64 - 0xfff, 0x1000 };
+    struct vfu_dma_logging_control out;
+    ptrdiff_t off = -1;
+    uint64_t start, last;
+    uint8_t raw[32];
+
+    (void)state;
+    assert_int_equal(run_log_control(0x1000, 2, 0, two, 2, 0, &out, &off), 0);
+    assert_int_equal(out.page_size, 0x1000);
+    assert_int_equal(out.num_ranges, 2);
+    assert_int_equal(off, 16);
+    memcpy(raw, two, sizeof(raw));
+    vfu_dma_logging_range_at(raw, 0, &start, &last);
+    assert_int_equal(start, 0x1000);
+    assert_int_equal(last, 0x2fff);
+    vfu_dma_logging_range_at(raw, 1, &start, &last);
+    assert_int_equal(start, 0x10000);
+    assert_int_equal(last, 0x10000);
+    /* No ranges: everything.  The last byte of the space is a range. */
+    assert_int_equal(run_log_control(1 << 21, 0, 0, NULL, 0, 0, &out, &off), 0);
+    assert_int_equal(run_log_control(0x1000, 1, 0, top, 1, 0, &out, &off), 0);
+
+    /* Page size: a power of two, 4 KiB at least. */
+    assert_int_equal(run_log_control(0, 0, 0, NULL, 0, 0, &out, &off), -EINVAL);
+    assert_int_equal(run_log_control(0x800, 0, 0, NULL, 0, 0, &out, &off),
+                     -EINVAL);
+    assert_int_equal(run_log_control(0x3000, 0, 0, NULL, 0, 0, &out, &off),
+                     -EINVAL);
+    assert_int_equal(run_log_control(1ull << 63, 0, 0, NULL, 0, 0, &out, &off),
+                     0);
+    /* Reserved, count against length (short, long, huge count). */
+    assert_int_equal(run_log_control(0x1000, 0, 1, NULL, 0, 0, &out, &off),
+                     -EINVAL);
+    assert_int_equal(run_log_control(0x1000, 2, 0, two, 1, 0, &out, &off),
+                     -EINVAL);
+    assert_int_equal(run_log_control(0x1000, 1, 0, two, 2, 0, &out, &off),
+                     -EINVAL);
+    assert_int_equal(run_log_control(0x1000, 1, 0, two, 1, 8, &out, &off),
+                     -EINVAL);
+    assert_int_equal(run_log_control(0x1000, UINT32_MAX, 0, two, 2, 0, &out,
+                                     &off), -EINVAL);
+    /* Each range: non-empty, not wrapping. */
+    assert_int_equal(run_log_control(0x1000, 1, 0, empty, 1, 0, &out, &off),
+                     -EINVAL);
+    assert_int_equal(run_log_control(0x1000, 1, 0, wraps, 1, 0, &out, &off),
+                     -EINVAL);
+    {
+        struct vfu_dma_logging_control c = { 0x1000, 0, 0 };
+        const uint8_t *rg = NULL;
+
+        assert_int_equal(vfu_check_dma_logging_control(&c, sizeof(c) - 1,
+                                                       &out, &rg), -EINVAL);
+    }
+}
+
+static void
+test_log_report(void **state)
+{
+    struct vfu_dma_logging_report rq, out;
+    uint64_t nr = 0, bytes = 0;
+    uint8_t b[sizeof(rq) + 1];
+
+    (void)state;
+    rq = (struct vfu_dma_logging_report){ 0x10000, 0x1000, 0x1000 };
+    assert_int_equal(vfu_check_dma_logging_report(&rq, sizeof(rq), &out, &nr,
+                                                  &bytes), 0);
+    assert_int_equal(out.iova, 0x10000);
+    assert_int_equal(nr, 1);
+    assert_int_equal(bytes, 8);
+    /* A partial last page counts; 65 pages take two words. */
+    rq = (struct vfu_dma_logging_report){ 0, 64 * 0x1000 + 1, 0x1000 };
+    assert_int_equal(vfu_check_dma_logging_report(&rq, sizeof(rq), &out, &nr,
+                                                  &bytes), 0);
+    assert_int_equal(nr, 65);
+    assert_int_equal(bytes, 16);
+    /* The whole space at the largest page size: no overflow. */
+    rq = (struct vfu_dma_logging_report){ 0, MAX64, 1ull << 63 };
+    assert_int_equal(vfu_check_dma_logging_report(&rq, sizeof(rq), &out, &nr,
+                                                  &bytes), 0);
+    assert_int_equal(nr, 2);
+    assert_int_equal(bytes, 8);
+
+    rq = (struct vfu_dma_logging_report){ 0x10000, 0x1000, 0x1000 };
+    memset(b, 0, sizeof(b));
+    memcpy(b, &rq, sizeof(rq));
+    assert_int_equal(vfu_check_dma_logging_report(b, sizeof(b), &out, &nr,
+                                                  &bytes), -EINVAL);
+    assert_int_equal(vfu_check_dma_logging_report(b, sizeof(rq) - 1, &out,
+                                                  &nr, &bytes), -EINVAL);
+    rq.page_size = 0x1800;
+    assert_int_equal(vfu_check_dma_logging_report(&rq, sizeof(rq), &out, &nr,
+                                                  &bytes), -EINVAL);
+    rq.page_size = 0x800;
+    assert_int_equal(vfu_check_dma_logging_report(&rq, sizeof(rq), &out, &nr,
+                                                  &bytes), -EINVAL);
+    rq = (struct vfu_dma_logging_report){ 0x10800, 0x1000, 0x1000 };
+    assert_int_equal(vfu_check_dma_logging_report(&rq, sizeof(rq), &out, &nr,
+                                                  &bytes), -EINVAL);
+    rq = (struct vfu_dma_logging_report){ 0x10000, 0, 0x1000 };
+    assert_int_equal(vfu_check_dma_logging_report(&rq, sizeof(rq), &out, &nr,
+                                                  &bytes), -EINVAL);
+    rq = (struct vfu_dma_logging_report){ MAX64 - 0xfff, 0x2000, 0x1000 };
+    assert_int_equal(vfu_check_dma_logging_report(&rq, sizeof(rq), &out, &nr,
+                                                  &bytes), -EINVAL);
+}
+
 int
 main(void)
 {
@@ -1273,6 +1409,8 @@ main(void)
         cmocka_unit_test(test_write_multi_too_many),
         cmocka_unit_test(test_feature_table),
         cmocka_unit_test(test_feature_flags),
+        cmocka_unit_test(test_log_control),
+        cmocka_unit_test(test_log_report),
         cmocka_unit_test(test_no_payload),
         cmocka_unit_test(test_dma_access_table),
         cmocka_unit_test(test_unaligned_stack),
