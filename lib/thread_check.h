@@ -12,6 +12,7 @@
 #include "private.h"
 
 #define MU_ASSERT_CTX_THREAD(ctx) \
-    assert(!(ctx)->have_thread || mu_on_ctx_thread(ctx))
+    assert(!__atomic_load_n(&(ctx)->have_thread, __ATOMIC_ACQUIRE) || \
+           mu_on_ctx_thread(ctx))
 
 #endif
