@@ -20,6 +20,7 @@
 
 #include "cmd.h"
 #include "unit_util.h"
+#include "cmd_util.h"
 
 #define PG 4096ull
 #define RW (VFU_DMA_FLAG_READ | VFU_DMA_FLAG_WRITE)
@@ -76,32 +77,10 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Run a command on a message built from body and (a copy of) fd. */
 static int run(mu_handler_t h, uint16_t cmd, const void *body, size_t len,
                int fd, struct mu_reply *reply)
 {
-    struct mu_msg msg = { .hdr = { .cmd = cmd, .size = 16 + len } };
-    struct mu_reply dummy;
-    int rc;
-
-    if (reply == NULL)
-        reply = &dummy;
-    memset(reply, 0, sizeof(*reply));
-    msg.body = len ? malloc(len) : NULL;
-    msg.len = len;
-    if (len)
-        memcpy(msg.body, body, len);
-    if (fd >= 0) {
-        msg.fds = malloc(sizeof(int));
-        msg.fds[0] = dup(fd);
-        msg.nfds = 1;
-    }
-    ctx->why = NULL;
-    rc = h(ctx, &msg, reply);
-    mu_msg_release(&msg);
-    if (reply->data_free)
-        free(reply->data);
-    return rc;
+    return unit_run_cmd(ctx, h, cmd, body, len, fd, reply);
 }
 
 static int map_msg(uint32_t argsz, uint32_t flags, uint64_t off,

@@ -31,6 +31,7 @@
 #include "cmd.h"
 #include "private.h"
 #include "unit_util.h"
+#include "cmd_util.h"
 
 #define PG 4096ull
 #define RW (MU_DMA_READ | MU_DMA_WRITE)
@@ -103,27 +104,7 @@ static int teardown(void **state)
 static int run(mu_handler_t h, uint16_t cmd, const void *body, size_t len,
                int fd, struct mu_reply *reply)
 {
-    struct mu_msg msg = { .hdr = { .cmd = cmd, .size = 16 + len } };
-    struct mu_reply dummy;
-    int rc;
-
-    if (reply == NULL)
-        reply = &dummy;
-    memset(reply, 0, sizeof(*reply));
-    msg.body = len ? malloc(len) : NULL;
-    msg.len = len;
-    if (len)
-        memcpy(msg.body, body, len);
-    if (fd >= 0) {
-        msg.fds = malloc(sizeof(int));
-        msg.fds[0] = fd;
-        msg.nfds = 1;
-    }
-    rc = h(ctx, &msg, reply);
-    mu_msg_release(&msg);
-    if (reply == &dummy && reply->data_free)
-        free(reply->data);
-    return rc;
+    return unit_run_cmd(ctx, h, cmd, body, len, fd, reply);
 }
 
 /* The table gets its own copy of fd, as DMA_MAP gives it the message's. */
