@@ -60,10 +60,11 @@ static int setup(void **state)
     memset(by_reason, 0, sizeof(by_reason));
     assert_int_equal(mu_ctx_create(&ctx, "/tmp/test_cmd_dma.sock", MU_DEV_PCI,
                                    NULL), 0);
-    mu_ctx_set_log(ctx, log_cb, MU_LOG_DEBUG);     /* ctx->why is filled */
+    /* MU_LOG_DEBUG: ctx->why is filled */
+    assert_int_equal(mu_ctx_set_log(ctx, log_cb, MU_LOG_DEBUG), 0);
     ctx->pgsize = PG;
     vfu_caps_default(&ctx->peer);
-    mu_dma_set_callbacks(ctx, map_cb, unmap_cb);
+    assert_int_equal(mu_dma_set_callbacks(ctx, map_cb, unmap_cb), 0);
     return 0;
 }
 
