@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "muser.h"
@@ -51,6 +52,28 @@ static unsigned *free_slots;
 static unsigned nr_free, cap_free;
 static bool installed, owned;
 static struct sigaction old_action;         /* written before installing */
+static unsigned nr_live;                    /* ranges registered now */
+static uint64_t checked_ns;                 /* when install() last looked */
+
+/*
+ * How stale our belief that the handler is still ours may get while
+ * ranges stay registered.  Asking the kernel is a syscall, as dear as the
+ * mmap it would guard (a third of a fault-in), so it is not asked on
+ * every registration: always when no range is registered (a test
+ * framework that swaps handlers per test does it then), otherwise at most
+ * this often.  A handler someone installs over ours while ranges are
+ * registered leaves those unprotected whenever we look; looking at every
+ * registration would only shorten the window for new ones.
+ */
+#define RECHECK_NS 100000000ull
+
+static uint64_t coarse_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);     /* vDSO: no syscall */
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static struct slot *slot_at(unsigned i)
 {
@@ -176,12 +199,17 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 /*
  * reg_lock held.  Also when a handler installed after ours has replaced
  * it (test frameworks do, per test): ours goes on top again, chaining to
- * that one, so a mapping is never left unprotected.
+ * that one, so a new mapping is not left unprotected (looked at when
+ * RECHECK_NS says, above).
  */
 static int install(void)
 {
     struct sigaction sa, cur;
+    uint64_t now = coarse_now_ns();
 
+    if (installed && nr_live > 0 && now - checked_ns < RECHECK_NS)
+        return 0;
+    checked_ns = now;
     if (installed && sigaction(SIGBUS, NULL, &cur) == 0 &&
         (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)
         return 0;
@@ -255,6 +283,7 @@ int mu_sigbus_register(void *addr, size_t len, int prot, int wake_fd)
                    (uintptr_t)addr + len, prot, wake_fd);
         if ((unsigned)i == nr_slots)
             __atomic_store_n(&nr_slots, (unsigned)i + 1, __ATOMIC_RELEASE);
+        nr_live++;
     }
     pthread_mutex_unlock(&reg_lock);
     return i;
@@ -281,6 +310,7 @@ uintptr_t mu_sigbus_unregister(int slot)
     fault = mu_sigbus_fault_addr(slot);
     slot_write(slot_at((unsigned)slot), 0, 0, 0, -1);
     free_slots[nr_free++] = (unsigned)slot;
+    nr_live--;
     pthread_mutex_unlock(&reg_lock);
     return fault;
 }
