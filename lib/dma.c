@@ -65,6 +65,7 @@
 #include "private.h"
 #include "thread_check.h"
 #include "dma.h"
+#include "dma_file.h"
 #include "sigbus.h"
 #include "mig.h"
 #include "test_hooks.h"
@@ -74,7 +75,9 @@
 struct mu_dma_region {
     struct itree_node node;         /* [iova, iova + size - 1] */
     struct mu_dma_info info;
-    int fd;                         /* -1: only DMA_READ/DMA_WRITE reach it */
+    int fd;                         /* -1: only DMA_READ/DMA_WRITE reach it;
+                                       else file->fd */
+    struct mu_dma_file *file;       /* the held file, NULL without fd */
     void *priv;
     void *map;                      /* NULL until faulted in, or evicted */
     int sigbus_slot;                /* while mapped: its SIGBUS table slot */
@@ -98,6 +101,8 @@ struct mu_dma {
     pthread_cond_t cond;            /* a removing region lost its last ref */
     struct itree tree;
     struct itree_snap snap;         /* the tree, laid out for lookups */
+    struct mu_dma_files files;      /* the regions' fds, one a file
+                                       (context thread) */
     struct mu_dma_region *lru_head, *lru_tail;  /* least recently used first */
     struct mu_dma_stats stats;
     enum mu_overlap_policy policy;
@@ -203,6 +208,7 @@ int mu_dma_init(mu_ctx_t *ctx)
     pthread_condattr_destroy(&ca);
     itree_init(&dma->tree);
     itree_snap_init(&dma->snap);
+    mu_dma_files_init(&dma->files);
     dma->poison_fd = -1;        /* mu_dma_realize() */
     dma->policy = ctx->tran != NULL ? ctx->tran->default_overlap
                                     : MU_OVERLAP_REJECT;
@@ -218,6 +224,7 @@ void mu_dma_fini(mu_ctx_t *ctx)
         return;
     mu_dma_remove_all(ctx, MU_UNMAP_DESTROY);     /* stops logging too */
     itree_snap_fini(&dma->snap);
+    mu_dma_files_fini(&dma->files);
     if (dma->poison_fd >= 0)
         close(dma->poison_fd);
     pthread_cond_destroy(&dma->cond);
@@ -402,12 +409,17 @@ static int fault_in(mu_ctx_t *ctx, struct mu_dma_region *r)
         return -EFAULT;
     /*
      * The client may have truncated the file since DMA_MAP.  Touching a
-     * page past EOF raises SIGBUS in the device, so refuse instead.  (A
-     * truncation after this point cannot be caught here; a client that
-     * seals its memfd against shrinking rules it out.)
+     * page past EOF raises SIGBUS in the device (answered with zeros, and
+     * the client dropped: sigbus.c), so refuse instead.  (A truncation
+     * after this point cannot be caught here.)  A file sealed against
+     * shrinking cannot have shrunk below the size DMA_MAP checked, so it
+     * is spared the fstat, a syscall that cost a third of the fault-in
+     * (QEMU seals its memfds so).
      */
-    if (fstat(r->fd, &st) < 0 || st.st_size < 0 ||
-        !mu_range_ok(r->info.fd_offset, r->info.size, (uint64_t)st.st_size))
+    if (!mu_dma_file_shrink_sealed(r->file) &&
+        (fstat(r->fd, &st) < 0 || st.st_size < 0 ||
+         !mu_range_ok(r->info.fd_offset, r->info.size,
+                      (uint64_t)st.st_size)))
         return -EFAULT;
     if (r->info.prot & MU_DMA_READ)
         prot |= PROT_READ;
@@ -545,10 +557,11 @@ static struct mu_dirty *dirty_new(mu_ctx_t *ctx, const struct mu_dma_log *log,
     return d;
 }
 
+/* Context thread (the held files are its own). */
 static void region_free(struct mu_dma *dma, struct mu_dma_region *r)
 {
-    if (r->fd >= 0)
-        close(r->fd);
+    if (r->file != NULL)
+        mu_dma_files_put(&dma->files, r->file);
     dirty_free(dma, r->dirty);
     free(r);
 }
@@ -622,43 +635,70 @@ void mu_dma_remove_all(mu_ctx_t *ctx, enum mu_unmap_reason reason)
 /* ---------------- DMA_MAP ---------------- */
 
 /*
- * The fd must be something mmap can back for the region's whole life:
- * a regular file (memfd, shm, hugetlbfs), long enough, opened and sealed
- * so that the mapping's protection is possible.  A socket or pipe would
- * fail only at the first translation, far from the client's mistake.
+ * The fd must be something mmap can back for the region's whole life: a
+ * regular file (memfd, shm, hugetlbfs), long enough, opened and sealed so
+ * that the mapping's protection is possible.  Each check is a syscall
+ * (about a microsecond here: a sixth of a DMA_MAP round trip), so each
+ * says why it is made:
+ *
+ *  - fstat: only a regular file is mapped (a device node's mmap may do
+ *    anything or map something that is not memory; a socket or pipe
+ *    cannot be mapped at all), and [fd_offset, fd_offset + size) must lie
+ *    inside it: past its end the device's first access would raise SIGBUS.
+ *    These two protect the server.  st_dev/st_ino also name the file for
+ *    the held-file table (dma_file.h).
+ *  - F_GETFL: an O_PATH or write-only fd passes fstat but cannot be
+ *    mapped, nor a read-only one for writing.  mmap would refuse them only
+ *    at the device's first access, far from the client's mistake: DMA_MAP
+ *    refuses them.  The access mode also keys the held-file table.
+ *  - F_GET_SEALS: a write-sealed memfd cannot back a writable shared
+ *    mapping (refused here for the same reason), and a file sealed against
+ *    shrinking spares every fault-in of the region an fstat.  A read-only
+ *    map of a file the table holds already skips it: no write seal can
+ *    matter, and what is known of the shrink seal is kept with the file.
+ *
+ * On success *st, *accmode (O_RDONLY or O_RDWR) and *shrink_sealed are
+ * the file's.
  */
-static int check_fd(mu_ctx_t *ctx, int fd, const struct mu_dma_info *m)
+static int check_fd(mu_ctx_t *ctx, int fd, const struct mu_dma_info *m,
+                    struct stat *st, int *accmode, bool *shrink_sealed)
 {
-    struct stat st;
-    int fl, seals;
+    int fl, seals = 0;
 
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
         mu_log(ctx, MU_LOG_WARN, "DMA_MAP fd is not a regular file");
         return mu_refuse(ctx, -EINVAL, "fd is not a regular file");
     }
-    if (st.st_size < 0 ||
-        !mu_range_ok(m->fd_offset, m->size, (uint64_t)st.st_size)) {
+    if (st->st_size < 0 ||
+        !mu_range_ok(m->fd_offset, m->size, (uint64_t)st->st_size)) {
         mu_log(ctx, MU_LOG_WARN, "DMA_MAP %#" PRIx64 "+%#" PRIx64
                " at offset %#" PRIx64 " runs past the end of its file",
                m->iova, m->size, m->fd_offset);
         return mu_refuse(ctx, -EINVAL, "%#" PRIx64 "+%#" PRIx64 " at offset %#"
                          PRIx64 " runs past the end of its file (%#llx)",
                          m->iova, m->size, m->fd_offset,
-                         (unsigned long long)st.st_size);
+                         (unsigned long long)st->st_size);
     }
-    /* An O_PATH fd passes fstat but cannot be mmapped: the device would
-     * only find out at its first access. */
     fl = fcntl(fd, F_GETFL);
     if (fl < 0 || (fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
         return mu_refuse(ctx, -EINVAL, "fd cannot be mapped for reading");
-    if (m->prot & MU_DMA_WRITE) {
-        if ((fl & O_ACCMODE) != O_RDWR)
-            return mu_refuse(ctx, -EINVAL, "writable mapping of a read-only fd");
-        seals = fcntl(fd, F_GET_SEALS);
-        if (seals > 0 && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
-            return mu_refuse(ctx, -EINVAL, "writable mapping of a "
-                             "write-sealed fd");
+    *accmode = fl & O_ACCMODE;
+    if ((m->prot & MU_DMA_WRITE) && *accmode != O_RDWR)
+        return mu_refuse(ctx, -EINVAL, "writable mapping of a read-only fd");
+    if (!(m->prot & MU_DMA_WRITE) &&
+        mu_dma_files_find(&ctx->dma->files, st, *accmode) != NULL) {
+        *shrink_sealed = false;     /* the held file knows better */
+        return 0;
     }
+    /* -EINVAL: a filesystem without seals (neither memfd nor hugetlbfs). */
+    seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0)
+        seals = 0;
+    if ((m->prot & MU_DMA_WRITE) &&
+        (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
+        return mu_refuse(ctx, -EINVAL, "writable mapping of a "
+                         "write-sealed fd");
+    *shrink_sealed = (seals & F_SEAL_SHRINK) != 0;
     return 0;
 }
 
@@ -771,8 +811,9 @@ int mu_dma_add(mu_ctx_t *ctx, const struct mu_dma_info *info, int fd)
     struct mu_dma *dma = ctx->dma;
     uint64_t pg = ctx->pgsize != 0 ? ctx->pgsize : 4096;
     struct mu_dma_region *r;
-    bool has_fd = fd >= 0;
-    int rc;
+    bool has_fd = fd >= 0, shrink_sealed = false;
+    int rc, accmode = O_RDONLY;
+    struct stat st;
 
     if (info->size == 0 || info->size - 1 > UINT64_MAX - info->iova ||
         (info->prot & ~MU_DMA_PROT_ALL) != 0 ||
@@ -793,7 +834,8 @@ int mu_dma_add(mu_ctx_t *ctx, const struct mu_dma_info *info, int fd)
                        info->fd_offset, pg);
         goto fail;
     }
-    if (has_fd && (rc = check_fd(ctx, fd, info)) < 0)
+    if (has_fd && (rc = check_fd(ctx, fd, info, &st, &accmode,
+                                 &shrink_sealed)) < 0)
         goto fail;
 
     r = region_new(ctx, info, has_fd);
@@ -801,12 +843,25 @@ int mu_dma_add(mu_ctx_t *ctx, const struct mu_dma_info *info, int fd)
         rc = mu_refuse(ctx, -ENOMEM, "no memory for the region");
         goto fail;
     }
+    if (has_fd) {
+        /* Before make_room: past it, nothing may fail. */
+        rc = mu_dma_files_get(&dma->files, fd, &st, accmode, shrink_sealed,
+                              &r->file);
+        if (rc < 0) {
+            region_free(dma, r);
+            rc = mu_refuse(ctx, rc, "no memory for the region's file");
+            goto fail;
+        }
+        if (r->file->fd != fd)
+            close(fd);          /* a file held already: its fd serves */
+        r->fd = r->file->fd;
+        fd = -1;                /* the region's now, whatever happens */
+    }
     rc = make_room(ctx, r);
     if (rc < 0) {
-        region_free(dma, r);     /* the fd is not the region's yet */
+        region_free(dma, r);
         goto fail;
     }
-    r->fd = fd;
 
     pthread_mutex_lock(&dma->lock);
     itree_insert(&dma->tree, &r->node);

@@ -261,14 +261,14 @@ static void test_map_unmap_basic(void **state)
 
 static void test_map_limit_and_cb_refusal(void **state)
 {
-    int fd = memfd(PG), fds = count_fds();
+    int fd = memfd(PG), fd2 = memfd(PG), fds = count_fds();
 
     (void)state;
     assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_DMA_REGIONS, 2), 0);
     assert_int_equal(map(0, PG, RW, fd), 0);
-    assert_int_equal(map(PG, PG, RW, fd), 0);
+    assert_int_equal(map(PG, PG, RW, fd2), 0);
     assert_int_equal(map(2 * PG, PG, RW, fd), -ENOSPC);
-    assert_int_equal(count_fds(), fds + 2);
+    assert_int_equal(count_fds(), fds + 2);     /* one held a file */
     /* Replacing at capacity frees a slot first. */
     assert_int_equal(mu_dma_set_overlap_policy(ctx, MU_OVERLAP_REPLACE), 0);
     assert_int_equal(map(0, PG, RW, -1), 0);
@@ -281,6 +281,73 @@ static void test_map_limit_and_cb_refusal(void **state)
     assert_int_equal(stats().regions, 0);
     assert_int_equal(count_fds(), fds);
     map_result = 0;
+    close(fd);
+    close(fd2);
+}
+
+/*
+ * Regions of one file share one held fd per access mode (dma_file.h): the
+ * duplicates each DMA_MAP brings are closed, the held fd stays until the
+ * last region of that file and mode goes, and every region keeps reaching
+ * its own part of the file meanwhile.  A read-only fd of the same file is
+ * held apart (it must not gain write access from the other), as is
+ * another file.  A refused map of a held file leaves the holding as it
+ * was.
+ */
+static void test_shared_file_fds(void **state)
+{
+    int fd = memfd(4 * PG), other = memfd(PG), ro, fds;
+    char path[64];
+    uint8_t b[4];
+
+    (void)state;
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    ro = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(ro >= 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pwrite(fd, "abcd" + i, 1, (off_t)i * PG), 1);
+    fds = count_fds();
+
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(map_off((uint64_t)(i + 1) << 20, PG, RW, fd,
+                                 (uint64_t)i * PG), 0);
+    assert_int_equal(count_fds(), fds + 1);
+    /* Read-only through a read-write fd: the same held fd serves. */
+    assert_int_equal(map_off(4 << 20, PG, MU_DMA_READ, fd, 3 * PG), 0);
+    assert_int_equal(count_fds(), fds + 1);
+    /* A read-only fd of the file, and another file: held apart. */
+    assert_int_equal(map_off(5 << 20, PG, MU_DMA_READ, ro, 0), 0);
+    assert_int_equal(count_fds(), fds + 2);
+    assert_int_equal(map(6 << 20, PG, RW, other), 0);
+    assert_int_equal(count_fds(), fds + 3);
+    /* An overlap refused: the file stays held as it was. */
+    assert_int_equal(map_off(1 << 20, PG, RW, fd, PG), -EEXIST);
+    assert_int_equal(count_fds(), fds + 3);
+    assert_int_equal(stats().regions, 6);
+
+    /* Unmapping regions of the file one by one: the others still read
+     * their own page, and the fd goes with the last of them. */
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(count_fds(), fds + 3);
+        for (int j = i; j < 4; j++) {
+            assert_int_equal(mu_dma_read(ctx, (uint64_t)(j + 1) << 20, b, 1),
+                             0);
+            assert_int_equal(b[0], "abcd"[j]);
+        }
+        assert_int_equal(unmap((uint64_t)(i + 1) << 20, PG), 0);
+    }
+    assert_int_equal(count_fds(), fds + 2);
+    assert_int_equal(mu_dma_read(ctx, 5 << 20, b, 1), 0);
+    assert_int_equal(b[0], 'a');
+    assert_int_equal(unmap(5 << 20, PG), 0);
+    assert_int_equal(count_fds(), fds + 1);
+    /* Held again from scratch once all were gone. */
+    assert_int_equal(map(7 << 20, PG, RW, fd), 0);
+    assert_int_equal(count_fds(), fds + 2);
+    unmap_all();
+    assert_int_equal(count_fds(), fds);
+    close(ro);
+    close(other);
     close(fd);
 }
 
@@ -1408,6 +1475,7 @@ int main(void)
         T(test_map_validation),
         T(test_map_unmap_basic),
         T(test_map_limit_and_cb_refusal),
+        T(test_shared_file_fds),
         T(test_overlap_reject),
         T(test_overlap_replace),
         T(test_overlap_cb),
