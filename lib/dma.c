@@ -4,9 +4,10 @@
  * Regions live in an interval tree keyed on [iova, iova + size - 1], so an
  * overlap query costs O(log n + k).  Translations read a snapshot of the
  * tree laid out for cache-friendly search (itree_snap.h), rebuilt lazily
- * after the table changes; until then they walk the tree.  Regions never overlap inside the table: an overlapping
- * DMA_MAP is either refused or replaces what it overlaps (design notes,
- * "The problem the DMA table solves").  Every region whose map callback
+ * after the table changes; until then they walk the tree.  Regions never
+ * overlap inside the table: an overlapping DMA_MAP is either refused or
+ * replaces what it overlaps (design notes, "The problem the DMA table
+ * solves").  Every region whose map callback
  * accepted it gets exactly one unmap callback, whatever removes it.
  *
  * Memory is mapped lazily: DMA_MAP only checks and keeps the fd, and the
@@ -15,8 +16,12 @@
  * again (fd kept) when the mapped-bytes budget or the idle limit is passed;
  * the next translation maps them anew.  Regions in use stay where they were
  * on the list (the evictor drops them from it when it meets them, and the
- * last put puts them back at the tail): a device that keeps using the same
- * region then costs the list nothing, and get + put is the hot path.
+ * last put puts them back at the tail).  get + put is the hot path, so a
+ * put only stamps the region; the list is put in order when an eviction
+ * reads it (lru.h), exactly as if every put had moved its region.
+ *
+ * Each region holds its file through the held-file table (dma_file.h): one
+ * fd per file and access mode, however many regions of it are mapped.
  *
  * Threads and locking
  * -------------------
@@ -66,6 +71,7 @@
 #include "thread_check.h"
 #include "dma.h"
 #include "dma_file.h"
+#include "lru.h"
 #include "sigbus.h"
 #include "mig.h"
 #include "test_hooks.h"
@@ -89,9 +95,8 @@ struct mu_dma_region {
     bool removing;                  /* out of the tree, draining refs */
     bool accepted;                  /* map callback said yes: owed an unmap
                                        callback */
-    bool in_lru;                    /* on the LRU: mapped, not removing;
-                                       may be in use (refs > 0) */
-    struct mu_dma_region *lru_prev, *lru_next;
+    struct lru_node lru;            /* on the LRU (lru.h): mapped, not
+                                       removing; may be in use */
     struct mu_dma_region *doom_next;    /* removal batch (context thread) */
     struct mu_dirty *dirty;         /* pages the device wrote, if logging */
 };
@@ -103,7 +108,7 @@ struct mu_dma {
     struct itree_snap snap;         /* the tree, laid out for lookups */
     struct mu_dma_files files;      /* the regions' fds, one a file
                                        (context thread) */
-    struct mu_dma_region *lru_head, *lru_tail;  /* least recently used first */
+    struct lru lru;                 /* mappings, least recently put first */
     struct mu_dma_stats stats;
     enum mu_overlap_policy policy;
     mu_dma_overlap_cb_t overlap_cb;
@@ -209,6 +214,7 @@ int mu_dma_init(mu_ctx_t *ctx)
     itree_init(&dma->tree);
     itree_snap_init(&dma->snap);
     mu_dma_files_init(&dma->files);
+    lru_init(&dma->lru);
     dma->poison_fd = -1;        /* mu_dma_realize() */
     dma->policy = ctx->tran != NULL ? ctx->tran->default_overlap
                                     : MU_OVERLAP_REJECT;
@@ -306,32 +312,15 @@ const char *mu_unmap_reason_str(enum mu_unmap_reason reason)
 
 /* ---------------- mappings and the LRU (lock held) ---------------- */
 
-static void lru_del(struct mu_dma *dma, struct mu_dma_region *r)
+static inline struct mu_dma_region *lru_region(struct lru_node *n)
 {
-    if (!r->in_lru)
-        return;
-    if (r->lru_prev != NULL)
-        r->lru_prev->lru_next = r->lru_next;
-    else
-        dma->lru_head = r->lru_next;
-    if (r->lru_next != NULL)
-        r->lru_next->lru_prev = r->lru_prev;
-    else
-        dma->lru_tail = r->lru_prev;
-    r->lru_prev = r->lru_next = NULL;
-    r->in_lru = false;
+    return n == NULL ? NULL : itree_entry(n, struct mu_dma_region, lru);
 }
 
-static void lru_add_tail(struct mu_dma *dma, struct mu_dma_region *r)
+/* The least recently put mapping, or NULL. */
+static struct mu_dma_region *lru_head(struct mu_dma *dma)
 {
-    r->lru_next = NULL;
-    r->lru_prev = dma->lru_tail;
-    if (dma->lru_tail != NULL)
-        dma->lru_tail->lru_next = r;
-    else
-        dma->lru_head = r;
-    dma->lru_tail = r;
-    r->in_lru = true;
+    return lru_region(lru_oldest(&dma->lru));
 }
 
 /*
@@ -355,7 +344,7 @@ static void unmap_region(struct mu_dma *dma, struct mu_dma_region *r)
 
 static void evict(struct mu_dma *dma, struct mu_dma_region *r)
 {
-    lru_del(dma, r);
+    lru_del(&dma->lru, &r->lru);
     unmap_region(dma, r);
     dma->stats.evictions++;
 }
@@ -366,10 +355,10 @@ static void evict(struct mu_dma *dma, struct mu_dma_region *r)
  */
 static void evict_head(struct mu_dma *dma)
 {
-    struct mu_dma_region *r = dma->lru_head;
+    struct mu_dma_region *r = lru_head(dma);
 
     if (r->refs > 0)
-        lru_del(dma, r);
+        lru_del(&dma->lru, &r->lru);
     else
         evict(dma, r);
 }
@@ -377,9 +366,11 @@ static void evict_head(struct mu_dma *dma)
 /* Evict the least recently put idle mapping; false when there is none. */
 static bool evict_one(struct mu_dma *dma)
 {
-    while (dma->lru_head != NULL) {
-        if (dma->lru_head->refs == 0) {
-            evict(dma, dma->lru_head);
+    struct mu_dma_region *r;
+
+    while ((r = lru_head(dma)) != NULL) {
+        if (r->refs == 0) {
+            evict(dma, r);
             return true;
         }
         evict_head(dma);    /* in use: only leaves the list */
@@ -392,7 +383,7 @@ static bool evict_one(struct mu_dma *dma)
 static void enforce_budget(struct mu_dma *dma, uint64_t budget)
 {
     while (budget != 0 && dma->stats.mapped_bytes > budget &&
-           dma->lru_head != NULL)
+           lru_head(dma) != NULL)
         evict_head(dma);
 }
 
@@ -466,12 +457,10 @@ static inline void put_ref(struct mu_dma *dma, struct mu_dma_region *r,
         r->last_use_ns = now;
     if (--r->refs > 0)
         return;
-    if (r->removing) {
+    if (r->removing)
         pthread_cond_broadcast(&dma->cond);
-    } else if (r->map != NULL && dma->lru_tail != r) {
-        lru_del(dma, r);
-        lru_add_tail(dma, r);
-    }
+    else if (r->map != NULL)
+        lru_touch(&dma->lru, &r->lru);  /* no list surgery: lru.h */
 }
 
 /* Record device writes to [start, last] in every region it touches. */
@@ -523,7 +512,7 @@ static void doom_unlink(struct mu_dma *dma, struct mu_dma_region *list)
         itree_remove(&dma->tree, &r->node);
         itree_snap_invalidate(&dma->snap);
         r->removing = true;
-        lru_del(dma, r);
+        lru_del(&dma->lru, &r->lru);
     }
     dma->stats.regions = dma->tree.count;
     pthread_mutex_unlock(&dma->lock);
@@ -1124,14 +1113,14 @@ void mu_dma_tick(mu_ctx_t *ctx)
     } else if (!dma->aging) {
         /* The limit is new: puts did not record times until now, so start
          * every idle region's age here (never evicting one too early). */
-        for (struct mu_dma_region *r = dma->lru_head; r != NULL;
-             r = r->lru_next)
-            r->last_use_ns = now;
+        for (struct lru_node *n = lru_oldest(&dma->lru); n != NULL;
+             n = n->next)
+            lru_region(n)->last_use_ns = now;
         __atomic_store_n(&dma->aging, true, __ATOMIC_RELAXED);
     }
     /* The LRU is in order of last put, so stop at the first young one. */
-    while (idle_ms != 0 && dma->lru_head != NULL &&
-           now - dma->lru_head->last_use_ns > idle_ms * 1000000ull)
+    while (idle_ms != 0 && lru_head(dma) != NULL &&
+           now - lru_head(dma)->last_use_ns > idle_ms * 1000000ull)
         evict_head(dma);
     enforce_budget(dma, limit(ctx, MU_LIMIT_DMA_MAPPED_BYTES));
     pthread_mutex_unlock(&dma->lock);
