@@ -391,12 +391,47 @@ static int mem_poll_fd(mu_ctx_t *ctx)
     return ((struct mem *)ctx->tran_priv)->conn;
 }
 
-/* No fds here: a socket is the socket transport's. */
+/* The waiting client becomes the attached one.  Lock held. */
+static int take_client(mu_ctx_t *ctx, struct mem *m)
+{
+    int rc;
+
+    if (m->state != MEM_WAITING)
+        return -EAGAIN;
+    rc = msgio_reset_mem(&m->io, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
+                         (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
+    if (rc < 0) {
+        /* Refused: the client sees the server gone. */
+        m->state = MEM_IDLE;
+        m->dropped = true;
+        q_clear(&m->in);
+        return rc;
+    }
+    m->conn = m->spare;         /* unrung since the last detach */
+    m->spare = -1;
+    m->state = MEM_ATTACHED;
+    m->conn_ready = false;
+    conn_update(m);
+    return 0;
+}
+
+/*
+ * No fds here: a socket is the socket transport's.  fd -1 is
+ * mu_mem_attach()'s client, waiting without the bell rung.
+ */
 static int mem_attach_fd(mu_ctx_t *ctx, int fd)
 {
-    (void)ctx;
-    close(fd);
-    return -EOPNOTSUPP;
+    struct mem *m = ctx->tran_priv;
+    int rc;
+
+    if (fd >= 0) {
+        close(fd);
+        return -EOPNOTSUPP;
+    }
+    pthread_mutex_lock(&m->lock);
+    rc = take_client(ctx, m);
+    pthread_mutex_unlock(&m->lock);
+    return rc;
 }
 
 static int mem_accept(mu_ctx_t *ctx)
@@ -406,27 +441,9 @@ static int mem_accept(mu_ctx_t *ctx)
 
     pthread_mutex_lock(&m->lock);
     unring(m->bell);
-    if (m->state != MEM_WAITING) {
-        pthread_mutex_unlock(&m->lock);
-        return -EAGAIN;
-    }
-    rc = msgio_reset_mem(&m->io, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
-                         (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
-    if (rc < 0) {
-        /* Refused: the client sees the server gone. */
-        m->state = MEM_IDLE;
-        m->dropped = true;
-        q_clear(&m->in);
-        pthread_mutex_unlock(&m->lock);
-        return rc;
-    }
-    m->conn = m->spare;         /* unrung since the last detach */
-    m->spare = -1;
-    m->state = MEM_ATTACHED;
-    m->conn_ready = false;
-    conn_update(m);
+    rc = take_client(ctx, m);
     pthread_mutex_unlock(&m->lock);
-    return 0;
+    return rc;
 }
 
 static int mem_read(mu_ctx_t *ctx)
@@ -547,24 +564,58 @@ int mu_ctx_use_mem(mu_ctx_t *ctx)
     return 0;
 }
 
-int mu_mem_connect(mu_ctx_t *ctx)
+/* A new client waits: the last one's leftovers go.  Lock held. */
+static int arrive(struct mem *m)
 {
-    struct mem *m = mem_of(ctx);
-
-    if (m == NULL)
-        return -EINVAL;
-    pthread_mutex_lock(&m->lock);
-    if (m->state != MEM_IDLE) {
-        pthread_mutex_unlock(&m->lock);
+    if (m->state != MEM_IDLE)
         return -EBUSY;
-    }
     q_clear(&m->in);
     q_clear(&m->out);
     m->hung_up = m->dropped = false;
     m->state = MEM_WAITING;
-    ring(m->bell);
-    pthread_mutex_unlock(&m->lock);
     return 0;
+}
+
+int mu_mem_connect(mu_ctx_t *ctx)
+{
+    struct mem *m = mem_of(ctx);
+    int rc;
+
+    if (m == NULL)
+        return -EINVAL;
+    pthread_mutex_lock(&m->lock);
+    rc = arrive(m);
+    if (rc == 0)
+        ring(m->bell);
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
+int mu_mem_attach(mu_ctx_t *ctx)
+{
+    struct mem *m = mem_of(ctx);
+    int rc;
+
+    if (m == NULL)
+        return -EINVAL;
+    pthread_mutex_lock(&m->lock);
+    rc = arrive(m);
+    pthread_mutex_unlock(&m->lock);
+    if (rc < 0)
+        return rc;
+    /* The context's path for a connected client (mem_attach_fd, fd -1:
+     * the one waiting); the lock is not held across it, as for accept. */
+    rc = mu_ctx_attach_fd(ctx, -1);
+    if (rc < 0) {
+        pthread_mutex_lock(&m->lock);
+        if (m->state == MEM_WAITING) {
+            /* The context was busy or not realized: nobody came. */
+            m->state = MEM_IDLE;
+            m->dropped = true;
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
+    return rc;
 }
 
 int mu_mem_sendv(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,

@@ -432,6 +432,48 @@ static void test_writes_interleaved_with_reads(void **state)
     assert_int_equal(count_fds(), fds);
 }
 
+/*
+ * mu_mem_attach(): the client is attached when it returns, with nothing
+ * left for a poll to do (the bell is not rung); clients attached so and
+ * accepted through the bell follow each other alike.
+ */
+static void test_attach_without_bell(void **state)
+{
+    struct vfu_region_access a = { 0x10, MU_PCI_BAR0, 8 };
+    uint8_t reply[128];
+    int fds = count_fds();
+    mu_ctx_t *ctx = new_ctx();
+
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        assert_false(mu_mem_attached(ctx));
+        assert_int_equal(mu_mem_attach(ctx), 0);
+        assert_true(mu_mem_attached(ctx));
+        assert_true(mu_conn_attached(ctx));
+        assert_int_equal(mu_mem_attach(ctx), -EBUSY);
+        assert_int_equal(mu_mem_connect(ctx), -EBUSY);
+        assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);     /* no bell */
+        send_version(ctx);
+        assert_int_equal(call(ctx, 2, VFU_CMD_REGION_READ, &a, sizeof(a),
+                              reply, sizeof(reply)), sizeof(a) + 8);
+        assert_memory_equal(reply + VFU_HDR_SIZE + sizeof(a), bar0 + 0x10, 8);
+        hang_up(ctx);
+        assert_false(mu_conn_attached(ctx));
+        /* The bell's way in between. */
+        connect_client(ctx);
+        send_version(ctx);
+        hang_up(ctx);
+    }
+    /* A client waiting at the bell is not taken over. */
+    assert_int_equal(mu_mem_connect(ctx), 0);
+    assert_int_equal(mu_mem_attach(ctx), -EBUSY);
+    assert_int_equal(mu_ctx_poll(ctx), 0);
+    assert_true(mu_mem_attached(ctx));
+    hang_up(ctx);
+    mu_ctx_destroy(ctx);
+    assert_int_equal(count_fds(), fds);
+}
+
 static bool timer_armed(mu_ctx_t *ctx)
 {
     struct itimerspec its;
@@ -534,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_timer_stops_at_tick_after_client),
         cmocka_unit_test(test_reads_stop_after_fds),
         cmocka_unit_test(test_writes_interleaved_with_reads),
+        cmocka_unit_test(test_attach_without_bell),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
