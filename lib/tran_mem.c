@@ -1,7 +1,7 @@
 /*
  * tran_mem.c - the in-memory transport (see tran_mem.h).
  *
- * Two queues of writes, one each way.  A write keeps its bytes and dups of
+ * Two byte queues, one each way.  A write appends its bytes and dups of
  * its fds; a read takes whole or partial writes up to MEM_READ_MAX bytes
  * and stops after one that carried fds, which is how a UNIX stream socket
  * returns them (msgio.c relies on that to give each message its fds).
@@ -23,18 +23,29 @@
 #include "tran_mem.h"
 
 #define MEM_READ_MAX 65536u     /* bytes one read returns at most */
+#define MEM_KEEP_BYTES (256u << 10) /* a bigger buffer goes at q_clear */
 
-struct mem_write {
-    struct mem_write *next;
-    size_t len, off;            /* bytes [off, len) are still unread */
-    unsigned nfds;              /* fds[] go with byte 0 */
-    int *fds;
-    uint8_t data[];
+/*
+ * One direction's queue, with no allocation per write: the unread bytes
+ * in one buffer, and for each write that carried fds a record of where it
+ * starts and ends in the stream and how many of fds[] are its (oldest
+ * first).  Writes without fds leave no trace but their bytes: a read
+ * joins them, as a stream socket does.  The buffers are kept from one
+ * client to the next.
+ */
+struct mem_fdw {
+    uint64_t start, end;        /* stream offsets of the write's bytes */
+    unsigned nfds;              /* fds[fh...] go with byte start */
 };
 
 struct mem_queue {
-    struct mem_write *head, **tail;
-    size_t bytes;               /* unread */
+    uint8_t *buf;
+    size_t cap, head, tail;     /* bytes buf[head, tail) are unread */
+    uint64_t pos;               /* stream offset of buf[head] */
+    struct mem_fdw *w;          /* w[wh, wt): fd-carrying writes */
+    unsigned wh, wt, wcap;
+    int *fds;                   /* fds[fh, ft): theirs, in order */
+    unsigned fh, ft, fcap;
 };
 
 enum mem_state { MEM_IDLE, MEM_WAITING, MEM_ATTACHED };
@@ -58,40 +69,109 @@ struct mem {
 
 /* ---------------- queues ---------------- */
 
-static void q_init(struct mem_queue *q)
+static bool q_empty(const struct mem_queue *q)
 {
-    q->head = NULL;
-    q->tail = &q->head;
-    q->bytes = 0;
+    return q->head == q->tail;
 }
 
-static void w_free(struct mem_write *w)
-{
-    for (unsigned i = 0; i < w->nfds; i++) {
-        if (w->fds[i] >= 0)
-            close(w->fds[i]);
-    }
-    free(w->fds);
-    free(w);
-}
-
+/* Forget everything unread (its fds closed); the buffers stay, unless
+ * a flood made the byte buffer big. */
 static void q_clear(struct mem_queue *q)
 {
-    while (q->head != NULL) {
-        struct mem_write *w = q->head;
-
-        q->head = w->next;
-        w_free(w);
+    for (unsigned i = q->fh; i < q->ft; i++)
+        close(q->fds[i]);
+    q->head = q->tail = 0;
+    q->pos = 0;
+    q->wh = q->wt = 0;
+    q->fh = q->ft = 0;
+    if (q->cap > MEM_KEEP_BYTES) {
+        free(q->buf);
+        q->buf = NULL;
+        q->cap = 0;
     }
-    q_init(q);
+}
+
+static void q_free(struct mem_queue *q)
+{
+    q_clear(q);
+    free(q->buf);
+    free(q->w);
+    free(q->fds);
+    memset(q, 0, sizeof(*q));
+}
+
+/* Room for len more bytes at buf[tail]: moves the unread bytes to the
+ * front or grows the buffer.  0 or -ENOMEM. */
+static int q_room(struct mem_queue *q, size_t len)
+{
+    size_t used = q->tail - q->head, ncap;
+    uint8_t *n;
+
+    if (len <= q->cap - q->tail)
+        return 0;
+    if (q->head > 0) {
+        memmove(q->buf, q->buf + q->head, used);
+        q->head = 0;
+        q->tail = used;
+        if (len <= q->cap - q->tail)
+            return 0;
+    }
+    /* used + len <= MU_MEM_QUEUE_MAX (checked): no overflow. */
+    ncap = q->cap < 4096 ? 4096 : q->cap;
+    while (ncap < used + len)
+        ncap *= 2;
+    n = realloc(q->buf, ncap);
+    if (n == NULL)
+        return -ENOMEM;
+    q->buf = n;
+    q->cap = ncap;
+    return 0;
+}
+
+/* Room for one more record and nfds more fds.  0 or -ENOMEM. */
+static int q_room_fds(struct mem_queue *q, unsigned nfds)
+{
+    if (q->wh > 0 && q->wt == q->wcap) {
+        memmove(q->w, q->w + q->wh, (q->wt - q->wh) * sizeof(*q->w));
+        q->wt -= q->wh;
+        q->wh = 0;
+    }
+    if (q->wt == q->wcap) {
+        unsigned ncap = q->wcap == 0 ? 8 : q->wcap * 2;
+        struct mem_fdw *n = realloc(q->w, ncap * sizeof(*n));
+
+        if (n == NULL)
+            return -ENOMEM;
+        q->w = n;
+        q->wcap = ncap;
+    }
+    if (q->fh > 0 && nfds > q->fcap - q->ft) {
+        memmove(q->fds, q->fds + q->fh, (q->ft - q->fh) * sizeof(int));
+        q->ft -= q->fh;
+        q->fh = 0;
+    }
+    if (nfds > q->fcap - q->ft) {
+        unsigned ncap = q->fcap == 0 ? 16 : q->fcap;
+        int *n;
+
+        while (ncap - q->ft < nfds)
+            ncap *= 2;
+        n = realloc(q->fds, ncap * sizeof(int));
+        if (n == NULL)
+            return -ENOMEM;
+        q->fds = n;
+        q->fcap = ncap;
+    }
+    return 0;
 }
 
 /* Append one write: iov's bytes, dups of fds.  0 or -errno. */
 static int q_write(struct mem_queue *q, const struct iovec *iov, int iovcnt,
                    const int *fds, unsigned nfds)
 {
-    struct mem_write *w;
-    size_t len = 0, off = 0;
+    size_t len = 0, bytes = q->tail - q->head;
+    unsigned got = 0;
+    int rc;
 
     if (iovcnt < 0 || nfds > MSGIO_MAX_FDS || (nfds > 0 && fds == NULL))
         return -EINVAL;
@@ -102,83 +182,79 @@ static int q_write(struct mem_queue *q, const struct iovec *iov, int iovcnt,
     }
     if (len == 0)
         return 0;       /* a stream socket sends nothing, fds included */
-    if (len > MU_MEM_QUEUE_MAX - q->bytes)
+    if (len > MU_MEM_QUEUE_MAX - bytes)
         return -ENOBUFS;
-    w = malloc(sizeof(*w) + len);
-    if (w == NULL)
-        return -ENOMEM;
-    w->next = NULL;
-    w->len = len;
-    w->off = 0;
-    w->nfds = 0;
-    w->fds = NULL;
-    if (nfds > 0 && (w->fds = malloc(nfds * sizeof(int))) == NULL) {
-        free(w);
-        return -ENOMEM;
-    }
-    for (unsigned i = 0; i < nfds; i++) {
-        int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+    if ((rc = q_room(q, len)) < 0 ||
+        (nfds > 0 && (rc = q_room_fds(q, nfds)) < 0))
+        return rc;
+    for (; got < nfds; got++) {
+        int fd = fcntl(fds[got], F_DUPFD_CLOEXEC, 0);
 
         if (fd < 0) {
-            int err = -errno;
-
-            w_free(w);
-            return err;
+            rc = -errno;
+            while (got > 0)
+                close(q->fds[q->ft + --got]);
+            return rc;
         }
-        w->fds[w->nfds++] = fd;
+        q->fds[q->ft + got] = fd;
+    }
+    if (nfds > 0) {
+        q->w[q->wt++] = (struct mem_fdw){ q->pos + bytes,
+                                          q->pos + bytes + len, nfds };
+        q->ft += nfds;
     }
     for (int i = 0; i < iovcnt; i++) {
         if (iov[i].iov_len > 0)
-            memcpy(w->data + off, iov[i].iov_base, iov[i].iov_len);
-        off += iov[i].iov_len;
+            memcpy(q->buf + q->tail, iov[i].iov_base, iov[i].iov_len);
+        q->tail += iov[i].iov_len;
     }
-    *q->tail = w;
-    q->tail = &w->next;
-    q->bytes += len;
     return 0;
 }
 
 /*
- * The next piece of one read: up to 'room' bytes of the write in front,
- * with its fds when this is its first byte.  Returns the write's bytes at
- * *p (len returned) and moves its fds to *fds (count *nfds, the array is
- * the caller's to free); *last says the read must end here.
+ * The next piece of one read: up to 'room' bytes from the front (room >
+ * 0, the queue not empty), up to the next fd-carrying write, or that
+ * write itself when it is in front, with its fds.  Returns the bytes at
+ * *p (len returned; q_advance after use) and points *fds at the fds
+ * (*nfds; the caller takes them); *last says the read must end here.
  */
 static size_t q_take(struct mem_queue *q, size_t room, const uint8_t **p,
                      int **fds, unsigned *nfds, bool *last)
 {
-    struct mem_write *w = q->head;
-    size_t n = w->len - w->off;
+    size_t n = q->tail - q->head;
 
-    if (n > room)
-        n = room;
-    *p = w->data + w->off;
+    *p = q->buf + q->head;
     *fds = NULL;
     *nfds = 0;
     *last = false;
-    if (w->off == 0 && w->nfds > 0) {
-        *fds = w->fds;
-        *nfds = w->nfds;
-        w->fds = NULL;
-        w->nfds = 0;
-        *last = true;
+    if (q->wh < q->wt) {
+        struct mem_fdw *w = &q->w[q->wh];
+
+        if (w->start == q->pos) {
+            n = (size_t)(w->end - w->start);
+            *fds = q->fds + q->fh;
+            *nfds = w->nfds;
+            q->fh += w->nfds;
+            q->wh++;
+            *last = true;
+        } else if (w->start - q->pos < n) {
+            n = (size_t)(w->start - q->pos);
+        }
     }
-    return n;
+    return n < room ? n : room;
 }
 
-/* Consume n bytes of the write in front (after using q_take's pointer). */
+/* Consume n bytes from the front (after using q_take's pointer). */
 static void q_advance(struct mem_queue *q, size_t n)
 {
-    struct mem_write *w = q->head;
-
-    w->off += n;
-    q->bytes -= n;
-    if (w->off == w->len) {
-        q->head = w->next;
-        if (q->head == NULL)
-            q->tail = &q->head;
-        w_free(w);
-    }
+    q->head += n;
+    q->pos += n;
+    if (q->head == q->tail)
+        q->head = q->tail = 0;
+    if (q->wh == q->wt)
+        q->wh = q->wt = 0;
+    if (q->fh == q->ft)
+        q->fh = q->ft = 0;
 }
 
 /* One read from q into io: > 0 bytes, -EAGAIN when empty, or
@@ -187,17 +263,17 @@ static int q_read_msgio(struct mem_queue *q, struct msgio *io)
 {
     size_t total = 0;
 
-    if (q->head == NULL)
+    if (q_empty(q))
         return -EAGAIN;
-    while (q->head != NULL && total < MEM_READ_MAX) {
+    while (!q_empty(q) && total < MEM_READ_MAX) {
         const uint8_t *p;
         unsigned nfds;
         bool last;
         int *fds, rc;
         size_t n = q_take(q, MEM_READ_MAX - total, &p, &fds, &nfds, &last);
 
+        /* msgio takes the fds, on failure too. */
         rc = msgio_push(io, p, n, fds, nfds);
-        free(fds);
         if (rc < 0)
             return rc;
         q_advance(q, n);
@@ -215,7 +291,7 @@ static size_t q_read(struct mem_queue *q, uint8_t *buf, size_t cap, int *fds,
     size_t total = 0;
 
     *nfds = 0;
-    while (q->head != NULL && total < cap) {
+    while (!q_empty(q) && total < cap) {
         const uint8_t *p;
         unsigned got;
         bool last;
@@ -229,7 +305,6 @@ static size_t q_read(struct mem_queue *q, uint8_t *buf, size_t cap, int *fds,
             else
                 close(wfds[i]);
         }
-        free(wfds);
         q_advance(q, n);
         total += n;
         if (last)
@@ -262,7 +337,7 @@ static void unring(int fd)
  * (never in direct mode).  Lock held. */
 static void conn_update(struct mem *m)
 {
-    bool want = !m->direct && (m->in.head != NULL || m->hung_up);
+    bool want = !m->direct && (!q_empty(&m->in) || m->hung_up);
 
     if (m->conn < 0 || want == m->conn_ready)
         return;
@@ -301,8 +376,6 @@ static int mem_init(mu_ctx_t *ctx)
     pthread_mutex_init(&m->lock, NULL);
     m->conn = -1;
     msgio_init_mem(&m->io, 0xffffffffu, 0);
-    q_init(&m->in);
-    q_init(&m->out);
     ctx->tran_priv = m;
     return 0;
 }
@@ -318,12 +391,47 @@ static int mem_poll_fd(mu_ctx_t *ctx)
     return ((struct mem *)ctx->tran_priv)->conn;
 }
 
-/* No fds here: a socket is the socket transport's. */
+/* The waiting client becomes the attached one.  Lock held. */
+static int take_client(mu_ctx_t *ctx, struct mem *m)
+{
+    int rc;
+
+    if (m->state != MEM_WAITING)
+        return -EAGAIN;
+    rc = msgio_reset_mem(&m->io, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
+                         (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
+    if (rc < 0) {
+        /* Refused: the client sees the server gone. */
+        m->state = MEM_IDLE;
+        m->dropped = true;
+        q_clear(&m->in);
+        return rc;
+    }
+    m->conn = m->spare;         /* unrung since the last detach */
+    m->spare = -1;
+    m->state = MEM_ATTACHED;
+    m->conn_ready = false;
+    conn_update(m);
+    return 0;
+}
+
+/*
+ * No fds here: a socket is the socket transport's.  fd -1 is
+ * mu_mem_attach()'s client, waiting without the bell rung.
+ */
 static int mem_attach_fd(mu_ctx_t *ctx, int fd)
 {
-    (void)ctx;
-    close(fd);
-    return -EOPNOTSUPP;
+    struct mem *m = ctx->tran_priv;
+    int rc;
+
+    if (fd >= 0) {
+        close(fd);
+        return -EOPNOTSUPP;
+    }
+    pthread_mutex_lock(&m->lock);
+    rc = take_client(ctx, m);
+    pthread_mutex_unlock(&m->lock);
+    return rc;
 }
 
 static int mem_accept(mu_ctx_t *ctx)
@@ -333,27 +441,9 @@ static int mem_accept(mu_ctx_t *ctx)
 
     pthread_mutex_lock(&m->lock);
     unring(m->bell);
-    if (m->state != MEM_WAITING) {
-        pthread_mutex_unlock(&m->lock);
-        return -EAGAIN;
-    }
-    rc = msgio_reset_mem(&m->io, (uint32_t)ctx->limits[MU_LIMIT_MSG_SIZE],
-                         (unsigned)ctx->limits[MU_LIMIT_MSG_FDS]);
-    if (rc < 0) {
-        /* Refused: the client sees the server gone. */
-        m->state = MEM_IDLE;
-        m->dropped = true;
-        q_clear(&m->in);
-        pthread_mutex_unlock(&m->lock);
-        return rc;
-    }
-    m->conn = m->spare;         /* unrung since the last detach */
-    m->spare = -1;
-    m->state = MEM_ATTACHED;
-    m->conn_ready = false;
-    conn_update(m);
+    rc = take_client(ctx, m);
     pthread_mutex_unlock(&m->lock);
-    return 0;
+    return rc;
 }
 
 static int mem_read(mu_ctx_t *ctx)
@@ -430,8 +520,8 @@ static void mem_fini(mu_ctx_t *ctx)
 
     if (m == NULL)
         return;
-    q_clear(&m->in);
-    q_clear(&m->out);
+    q_free(&m->in);
+    q_free(&m->out);
     msgio_fini(&m->io);
     if (m->conn >= 0)
         close(m->conn);
@@ -474,24 +564,58 @@ int mu_ctx_use_mem(mu_ctx_t *ctx)
     return 0;
 }
 
-int mu_mem_connect(mu_ctx_t *ctx)
+/* A new client waits: the last one's leftovers go.  Lock held. */
+static int arrive(struct mem *m)
 {
-    struct mem *m = mem_of(ctx);
-
-    if (m == NULL)
-        return -EINVAL;
-    pthread_mutex_lock(&m->lock);
-    if (m->state != MEM_IDLE) {
-        pthread_mutex_unlock(&m->lock);
+    if (m->state != MEM_IDLE)
         return -EBUSY;
-    }
     q_clear(&m->in);
     q_clear(&m->out);
     m->hung_up = m->dropped = false;
     m->state = MEM_WAITING;
-    ring(m->bell);
-    pthread_mutex_unlock(&m->lock);
     return 0;
+}
+
+int mu_mem_connect(mu_ctx_t *ctx)
+{
+    struct mem *m = mem_of(ctx);
+    int rc;
+
+    if (m == NULL)
+        return -EINVAL;
+    pthread_mutex_lock(&m->lock);
+    rc = arrive(m);
+    if (rc == 0)
+        ring(m->bell);
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
+int mu_mem_attach(mu_ctx_t *ctx)
+{
+    struct mem *m = mem_of(ctx);
+    int rc;
+
+    if (m == NULL)
+        return -EINVAL;
+    pthread_mutex_lock(&m->lock);
+    rc = arrive(m);
+    pthread_mutex_unlock(&m->lock);
+    if (rc < 0)
+        return rc;
+    /* The context's path for a connected client (mem_attach_fd, fd -1:
+     * the one waiting); the lock is not held across it, as for accept. */
+    rc = mu_ctx_attach_fd(ctx, -1);
+    if (rc < 0) {
+        pthread_mutex_lock(&m->lock);
+        if (m->state == MEM_WAITING) {
+            /* The context was busy or not realized: nobody came. */
+            m->state = MEM_IDLE;
+            m->dropped = true;
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
+    return rc;
 }
 
 int mu_mem_sendv(mu_ctx_t *ctx, const struct iovec *iov, int iovcnt,
@@ -534,7 +658,7 @@ ssize_t mu_mem_recv(mu_ctx_t *ctx, void *buf, size_t cap, int *fds,
         return -EINVAL;
     pthread_mutex_lock(&m->lock);
     n = (ssize_t)q_read(&m->out, buf, cap, fds, max_fds, nfds);
-    if (n == 0 && m->out.head == NULL && m->dropped)
+    if (n == 0 && q_empty(&m->out) && m->dropped)
         n = -ENOTCONN;
     pthread_mutex_unlock(&m->lock);
     return n;
@@ -578,7 +702,7 @@ bool mu_mem_pending(mu_ctx_t *ctx)
     if (m == NULL)
         return false;
     pthread_mutex_lock(&m->lock);
-    r = m->state == MEM_ATTACHED && (m->in.head != NULL || m->hung_up);
+    r = m->state == MEM_ATTACHED && (!q_empty(&m->in) || m->hung_up);
     pthread_mutex_unlock(&m->lock);
     return r;
 }

@@ -38,6 +38,17 @@ int mu_ctx_use_mem(mu_ctx_t *ctx);
 int mu_mem_connect(mu_ctx_t *ctx);
 
 /*
+ * A client arrives and is attached at once, through the context's path
+ * for a connected client (mu_ctx_attach_fd) instead of its accept path:
+ * no bell, no poll (an eventfd write, an epoll_wait and a read fewer for
+ * a harness that connects a client per input).  On the context thread
+ * only.  0; -EINVAL as mu_mem_connect; -EBUSY while a client is waiting
+ * or attached (of the transport or of the context); or the context's
+ * attach error (the client then finds the server gone).
+ */
+int mu_mem_attach(mu_ctx_t *ctx);
+
+/*
  * The client writes: len bytes (fds attached to the first) or an iovec.
  * 0, -ENOTCONN when it hung up or the server dropped it, -ENOBUFS when
  * more than MU_MEM_QUEUE_MAX bytes would be waiting, -EINVAL, or the dup

@@ -18,12 +18,18 @@ void fs_link_setup(mu_ctx_t *ctx)
 
 void fs_link_connect(bool via_listen)
 {
-    (void)via_listen;   /* one way in: the context's accept path */
     /* pump() serves what the client sent (fs_link_pending) before it
      * polls: the client's fd need not be signalled. */
     fs_link_direct(true);
+    if (!via_listen) {
+        /* Attached at once, by the context's path for a connected
+         * client: no bell to ring, poll and read back. */
+        check(mu_mem_attach(g_ctx) == 0);
+        return;
+    }
+    /* The accept path (a reconnect op picks it): the bell is rung, one
+     * poll accepts. */
     check(mu_mem_connect(g_ctx) == 0);
-    /* The bell is rung: one poll accepts. */
     check(mu_ctx_poll(g_ctx) == 0);
 }
 

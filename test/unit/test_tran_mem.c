@@ -286,6 +286,194 @@ static void test_next_client_starts_clean(void **state)
     assert_int_equal(count_fds(), fds);
 }
 
+/* Bytes buffered in the context's framing (what its reads took). */
+static size_t buffered(mu_ctx_t *ctx)
+{
+    const struct msgio *io = mu_mem_msgio(ctx);
+
+    assert_non_null(io);
+    return io->tail - io->head;
+}
+
+/*
+ * As a stream socket: a read joins writes and stops after one that
+ * carried fds, which come with its first byte; a client gone leaves no
+ * fd behind, read or not.
+ */
+static void test_reads_stop_after_fds(void **state)
+{
+    uint8_t bytes[8] = { 0 };
+    struct vfu_hdr h;
+    int fds = count_fds(), idle, efd, two[2];
+    mu_ctx_t *ctx = new_ctx();
+
+    (void)state;
+    connect_client(ctx);
+    send_version(ctx);
+    idle = count_fds();
+    /* One message that never completes: nothing is cut from it. */
+    vfu_hdr_init(&h, 2, VFU_CMD_REGION_WRITE, VFU_HDR_SIZE + 64,
+                 VFU_F_TYPE_COMMAND, 0);
+    efd = eventfd(0, EFD_CLOEXEC);
+    assert_true(efd >= 0);
+    two[0] = two[1] = efd;
+    assert_int_equal(mu_mem_send(ctx, &h, sizeof(h), NULL, 0), 0);
+    assert_int_equal(mu_mem_send(ctx, bytes, 8, &efd, 1), 0);
+    assert_int_equal(mu_mem_send(ctx, bytes, 8, NULL, 0), 0);
+    assert_int_equal(mu_mem_send(ctx, bytes, 8, two, 2), 0);
+    assert_int_equal(mu_mem_send(ctx, bytes, 8, NULL, 0), 0);
+    close(efd);
+    assert_int_equal(count_fds(), idle + 3);    /* the transport's dups */
+    assert_int_equal(mu_ctx_poll(ctx), 0);
+    assert_int_equal(buffered(ctx), VFU_HDR_SIZE + 8);
+    assert_int_equal(mu_ctx_poll(ctx), 0);
+    assert_int_equal(buffered(ctx), VFU_HDR_SIZE + 24);
+    assert_int_equal(mu_ctx_poll(ctx), 0);
+    assert_int_equal(buffered(ctx), VFU_HDR_SIZE + 32);
+    assert_int_equal(mu_ctx_poll(ctx), 0);      /* nothing more */
+    assert_int_equal(buffered(ctx), VFU_HDR_SIZE + 32);
+    assert_int_equal(count_fds(), idle + 3);    /* now the framing's */
+    hang_up(ctx);
+    assert_int_equal(count_fds(), idle);
+
+    /* More fd-carrying writes than the queue first has room for, none
+     * read: the hang-up closes them all. */
+    connect_client(ctx);
+    send_version(ctx);
+    assert_int_equal(mu_mem_send(ctx, &h, sizeof(h), NULL, 0), 0);
+    for (int i = 0; i < 40; i++) {
+        efd = eventfd(0, EFD_CLOEXEC);
+        assert_true(efd >= 0);
+        assert_int_equal(mu_mem_send(ctx, bytes, 1, &efd, 1), 0);
+        close(efd);
+    }
+    assert_int_equal(count_fds(), idle + 40);
+    /* A read takes one at a time; the message's ninth fd is one too
+     * many for it (MU_LIMIT_MSG_FDS), and the client is dropped. */
+    mu_mem_hang_up(ctx);
+    for (int i = 0; i < 64 && mu_mem_attached(ctx); i++)
+        assert_int_equal(mu_ctx_poll(ctx), 0);
+    assert_false(mu_mem_attached(ctx));
+    assert_int_equal(count_fds(), idle);
+    mu_ctx_destroy(ctx);
+    assert_int_equal(count_fds(), fds);
+}
+
+/*
+ * Whole messages, each one write with an fd, sent while earlier ones
+ * are being read (the queue reuses its room): every one is served, in
+ * order, and a reply read in small pieces comes whole.
+ */
+static void test_writes_interleaved_with_reads(void **state)
+{
+    struct vfu_region_access a = { 0x10, MU_PCI_BAR0, 4 };
+    uint8_t msg[VFU_HDR_SIZE + sizeof(a)], reply[512];
+    unsigned nfds, served = 0;
+    int fds = count_fds(), idle;
+    mu_ctx_t *ctx = new_ctx();
+
+    (void)state;
+    connect_client(ctx);
+    send_version(ctx);
+    idle = count_fds();
+    for (uint16_t id = 2; id < 2 + 30; id++) {
+        struct vfu_hdr h;
+        int efd = eventfd(0, EFD_CLOEXEC);
+
+        assert_true(efd >= 0);
+        vfu_hdr_init(&h, id, VFU_CMD_REGION_READ, sizeof(msg),
+                     VFU_F_TYPE_COMMAND, 0);
+        memcpy(msg, &h, sizeof(h));
+        memcpy(msg + sizeof(h), &a, sizeof(a));
+        assert_int_equal(mu_mem_send(ctx, msg, sizeof(msg), &efd, 1), 0);
+        close(efd);
+        /* Read one in three as they come, the rest after. */
+        if (id % 3 == 0)
+            assert_int_equal(mu_ctx_poll(ctx), 0);
+    }
+    for (int i = 0; i < 64 && mu_mem_pending(ctx); i++)
+        assert_int_equal(mu_ctx_poll(ctx), 0);
+    assert_false(mu_mem_pending(ctx));
+    for (uint16_t id = 2; id < 2 + 30; id++) {
+        struct vfu_hdr r;
+        size_t got = 0;
+        ssize_t n;
+
+        /* At most seven bytes a read, never past this reply: the
+         * header comes in pieces. */
+        for (;;) {
+            size_t want = VFU_HDR_SIZE - got;
+
+            if (got >= VFU_HDR_SIZE) {
+                memcpy(&r, reply, sizeof(r));
+                assert_true(r.size >= VFU_HDR_SIZE && r.size <= sizeof(reply));
+                want = r.size - got;
+            }
+            if (want == 0)
+                break;
+            n = mu_mem_recv(ctx, reply + got, want < 7 ? want : 7, NULL, 0,
+                            &nfds);
+            assert_true(n > 0 && n <= 7 && (size_t)n <= want);
+            assert_int_equal(nfds, 0);
+            got += (size_t)n;
+        }
+        assert_int_equal(got, r.size);
+        assert_int_equal(r.msg_id, id);
+        assert_true(vfu_hdr_is_reply(&r));
+        served++;
+    }
+    assert_int_equal(served, 30);
+    assert_int_equal(mu_mem_recv(ctx, reply, sizeof(reply), NULL, 0, &nfds),
+                     0);
+    /* The fds the commands did not take are closed. */
+    assert_int_equal(count_fds(), idle);
+    hang_up(ctx);
+    mu_ctx_destroy(ctx);
+    assert_int_equal(count_fds(), fds);
+}
+
+/*
+ * mu_mem_attach(): the client is attached when it returns, with nothing
+ * left for a poll to do (the bell is not rung); clients attached so and
+ * accepted through the bell follow each other alike.
+ */
+static void test_attach_without_bell(void **state)
+{
+    struct vfu_region_access a = { 0x10, MU_PCI_BAR0, 8 };
+    uint8_t reply[128];
+    int fds = count_fds();
+    mu_ctx_t *ctx = new_ctx();
+
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        assert_false(mu_mem_attached(ctx));
+        assert_int_equal(mu_mem_attach(ctx), 0);
+        assert_true(mu_mem_attached(ctx));
+        assert_true(mu_conn_attached(ctx));
+        assert_int_equal(mu_mem_attach(ctx), -EBUSY);
+        assert_int_equal(mu_mem_connect(ctx), -EBUSY);
+        assert_int_equal(mu_ctx_poll_wait(ctx, 0), 0);     /* no bell */
+        send_version(ctx);
+        assert_int_equal(call(ctx, 2, VFU_CMD_REGION_READ, &a, sizeof(a),
+                              reply, sizeof(reply)), sizeof(a) + 8);
+        assert_memory_equal(reply + VFU_HDR_SIZE + sizeof(a), bar0 + 0x10, 8);
+        hang_up(ctx);
+        assert_false(mu_conn_attached(ctx));
+        /* The bell's way in between. */
+        connect_client(ctx);
+        send_version(ctx);
+        hang_up(ctx);
+    }
+    /* A client waiting at the bell is not taken over. */
+    assert_int_equal(mu_mem_connect(ctx), 0);
+    assert_int_equal(mu_mem_attach(ctx), -EBUSY);
+    assert_int_equal(mu_ctx_poll(ctx), 0);
+    assert_true(mu_mem_attached(ctx));
+    hang_up(ctx);
+    mu_ctx_destroy(ctx);
+    assert_int_equal(count_fds(), fds);
+}
+
 static bool timer_armed(mu_ctx_t *ctx)
 {
     struct itimerspec its;
@@ -386,6 +574,9 @@ int main(void)
         cmocka_unit_test(test_poll_wait_counts_events),
         cmocka_unit_test(test_next_client_starts_clean),
         cmocka_unit_test(test_timer_stops_at_tick_after_client),
+        cmocka_unit_test(test_reads_stop_after_fds),
+        cmocka_unit_test(test_writes_interleaved_with_reads),
+        cmocka_unit_test(test_attach_without_bell),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
