@@ -632,10 +632,12 @@ static int wait_events(mu_ctx_t *ctx, int timeout_ms)
 static int spin_then_wait(mu_ctx_t *ctx, int timeout_ms, uint64_t spin_us)
 {
     uint64_t start = mu_now_ns(), until = start + spin_us * 1000, now;
-    uint64_t deadline = start + (uint64_t)timeout_ms * 1000000ull;
+    uint64_t deadline = UINT64_MAX;     /* timeout_ms < 0: none */
     int n;
 
-    if (timeout_ms >= 0 && deadline < until)
+    if (timeout_ms >= 0)
+        deadline = start + (uint64_t)timeout_ms * 1000000ull;
+    if (deadline < until)
         until = deadline;
     n = wait_events(ctx, 0);
     if (n != 0)
