@@ -23,20 +23,38 @@ struct raw_peer {
     size_t req, reply;
 };
 
+void bench_raw_serve(int fd, size_t req_bytes, size_t reply_bytes)
+{
+    char req[RAW_MAX_BYTES], reply[RAW_MAX_BYTES] = { 0 };
+
+    if (req_bytes > RAW_MAX_BYTES || reply_bytes > RAW_MAX_BYTES)
+        return;
+    while (bench_full_io(fd, req, req_bytes, false) == 0)
+        if (bench_full_io(fd, reply, reply_bytes, true) < 0)
+            break;
+}
+
 static void *raw_server(void *arg)
 {
     const struct raw_peer *p = arg;
-    char req[RAW_MAX_BYTES], reply[RAW_MAX_BYTES] = { 0 };
 
-    while (bench_full_io(p->fd, req, p->req, false) == 0)
-        if (bench_full_io(p->fd, reply, p->reply, true) < 0)
-            break;
+    bench_raw_serve(p->fd, p->req, p->reply);
     return NULL;
 }
 
 int bench_raw_rtt(unsigned warmup, unsigned iters, size_t req_bytes,
                   size_t reply_bytes, int cpu_client, int cpu_server,
                   double *p50, double *p99)
+{
+    double min;
+
+    return bench_raw_rtt_min(warmup, iters, req_bytes, reply_bytes,
+                             cpu_client, cpu_server, p50, p99, &min);
+}
+
+int bench_raw_rtt_min(unsigned warmup, unsigned iters, size_t req_bytes,
+                      size_t reply_bytes, int cpu_client, int cpu_server,
+                      double *p50, double *p99, double *min)
 {
     char req[RAW_MAX_BYTES] = { 0 }, reply[RAW_MAX_BYTES];
     struct raw_peer peer = { .req = req_bytes, .reply = reply_bytes };
@@ -93,6 +111,7 @@ int bench_raw_rtt(unsigned warmup, unsigned iters, size_t req_bytes,
     if (rc == 0) {
         *p99 = bench_percentile(lat, iters, 0.99);
         *p50 = bench_percentile(lat, iters, 0.50);
+        *min = (double)lat[0];     /* sorted by the percentiles */
     }
     free(lat);
     return rc;

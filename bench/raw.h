@@ -44,5 +44,13 @@ static inline int bench_full_io(int fd, void *buf, size_t len, bool wr)
 int bench_raw_rtt(unsigned warmup, unsigned iters, size_t req_bytes,
                   size_t reply_bytes, int cpu_client, int cpu_server,
                   double *p50, double *p99);
+/* The same, and the fastest round trip in ns. */
+int bench_raw_rtt_min(unsigned warmup, unsigned iters, size_t req_bytes,
+                      size_t reply_bytes, int cpu_client, int cpu_server,
+                      double *p50, double *p99, double *min);
+
+/* The helper's side: answer each req_bytes read on fd with reply_bytes
+ * (zeros) until EOF or an error. */
+void bench_raw_serve(int fd, size_t req_bytes, size_t reply_bytes);
 
 #endif

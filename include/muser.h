@@ -17,8 +17,9 @@
  * mu_pci_*, mu_region_*, mu_irq_setup/_set_*, mu_dma_set_* and
  * mu_mig_setup calls, and mu_ctx_allow_uid) is made between
  * mu_ctx_create() and mu_ctx_realize(), and returns -EBUSY, changing
- * nothing, after it.  The one exception is mu_ctx_set_limit() for the two
- * DMA eviction limits, which may also change later (from any thread).
+ * nothing, after it.  The exceptions are mu_ctx_set_limit() for the two
+ * DMA eviction limits and the busy-poll time, which may also change later
+ * (from any thread).
  *
  * File descriptors: an fd passed to the library is borrowed.  The library
  * dups what it keeps and never closes the caller's fd, whether the call
@@ -153,11 +154,13 @@ int mu_ctx_set_log(mu_ctx_t *ctx, mu_log_cb_t cb, enum mu_log_level level);
 
 /*
  * Limits, with safe defaults.  Each may be set before mu_ctx_realize();
- * MU_LIMIT_DMA_MAPPED_BYTES and MU_LIMIT_DMA_IDLE_MS also later, from any
- * thread: translation and eviction read them atomically.  Returns -EINVAL
- * for an unknown limit or a value out of range (0 is out of range for all
- * but the two DMA eviction limits, where it means "no limit"), -EBUSY for
- * the others after realize.
+ * MU_LIMIT_DMA_MAPPED_BYTES, MU_LIMIT_DMA_IDLE_MS and MU_LIMIT_BUSY_POLL_US
+ * also later, from any thread: translation, eviction and the event loop
+ * read them atomically (a new busy-poll time applies from the loop's next
+ * round).  Returns -EINVAL for an unknown limit or a value out of range (0
+ * is out of range for all but the two DMA eviction limits, where it means
+ * "no limit", and the busy-poll time, where it means "do not spin"),
+ * -EBUSY for the others after realize.
  */
 enum mu_limit {
     MU_LIMIT_MSG_SIZE,          /* largest message accepted, header included;
@@ -184,9 +187,17 @@ enum mu_limit {
                                    Starting to log, or a DMA_MAP while
                                    logging, that would pass it fails with
                                    ENOMEM and changes nothing */
+    MU_LIMIT_BUSY_POLL_US,      /* busy polling: microseconds the context
+                                   thread spins on a non-blocking read of
+                                   the client's socket before it sleeps
+                                   (see mu_ctx_run()); 0 to
+                                   MU_BUSY_POLL_MAX_US, default 0 (never
+                                   spin) */
     MU_LIMIT_NR,                /* the number of limits, not a limit */
 };
 int mu_ctx_set_limit(mu_ctx_t *ctx, enum mu_limit limit, uint64_t value);
+/* The largest MU_LIMIT_BUSY_POLL_US: 10 s. */
+#define MU_BUSY_POLL_MAX_US 10000000u
 uint64_t mu_ctx_get_limit(const mu_ctx_t *ctx, enum mu_limit limit);
 
 /* Socket file mode (default 0600).  Before realize. */
@@ -221,6 +232,19 @@ int mu_ctx_realize(mu_ctx_t *ctx);
  * MU_CTX_ONE_CLIENT until the client leaves (returns 0).  A misbehaving
  * client is dropped, never fatal.  Returns a negative errno only for local
  * failures (e.g. epoll_wait failing).
+ *
+ * A request costs the context thread one read and one write of the
+ * socket when it is awake, plus the epoll_wait it sleeps in otherwise.
+ * With MU_LIMIT_BUSY_POLL_US set (busy polling, as SPDK's reactors do),
+ * the thread does not sleep as soon as it has nothing to do: while a
+ * client is attached it keeps reading the socket without blocking for
+ * that many microseconds after its last work, and sleeps only when
+ * nothing came meanwhile.  A client that sends its next request within
+ * that time does not wait for the thread to wake up; the price is a CPU
+ * kept busy while the device is idle (at most that long after each
+ * request).  While spinning, the thread still looks at its other fds every
+ * few reads: mu_ctx_stop(), the timeouts, interrupt and ioeventfd
+ * callbacks and DMA completions are served as when it sleeps.
  */
 int mu_ctx_run(mu_ctx_t *ctx);
 
@@ -230,7 +254,10 @@ int mu_ctx_run(mu_ctx_t *ctx);
  * request.  Call mu_ctx_poll() then; it does the ready work without blocking
  * and returns 0, or -ESHUTDOWN once mu_ctx_stop() was called (or, with
  * MU_CTX_ONE_CLIENT, the client left), or another negative errno for a
- * local failure.
+ * local failure.  mu_ctx_poll() never spins, whatever
+ * MU_LIMIT_BUSY_POLL_US says: a loop that wants to busy-poll calls it
+ * again itself.  A client that sends ahead of its replies may leave
+ * messages unread when it returns; mu_ctx_fd() then stays readable.
  */
 int mu_ctx_fd(const mu_ctx_t *ctx);
 int mu_ctx_poll(mu_ctx_t *ctx);

@@ -67,6 +67,7 @@ static const uint64_t limit_defaults[] = {
     [MU_LIMIT_SEND_TIMEOUT_MS] = 5000,
     [MU_LIMIT_RECV_TIMEOUT_MS] = 5000,
     [MU_LIMIT_DIRTY_BITMAP_BYTES] = 64u << 20,
+    [MU_LIMIT_BUSY_POLL_US] = 0,
 };
 
 static const struct {
@@ -82,6 +83,7 @@ static const struct {
     [MU_LIMIT_SEND_TIMEOUT_MS] = { 1, 3600 * 1000 },
     [MU_LIMIT_RECV_TIMEOUT_MS] = { 1, 3600 * 1000 },
     [MU_LIMIT_DIRTY_BITMAP_BYTES] = { 4096, 1ull << 40 },
+    [MU_LIMIT_BUSY_POLL_US] = { 0, MU_BUSY_POLL_MAX_US },
 };
 _Static_assert(sizeof(limit_defaults) / sizeof(limit_defaults[0]) == MU_LIMIT_NR &&
                sizeof(limit_range) / sizeof(limit_range[0]) == MU_LIMIT_NR,
@@ -202,9 +204,10 @@ int mu_ctx_set_limit(mu_ctx_t *ctx, enum mu_limit limit, uint64_t value)
     if (value < limit_range[limit].min || value > limit_range[limit].max)
         return -EINVAL;
     if (ctx->realized && limit != MU_LIMIT_DMA_MAPPED_BYTES &&
-        limit != MU_LIMIT_DMA_IDLE_MS)
+        limit != MU_LIMIT_DMA_IDLE_MS && limit != MU_LIMIT_BUSY_POLL_US)
         return -EBUSY;
-    /* The two DMA limits are read by device threads while translating. */
+    /* The two DMA limits are read by device threads while translating,
+     * the busy-poll time by the context thread at each round. */
     __atomic_store_n(&ctx->limits[limit], value, __ATOMIC_RELAXED);
     return 0;
 }
@@ -590,11 +593,86 @@ static void handle_event(mu_ctx_t *ctx, uint64_t tag)
     }
 }
 
+/* A counter of the loop's (struct mu_busy_stats): one writer, the context
+ * thread; tests read it from other threads. */
+static inline void count(uint64_t *c)
+{
+    __atomic_store_n(c, *c + 1, __ATOMIC_RELAXED);
+}
+
+/* One epoll_wait and what it reports: the events handled, or -errno. */
+static int wait_events(mu_ctx_t *ctx, int timeout_ms)
+{
+    struct epoll_event evs[16];
+    int n;
+
+    if (timeout_ms != 0)
+        count(&ctx->busy.sleeps);
+    n = epoll_wait(ctx->epfd, evs, 16, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    for (int i = 0; i < n && !ctx->stopping; i++)
+        handle_event(ctx, evs[i].data.u64);
+    return n;
+}
+
+/* Non-blocking reads between two looks at the whole epoll set. */
+#define SPIN_CHECK 16
+
+/*
+ * Busy polling (MU_LIMIT_BUSY_POLL_US): the client's socket is read
+ * without blocking, again and again, for up to spin_us (never past
+ * timeout_ms), before the thread sleeps in epoll_wait; a client that
+ * sends its next request within that time finds the thread awake.  The
+ * whole epoll set is looked at before, and every SPIN_CHECK reads, so the
+ * stop fd, the timer and the device's fds are served while it spins, and
+ * a client that keeps sending cannot keep them waiting.  Returns as
+ * loop_once.
+ */
+static int spin_then_wait(mu_ctx_t *ctx, int timeout_ms, uint64_t spin_us)
+{
+    uint64_t start = mu_now_ns(), until = start + spin_us * 1000, now;
+    uint64_t deadline = UINT64_MAX;     /* timeout_ms < 0: none */
+    int n;
+
+    if (timeout_ms >= 0)
+        deadline = start + (uint64_t)timeout_ms * 1000000ull;
+    if (deadline < until)
+        until = deadline;
+    n = wait_events(ctx, 0);
+    if (n != 0)
+        return n;
+    for (unsigned i = 1; mu_conn_attached(ctx) && !ctx->stopping; i++) {
+        count(&ctx->busy.spins);
+        if (mu_ctx_process(ctx) != -EAGAIN) {
+            count(&ctx->busy.spin_work);
+            return 1;
+        }
+        if (i % SPIN_CHECK == 0 && (n = wait_events(ctx, 0)) != 0) {
+            if (n > 0)
+                count(&ctx->busy.spin_work);
+            return n;
+        }
+        if (mu_now_ns() >= until) {
+            count(&ctx->busy.spin_expired);
+            break;
+        }
+    }
+    if (ctx->stopping)
+        return 0;
+    if (timeout_ms < 0)
+        return wait_events(ctx, -1);
+    now = mu_now_ns();
+    if (now >= deadline)
+        return 0;
+    return wait_events(ctx, (int)((deadline - now + 999999) / 1000000));
+}
+
 /* One round: the number of events handled, or -errno (-ESHUTDOWN once
  * stopping). */
 static int loop_once(mu_ctx_t *ctx, int timeout_ms)
 {
-    struct epoll_event evs[16];
+    uint64_t spin_us;
     int n;
 
     if (!ctx->realized)
@@ -606,11 +684,15 @@ static int loop_once(mu_ctx_t *ctx, int timeout_ms)
     }
     if (ctx->stopping)
         return -ESHUTDOWN;
-    n = epoll_wait(ctx->epfd, evs, 16, timeout_ms);
+    /* Spinning needs a client to read, and a caller that may wait. */
+    spin_us = __atomic_load_n(&ctx->limits[MU_LIMIT_BUSY_POLL_US],
+                              __ATOMIC_RELAXED);
+    if (spin_us != 0 && timeout_ms != 0 && mu_conn_attached(ctx))
+        n = spin_then_wait(ctx, timeout_ms, spin_us);
+    else
+        n = wait_events(ctx, timeout_ms);
     if (n < 0)
-        return errno == EINTR ? 0 : -errno;
-    for (int i = 0; i < n && !ctx->stopping; i++)
-        handle_event(ctx, evs[i].data.u64);
+        return n;
     return ctx->stopping ? -ESHUTDOWN : n;
 }
 

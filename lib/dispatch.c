@@ -579,16 +579,18 @@ static void drop_if_failed(mu_ctx_t *ctx)
         mu_ctx_detach(ctx, ctx->drop_reason);
 }
 
-/* Whatever whole messages are buffered, one at a time, in order. */
-static void drain(mu_ctx_t *ctx)
+/* Whatever whole messages are buffered, one at a time, in order: how
+ * many were handled. */
+static unsigned drain(mu_ctx_t *ctx)
 {
     struct mu_msg msg;
+    unsigned n = 0;
     int rc;
 
     while (mu_conn_attached(ctx)) {
         rc = ctx->tran->next(ctx, &msg);
         if (rc == 0)
-            return;
+            return n;
         if (rc < 0) {
             mu_log(ctx, MU_LOG_WARN, "bad message header (id %u, cmd %u, size %u): %s",
                    msg.hdr.msg_id, msg.hdr.cmd, msg.hdr.size, strerror(-rc));
@@ -598,16 +600,47 @@ static void drain(mu_ctx_t *ctx)
                 send_error(ctx, &msg.hdr, -rc);
             mu_ctx_fail(ctx, "malformed message");
             drop_if_failed(ctx);
-            return;
+            return n;
         }
         handle_msg(ctx, &msg);
+        n++;
         drop_if_failed(ctx);
     }
+    return n;
 }
 
-void mu_ctx_process(mu_ctx_t *ctx)
+/*
+ * One read and the messages it completed.  The read's result: > 0, or
+ * -EAGAIN (nothing came), or another -errno, the client then dropped.
+ * *served: the messages handled.
+ */
+static int serve_read(mu_ctx_t *ctx, unsigned *served)
 {
-    int rc;
+    int rc = ctx->tran->read(ctx);
+
+    /* Serve what arrived even if the client closed right after it. */
+    *served = drain(ctx);
+    if (rc < 0 && rc != -EAGAIN && mu_conn_attached(ctx)) {
+        mu_ctx_detach(ctx, rc == -ENOTCONN ? "client disconnected"
+                     : rc == -EPROTO ? "too many fds in one message"
+                                     : "read error");
+    }
+    return rc;
+}
+
+/*
+ * Reads after the first one, at most, before the event loop looks at its
+ * other fds again: a client that keeps the socket full must not starve
+ * the timer, the stop fd or the device's eventfds.  What is left stays in
+ * the socket, whose fd stays readable (epoll is level-triggered), so the
+ * next round, here or in an outer loop on mu_ctx_fd(), comes back for it.
+ */
+#define PROCESS_MORE_READS 15
+
+int mu_ctx_process(mu_ctx_t *ctx)
+{
+    unsigned served;
+    int first, rc;
 
     /*
      * epoll may still report the connection of a client dropped earlier
@@ -616,14 +649,23 @@ void mu_ctx_process(mu_ctx_t *ctx)
      * client's msgio_init() forgets: a leak (found by fuzz_server).
      */
     if (!mu_conn_attached(ctx))
-        return;
-    rc = ctx->tran->read(ctx);
+        return -ENOTCONN;
+    first = rc = serve_read(ctx, &served);
 
-    /* Serve what arrived even if the client closed right after it. */
-    drain(ctx);
-    if (rc < 0 && rc != -EAGAIN && mu_conn_attached(ctx)) {
-        mu_ctx_detach(ctx, rc == -ENOTCONN ? "client disconnected"
-                     : rc == -EPROTO ? "too many fds in one message"
-                                     : "read error");
+    /*
+     * Read again at once, without going back to epoll_wait, only while the
+     * client shows it does not wait for each reply: a read brought more
+     * than one message, or one and the start of the next, or a read made
+     * on that guess found something.  A client that waits for its reply
+     * (the usual case: a register access) costs no read that would block.
+     */
+    for (unsigned i = 0; i < PROCESS_MORE_READS && rc > 0; i++) {
+        bool more = i > 0 || served > 1 ||
+                    (served == 1 && ctx->tran->partial_since(ctx) != 0);
+
+        if (!more || !mu_conn_attached(ctx) || ctx->stopping)
+            break;
+        rc = serve_read(ctx, &served);
     }
+    return first;
 }

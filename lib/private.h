@@ -208,6 +208,14 @@ struct mu_ctx {
     int done_fd;                /* eventfd: DMA requests done (dma_rw.c) */
     uint64_t timer_ms;          /* its period, 0 while disarmed */
     bool conn_watched;          /* tran->fixed_poll_fd: in the epoll set */
+    /* What the loop did (ctx.c), for tests: written by the context thread
+     * only, read atomically from any thread. */
+    struct {
+        uint64_t sleeps;        /* epoll_waits that could block */
+        uint64_t spins;         /* busy polling: non-blocking reads */
+        uint64_t spin_work;     /* ... rounds that found work while spinning */
+        uint64_t spin_expired;  /* ... spins that ran out of time */
+    } busy;
 
     /* server -> client calls */
     pthread_mutex_t send_lock;  /* one message at a time on the socket */
@@ -310,8 +318,14 @@ void mu_ctx_fail(mu_ctx_t *ctx, const char *why);
 void mu_ctx_detach(mu_ctx_t *ctx, const char *why);
 /* Device reset: device callback, then library state (dispatch.c). */
 int mu_ctx_reset(mu_ctx_t *ctx, enum mu_reset_type type);
-/* Process whatever the client sent (dispatch.c). */
-void mu_ctx_process(mu_ctx_t *ctx);
+/*
+ * Process whatever the client sent (dispatch.c): a read and the messages
+ * it completed, and further reads while the client sends ahead of its
+ * replies (a bounded number).  The first read's result: > 0 when
+ * something came, -EAGAIN when nothing was there, -ENOTCONN without a
+ * client, or another -errno (the client was dropped).
+ */
+int mu_ctx_process(mu_ctx_t *ctx);
 void mu_calls_cancel(mu_ctx_t *ctx);
 /* Take the call of a context-thread request off the list (it timed out or
  * was cancelled); false when its reply already took it. */

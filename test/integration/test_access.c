@@ -450,13 +450,16 @@ static void test_allow_list_other_user(void **state)
 static const char *const limit_names[] = {
     "MSG_SIZE", "MSG_FDS", "DATA_XFER", "DMA_REGIONS", "DMA_MAPPED_BYTES",
     "DMA_IDLE_MS", "DMA_PENDING", "SEND_TIMEOUT_MS", "RECV_TIMEOUT_MS",
-    "DIRTY_BITMAP_BYTES",
+    "DIRTY_BITMAP_BYTES", "BUSY_POLL_US",
 };
 #define NR_LIMITS MU_LIMIT_NR
+_Static_assert(sizeof(limit_names) / sizeof(limit_names[0]) == NR_LIMITS,
+               "a name for every limit");
 
 /*
  * Values no limit can take, for reasons outside the implementation: 0 is
- * out of range for all but the two eviction limits (documented); a
+ * out of range for all but the two eviction limits and the busy-poll
+ * time (documented); busy polling spins at most MU_BUSY_POLL_MAX_US; a
  * message must hold a header; the kernel passes at most 253 fds a
  * message; sizes and counts travel as 32 bits on the wire; timeouts end
  * up as an int of milliseconds; and no limit is 2^64 - 1 but the
@@ -485,6 +488,8 @@ static void test_limits_out_of_range(void **state)
         { MU_LIMIT_DIRTY_BITMAP_BYTES, 0 },
         { MU_LIMIT_DIRTY_BITMAP_BYTES, 4095 },
         { MU_LIMIT_DIRTY_BITMAP_BYTES, UINT64_MAX },
+        { MU_LIMIT_BUSY_POLL_US, MU_BUSY_POLL_MAX_US + 1ull },
+        { MU_LIMIT_BUSY_POLL_US, UINT64_MAX },
     };
     static const struct {
         enum mu_limit l;
@@ -497,6 +502,8 @@ static void test_limits_out_of_range(void **state)
         { MU_LIMIT_DMA_IDLE_MS, 1000 }, { MU_LIMIT_DMA_PENDING, 1 },
         { MU_LIMIT_SEND_TIMEOUT_MS, 1 }, { MU_LIMIT_RECV_TIMEOUT_MS, 60000 },
         { MU_LIMIT_DIRTY_BITMAP_BYTES, 4096 },
+        { MU_LIMIT_BUSY_POLL_US, 1 }, { MU_LIMIT_BUSY_POLL_US, MU_BUSY_POLL_MAX_US },
+        { MU_LIMIT_BUSY_POLL_US, 0 },
     };
     uint64_t before;
 
@@ -531,7 +538,9 @@ static void test_limits_out_of_range(void **state)
     inproc_stop(&srv_a);
 }
 
-/* Limits are frozen at realize, but for the two DMA eviction limits. */
+/* Limits are frozen at realize, but for the two DMA eviction limits and
+ * the busy-poll time (which the serving thread then spins with: the
+ * client is still served). */
 static void test_limits_after_realize(void **state)
 {
     (void)state;
@@ -540,8 +549,8 @@ static void test_limits_after_realize(void **state)
     for (unsigned l = 0; l < NR_LIMITS; l++) {
         uint64_t v = mu_ctx_get_limit(srv_a.ctx, (enum mu_limit)l);
         uint64_t nv = v == 0 ? 100 : v - 1;
-        int want = l == MU_LIMIT_DMA_MAPPED_BYTES || l == MU_LIMIT_DMA_IDLE_MS
-                   ? 0 : -EBUSY;
+        int want = l == MU_LIMIT_DMA_MAPPED_BYTES || l == MU_LIMIT_DMA_IDLE_MS ||
+                   l == MU_LIMIT_BUSY_POLL_US ? 0 : -EBUSY;
 
         if (mu_ctx_set_limit(srv_a.ctx, (enum mu_limit)l, nv) != want)
             fail_msg("MU_LIMIT_%s after realize", limit_names[l]);
