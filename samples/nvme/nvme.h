@@ -22,10 +22,11 @@
  *
  * Threads.  The context thread runs muser (register accesses, DMA map and
  * unmap, resets, and in trapped-doorbell mode the command processing, as
- * long as all guest memory has an fd).  In polled-doorbell mode a poller
- * thread owns command processing, and in trapped mode it takes it over
- * while the guest has memory without an fd: the context thread cannot
- * wait for the client's DMA replies (ctrl_defer).  A watcher
+ * long as all guest memory has an fd).  In polled-doorbell mode poller
+ * threads (one, or --pollers N) own command processing; in trapped mode
+ * the one poller takes it over while the guest has memory without an
+ * fd: the context thread cannot wait for the client's DMA replies
+ * (ctrl_defer).  A watcher
  * thread (main.c) handles signals and, in trapped mode, the coalescing
  * timer (intr_tick() under the lock).
  *

@@ -1,5 +1,5 @@
 /*
- * poller.c - the controller lock, and the thread that serves doorbells in
+ * poller.c - the controller lock, and the threads that serve doorbells in
  * polled mode.
  *
  * In polled mode the doorbell page is shared memory the client stores to
@@ -14,10 +14,31 @@
  * condition variable instead, woken by the register write, PCI command
  * or migration change that gives it work (ctrl_unlock): no wakeups then.
  *
- * Locking: the poller holds ctrl->lock for one pass over the queues.  The
+ * Several pollers (polled mode, --pollers N).  I/O CQ qid is served by
+ * poller qid % N, and an I/O SQ by the poller of the CQ it completes to,
+ * so a queue (and every SQ a stalled CQ restarts) is only ever touched by
+ * one poller.  Poller 0 also serves the admin queue.  The controller lock
+ * is every poller's mutex, in poller order, then ctrl->lock (lock_all).
+ * A poller runs its I/O queues holding its own mutex only (an I/O pass),
+ * so pollers run in parallel; what an I/O pass shares with the others it
+ * writes under ctrl->lock alone (ctrl_common_lock: error log, queued
+ * events, vector coalescing, INTx) or atomically (CFS, dirty granules),
+ * and it counts its I/O in its own counters.  Everything else it reads
+ * (registers, features, which queues exist and where) changes only under
+ * the controller lock, which no I/O pass holds, so between two passes of
+ * a poller: that is how queues change hands.  Poller 0's admin pass
+ * (the admin queue, events an I/O pass raised, work the context thread
+ * left) takes the whole controller lock, so creating or deleting an I/O
+ * queue there is the same handover as on the context thread: the owner
+ * is between passes, its next pass sees the queue or does not.
+ * Trapped and ioeventfd modes have one poller, whose pass takes the
+ * whole controller lock as before (full_pass).
+ *
+ * Locking: a pass holds its lock for one pass over the queues.  The
  * context thread (register writes, DMA unmap, reset) raises pause_req
- * before taking the lock; the poller does not take it again while
- * pause_req is set, so the context thread gets in after at most one pass.
+ * before taking the controller lock; the pollers do not start a pass
+ * while pause_req is set, so the context thread gets in after at most
+ * one pass of each.
  * The pass lets go of the lock while it waits for a DMA_READ/DMA_WRITE
  * reply (fd-less guest memory, ctrl_dma): the context thread is the one
  * that receives that reply, and holding the lock the context thread may
