@@ -18,7 +18,10 @@
  * command is fetched only when its CQ has room for its completion: a full
  * CQ stalls the SQs that feed it until the host moves the CQ head.
  *
- * Called with the controller lock held.
+ * Called with the controller lock held, or (the I/O queues' fetching,
+ * completions and doorbells) on an I/O pass of the poller that owns the
+ * queue, which holds its own mutex only (poller.c).  Creating and deleting
+ * queues always holds the controller lock: no I/O pass runs meanwhile.
  */
 #include <errno.h>
 #include <limits.h>
