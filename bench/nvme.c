@@ -39,11 +39,23 @@
  * is reported (..._reg_read_max_lat, against the register read p99): it
  * shows whether the poller holds up the context thread while it waits
  * for its DMA replies.
+ *
+ * nvme_randread_qd128_q4_polled_iops_t1/_t2: 4 KiB random reads, 32 in
+ * flight on each of 4 I/O queue pairs (QD128 in all), one client thread
+ * going round the queues, against a polled device with 1 and 2 poller
+ * threads (--pollers; queue pair q on poller q % N).  Each against the
+ * memcpy limit, and next to it the IOPS per poller thread against the
+ * anchor of issue 15, SPDK's vfio-user NVMe target at 2.14 M IOPS on one
+ * core (..._per_core_t1/_t2: ratio = our IOPS per poller / 2.14 M).  The
+ * t1 device is pinned like the others; the t2 device may use every CPU
+ * we may, so that its two pollers can run at once where there are CPUs
+ * for them (a note line says what this machine gives them).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
@@ -65,6 +77,9 @@
 #define BLK 4096u
 #define NR_BLOCKS (NS_SIZE / BLK)
 #define QD_MAX 32u
+#define MQ_NQ 4u                    /* the multi-queue rows: 4 queues */
+#define MQ_QD 32u                   /* 32 in flight on each: QD128 */
+#define SPDK_CORE_IOPS 2.14e6       /* the anchor: SPDK vfio-user, 1 core */
 #define IO_QSIZE 64u                /* SQ entries: room for QD_MAX */
 #define IO_CQ_SIZE 1024u            /* large CQ: lazy head doorbells */
 #define CQ_DB_BATCH 512u
@@ -92,9 +107,15 @@ const char *bench_nvme_bin;
  * processes on the last, and the raw baseline's two threads likewise.
  */
 static int cpu_host = -1, cpu_dev = -1;
+static cpu_set_t cpus_all;          /* every CPU we may use */
+static int nr_cpus_all;
 
 struct dev {
     const char *mode;
+    const char *name;           /* files and serial; NULL: mode */
+    unsigned pollers;           /* --pollers; 0: the device's default */
+    unsigned nr_q;              /* I/O queue pairs; 0: by mode */
+    bool any_cpu;               /* not pinned: every CPU we may use */
     enum nvd_db_mode db;
     pid_t pid;
     char sock[160], log[160];
@@ -170,18 +191,35 @@ static void show_log(const struct dev *v)
 
 static int dev_spawn(struct dev *v, const char *bin)
 {
-    char serial[32];
+    const char *name = v->name != NULL ? v->name : v->mode;
+    char serial[32], pollers[16];
     const char *argv[] = {
         bin, "--size", "256M", "--lba-size", "4096", "--doorbells", v->mode,
-        "--once", "--serial", serial, v->sock, NULL,
+        "--once", "--serial", serial, v->sock, NULL, NULL, NULL,
     };
+    cpu_set_t saved;
+    bool unpinned = false;
 
-    snprintf(serial, sizeof(serial), "BENCH-%s", v->mode);
+    if (v->pollers > 0) {
+        /* Before the socket: options first. */
+        snprintf(pollers, sizeof(pollers), "%u", v->pollers);
+        argv[12] = argv[10];
+        argv[10] = "--pollers";
+        argv[11] = pollers;
+    }
+    snprintf(serial, sizeof(serial), "BENCH-%s", name);
     snprintf(v->sock, sizeof(v->sock), "%s/nvme-%s.sock", bench_tmpdir(),
-             v->mode);
-    snprintf(v->log, sizeof(v->log), "%s/nvme-%s.log", bench_tmpdir(),
-             v->mode);
-    v->pid = bench_spawn(argv, v->log, cpu_dev);
+             name);
+    snprintf(v->log, sizeof(v->log), "%s/nvme-%s.log", bench_tmpdir(), name);
+    /* This thread is pinned and the child inherits it: widen it for the
+     * fork when the device may use every CPU. */
+    if (v->any_cpu && nr_cpus_all > 0 &&
+        pthread_getaffinity_np(pthread_self(), sizeof(saved), &saved) == 0)
+        unpinned = pthread_setaffinity_np(pthread_self(), sizeof(cpus_all),
+                                          &cpus_all) == 0;
+    v->pid = bench_spawn(argv, v->log, v->any_cpu ? -1 : cpu_dev);
+    if (unpinned)
+        pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved);
     return v->pid < 0 ? (int)v->pid : 0;
 }
 
@@ -278,8 +316,8 @@ static int dev_start(struct dev *v, const char *bin)
          * commands to its poller thread (the context thread never waits
          * for the client), which the trapped figures must not measure.
          */
-        .nr_io_queues = v->db == NVD_DB_POLLED ? 2 : 1,
-        .fdless_size = v->db == NVD_DB_POLLED ? 1 * MIB : 0,
+        .nr_io_queues = v->nr_q ? v->nr_q : v->db == NVD_DB_POLLED ? 2 : 1,
+        .fdless_size = v->db == NVD_DB_POLLED && v->nr_q == 0 ? 1 * MIB : 0,
         .io_qsize = IO_QSIZE,
         .io_cq_size = IO_CQ_SIZE,
     };
@@ -301,12 +339,13 @@ static int dev_start(struct dev *v, const char *bin)
     if (rc == 0)
         rc = nvd_bringup(v->d);
     if (rc == 0 && (v->d->nr_ns < 1 || v->d->ns[0].lba_shift != 12 ||
-                    v->d->ns[0].nsze < QD_MAX))
+                    v->d->ns[0].nsze < QD_MAX ||
+                    (v->nr_q != 0 && v->d->nr_ioq < v->nr_q)))
         rc = -EPROTO;
     if (rc == 0) {
         v->nsid = v->d->ns[0].nsid;
         v->nlb = v->d->ns[0].nsze;
-        v->bufs = nvd_alloc(v->d, QD_MAX * BLK, BLK);
+        v->bufs = nvd_alloc(v->d, MQ_NQ * MQ_QD * BLK, BLK);
         rc = v->bufs == 0 ? -ENOMEM : precondition(v);
     }
     if (rc < 0) {
@@ -518,6 +557,122 @@ static int run_fdless(struct dev *v, uint64_t dur_ns, uint64_t seed,
     return 0;
 }
 
+/* ---------------- several queues ---------------- */
+
+/* What one queue of the multi-queue load has: its buffers (MQ_QD blocks
+ * of its own), which CID uses which, how many are in flight. */
+struct mq_queue {
+    uint16_t free_buf[MQ_QD];
+    unsigned nr_free;
+    uint16_t buf_of[IO_QSIZE];
+    unsigned inflight;
+};
+
+static int mq_submit(struct dev *v, unsigned qid, struct mq_queue *q,
+                     uint64_t *seed)
+{
+    unsigned b = q->free_buf[--q->nr_free];
+    uint64_t buf = v->bufs + ((uint64_t)(qid - 1) * MQ_QD + b) * BLK;
+    int cid = nvd_submit_rw(v->d, qid, NVME_IO_READ, v->nsid,
+                            rnd(seed) % v->nlb, 1, buf, BLK);
+
+    if (cid < 0 || cid >= (int)IO_QSIZE) {
+        q->free_buf[q->nr_free++] = (uint16_t)b;
+        return cid < 0 ? cid : -EPROTO;
+    }
+    q->buf_of[cid] = (uint16_t)b;
+    q->inflight++;
+    return 0;
+}
+
+/* Fill queue qid up to MQ_QD in flight (while t < end) and ring it. */
+static int mq_refill(struct dev *v, unsigned qid, struct mq_queue *q,
+                     uint64_t *seed, bool more)
+{
+    unsigned added = 0;
+    int rc;
+
+    while (more && q->inflight < MQ_QD) {
+        if ((rc = mq_submit(v, qid, q, seed)) < 0)
+            return rc;
+        added++;
+    }
+    return added > 0 ? nvd_ring(v->d, qid) : 0;
+}
+
+/*
+ * 4 KiB random reads, MQ_QD in flight on each of MQ_NQ queues, for dur_ns,
+ * then drained: one thread going round the queues, reaping what each has
+ * and refilling it.  IOPS in *iops (when not NULL).
+ */
+static int run_multiq(struct dev *v, uint64_t dur_ns, uint64_t seed,
+                      double *iops)
+{
+    struct mq_queue q[MQ_NQ + 1];
+    struct nvme_cqe cqe[MQ_QD];
+    uint64_t t0 = bench_now_ns(), t = t0, last = t0, end = t0 + dur_ns;
+    uint64_t ios = 0;
+    unsigned inflight = 0, spins = 0;
+    int rc;
+
+    memset(q, 0, sizeof(q));
+    for (unsigned i = 1; i <= MQ_NQ; i++) {
+        for (unsigned b = 0; b < MQ_QD; b++)
+            q[i].free_buf[q[i].nr_free++] = (uint16_t)b;
+        if ((rc = mq_refill(v, i, &q[i], &seed, true)) < 0)
+            return rc;
+        inflight += q[i].inflight;
+    }
+    while (inflight > 0) {
+        bool any = false;
+
+        for (unsigned i = 1; i <= MQ_NQ; i++) {
+            int n;
+
+            if (q[i].inflight == 0 || !nvd_cq_ready(v->d, i))
+                continue;
+            n = nvd_reap(v->d, i, cqe, MQ_QD, 0);
+            if (n < 0)
+                return n;
+            for (int k = 0; k < n; k++) {
+                uint16_t cid = cqe[k].cid;
+
+                if (NVME_CQE_ST(cqe[k].status) != 0 || cid >= IO_QSIZE) {
+                    fprintf(stderr, "nvme (%s): I/O failed, status %#x\n",
+                            v->name, NVME_CQE_ST(cqe[k].status));
+                    return -EIO;
+                }
+                q[i].free_buf[q[i].nr_free++] = q[i].buf_of[cid];
+                q[i].inflight--;
+            }
+            ios += (uint64_t)n;
+            inflight -= (unsigned)n;
+            any = any || n > 0;
+            t = bench_now_ns();
+            inflight -= q[i].inflight;
+            if ((rc = mq_refill(v, i, &q[i], &seed, t < end)) < 0)
+                return rc;
+            inflight += q[i].inflight;
+        }
+        if (any) {
+            last = t;
+            spins = 0;
+            continue;
+        }
+        /* As run_load: spin, and only after a long while yield, in case
+         * a poller has to share our CPU. */
+        cpu_relax();
+        if (++spins < SPIN_YIELD)
+            continue;
+        sched_yield();
+        if ((spins & 0xfff) == 0xfff && bench_now_ns() - last > STUCK_NS)
+            return -ETIMEDOUT;
+    }
+    if (iops != NULL)
+        *iops = (double)ios * 1e9 / (double)(t - t0);
+    return 0;
+}
+
 /* ---------------- the memcpy baseline ---------------- */
 
 struct copy_base {
@@ -587,6 +742,9 @@ static double copy_rate(struct copy_base *cb, bool write, uint64_t seed)
 enum { OP_READ, OP_WRITE, NR_OPS };
 enum { QD1, QD32, NR_QDS };
 enum { POLLED, TRAPPED, NR_MODES };
+/* The multi-queue devices: polled, 1 and 2 pollers (devs[NR_MODES + t]). */
+enum { MQ_T1, MQ_T2, NR_MQ };
+static const unsigned mq_pollers[NR_MQ] = { 1, 2 };
 
 static const char *const op_name[NR_OPS] = { "randread", "randwrite" };
 static const uint8_t op_code[NR_OPS] = { NVME_IO_READ, NVME_IO_WRITE };
@@ -599,6 +757,7 @@ struct all {
     double *reg50, *reg99;              /* [rep], us */
     struct result *io[NR_OPS][NR_MODES][NR_QDS];        /* [rep] */
     double *fdless_iops, *fdless_reg_max;               /* [rep] */
+    double *mq_iops[NR_MQ];                             /* [rep] */
 };
 
 static double med(double *v, int reps)
@@ -630,6 +789,19 @@ static void report(struct all *a, int reps)
     bench_report("nvme", "nvme_randread_qd32_polled_fdless_reg_read_max_lat",
                  med(a->fdless_reg_max, reps), "us", med(a->reg99, reps),
                  NULL);
+    for (int t = 0; t < NR_MQ; t++) {
+        double iops = med(a->mq_iops[t], reps);
+
+        snprintf(m, sizeof(m), "nvme_randread_qd128_q4_polled_iops_t%u",
+                 mq_pollers[t]);
+        bench_report("nvme", m, iops, "iops", med(a->copy[OP_READ], reps),
+                     NULL);
+        snprintf(m, sizeof(m),
+                 "nvme_randread_qd128_q4_polled_iops_per_core_t%u",
+                 mq_pollers[t]);
+        bench_report("nvme", m, iops / mq_pollers[t], "iops", SPDK_CORE_IOPS,
+                     NULL);
+    }
     for (int op = 0; op < NR_OPS; op++) {
         double copy = med(a->copy[op], reps);
 
@@ -658,6 +830,28 @@ static void report(struct all *a, int reps)
     }
 }
 
+/* What the multi-queue rows mean, and what this machine lets t2 show. */
+static void mq_notes(void)
+{
+    fprintf(stderr, "nvme: note: ..._per_core_tN is IOPS per poller thread; "
+            "its baseline is the anchor, SPDK's vfio-user NVMe target at "
+            "%.2f M IOPS on one core (ratio = our share of it)\n",
+            SPDK_CORE_IOPS / 1e6);
+    if (nr_cpus_all <= 2)
+        fprintf(stderr, "nvme: note: %d CPU(s) here, and this process's "
+                "client thread spins on one of them (CPU %d) to keep QD128 "
+                "in flight: t1's poller has the other to itself, t2's two "
+                "pollers have one CPU between them plus whatever the "
+                "client leaves. So t2 shows that two pollers serve four "
+                "queues correctly and what sharing costs; it cannot show "
+                "how IOPS scale with poller cores, which needs a CPU per "
+                "poller besides the client's\n", nr_cpus_all, cpu_host);
+    else
+        fprintf(stderr, "nvme: note: %d CPUs: t2's pollers may run on any "
+                "(the client spins on CPU %d; the t1 device is pinned to "
+                "CPU %d)\n", nr_cpus_all, cpu_host, cpu_dev);
+}
+
 /* ---------------- the benchmark ---------------- */
 
 static int all_alloc(struct all *a, int reps)
@@ -669,6 +863,11 @@ static int all_alloc(struct all *a, int reps)
     a->reg99 = calloc((size_t)reps, sizeof(double));
     a->fdless_iops = calloc((size_t)reps, sizeof(double));
     a->fdless_reg_max = calloc((size_t)reps, sizeof(double));
+    for (int t = 0; t < NR_MQ; t++) {
+        a->mq_iops[t] = calloc((size_t)reps, sizeof(double));
+        if (a->mq_iops[t] == NULL)
+            return -ENOMEM;
+    }
     if (a->rtt50 == NULL || a->rtt99 == NULL || a->reg50 == NULL ||
         a->reg99 == NULL || a->fdless_iops == NULL || a->fdless_reg_max == NULL)
         return -ENOMEM;
@@ -696,6 +895,8 @@ static void all_free(struct all *a)
     free(a->reg99);
     free(a->fdless_iops);
     free(a->fdless_reg_max);
+    for (int t = 0; t < NR_MQ; t++)
+        free(a->mq_iops[t]);
     for (int op = 0; op < NR_OPS; op++) {
         free(a->copy[op]);
         for (int mode = 0; mode < NR_MODES; mode++) {
@@ -769,6 +970,21 @@ static int one_rep(struct all *a, struct dev *devs, struct copy_base *cb,
         }
         dev_run(&devs[POLLED], false);
     }
+    for (int t = 0; t < NR_MQ && rc == 0; t++) {
+        struct dev *v = &devs[NR_MODES + t];
+        uint64_t seed = 0x9e3779b97f4a7c15ull ^ ((uint64_t)r << 4 | (uint64_t)t);
+
+        dev_run(v, true);
+        rc = run_multiq(v, WARM_NS, seed, NULL);
+        if (rc == 0)
+            rc = run_multiq(v, RUN_NS, seed + 1, &a->mq_iops[t][r]);
+        if (rc < 0) {
+            fprintf(stderr, "nvme (%s) randread qd128 over %u queues: %s\n",
+                    v->name, MQ_NQ, strerror(-rc));
+            show_log(v);
+        }
+        dev_run(v, false);
+    }
     return rc;
 }
 
@@ -777,6 +993,8 @@ static void pick_cpus(void)
     int first, last;
 
     bench_cpus(&first, &last);
+    if (sched_getaffinity(0, sizeof(cpus_all), &cpus_all) == 0)
+        nr_cpus_all = CPU_COUNT(&cpus_all);
     if (first >= 0 && last != first) {
         cpu_host = first;
         cpu_dev = last;
@@ -785,9 +1003,15 @@ static void pick_cpus(void)
 
 int bench_nvme(void)
 {
-    struct dev devs[NR_MODES] = {
+    struct dev devs[NR_MODES + NR_MQ] = {
         [POLLED] = { .mode = "polled", .db = NVD_DB_POLLED },
         [TRAPPED] = { .mode = "trapped", .db = NVD_DB_TRAPPED },
+        [NR_MODES + MQ_T1] = { .mode = "polled", .name = "polled-t1",
+                               .pollers = 1, .nr_q = MQ_NQ,
+                               .db = NVD_DB_POLLED },
+        [NR_MODES + MQ_T2] = { .mode = "polled", .name = "polled-t2",
+                               .pollers = 2, .nr_q = MQ_NQ, .any_cpu = true,
+                               .db = NVD_DB_POLLED },
     };
     struct copy_base cb = { .ns_fd = -1, .buf_fd = -1 };
     int reps = bench_reps, rc;
@@ -819,18 +1043,20 @@ int bench_nvme(void)
         rc = -ENOMEM;
     if (rc == 0)
         rc = copy_base_init(&cb);
-    for (int mode = 0; mode < NR_MODES && rc == 0; mode++) {
+    for (int mode = 0; mode < NR_MODES + NR_MQ && rc == 0; mode++) {
         rc = dev_start(&devs[mode], bin);
         dev_run(&devs[mode], false);
     }
     for (int r = 0; r < reps && rc == 0; r++)
         rc = one_rep(&a, devs, &cb, l, r);
-    for (int mode = 0; mode < NR_MODES; mode++) {
+    for (int mode = 0; mode < NR_MODES + NR_MQ; mode++) {
         dev_run(&devs[mode], true);
         dev_stop(&devs[mode]);
     }
-    if (rc == 0)
+    if (rc == 0) {
         report(&a, reps);
+        mq_notes();
+    }
     if (pinned)
         bench_unpin(&old_cpus);
     copy_base_fini(&cb);

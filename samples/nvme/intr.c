@@ -16,7 +16,9 @@
  * whichever comes first.  The deadline is checked by the poller in polled
  * mode and by a timerfd on the context thread in trapped mode.
  *
- * Called with the controller lock held, except intr_on_state().
+ * Called with the controller lock held, except intr_on_state(); or on an
+ * I/O pass (poller.c), where what vectors and INTx share is written under
+ * ctrl_common_lock(); intr_tick() with ctrl->lock alone (poller 0).
  */
 #include <sys/timerfd.h>
 #include <time.h>
@@ -45,12 +47,14 @@ static bool intx_level(const struct nvme_ctrl *c)
 
 static void intx_assert(struct nvme_ctrl *c)
 {
-    if (c->intms & 1) {
-        c->intx_pending = true;
-        return;
-    }
-    c->intx_pending = false;
-    mu_irq_trigger(c->ctx, MU_IRQ_INTX, 0);
+    bool masked;
+
+    ctrl_common_lock(c);
+    masked = c->intms & 1;
+    c->intx_pending = masked;
+    ctrl_common_unlock(c);
+    if (!masked)
+        mu_irq_trigger(c->ctx, MU_IRQ_INTX, 0);
 }
 
 static void fire(struct nvme_ctrl *c, uint16_t iv)
@@ -91,16 +95,17 @@ void intr_cq_flush(struct nvme_ctrl *c, struct nvme_cq *cq)
         fire(c, cq->iv);
         return;
     }
+    /* Vectors may be shared by CQs of different pollers. */
+    ctrl_common_lock(c);
     v->pending += n;
     if (v->pending >= (unsigned)c->feat.coalesce_thr + 1) {
         vec_signal(c, cq->iv);
-        return;
-    }
-    if (v->deadline_ns == 0) {
+    } else if (v->deadline_ns == 0) {
         v->deadline_ns = now_ns() + c->feat.coalesce_time * 100000ull;
         c->coalescing++;
         intr_timer_update(c);
     }
+    ctrl_common_unlock(c);
 }
 
 void intr_flush_all(struct nvme_ctrl *c)

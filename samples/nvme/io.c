@@ -20,12 +20,14 @@ static bool lba_ok(const struct nvme_ns *ns, uint64_t slba, uint64_t nlb)
 
 static void account(struct nvme_ctrl *c, size_t len, bool write)
 {
+    struct nvme_io_stats *s = ctrl_io_stats(c);
+
     if (write) {
-        c->smart.host_writes++;
-        c->smart.units_written += len / 512;
+        s->host_writes++;
+        s->units_written += len / 512;
     } else {
-        c->smart.host_reads++;
-        c->smart.units_read += len / 512;
+        s->host_reads++;
+        s->units_read += len / 512;
     }
 }
 
@@ -66,7 +68,7 @@ static uint16_t write_zeroes(struct nvme_ctrl *c, struct nvme_ns *ns,
         return NVME_SC_WRITE_FAULT;
     if (((cmd->cdw12 & NVME_RW_FUA) || !c->feat.wce) && ns_flush(ns) < 0)
         return NVME_SC_WRITE_FAULT;
-    c->smart.host_writes++;
+    ctrl_io_stats(c)->host_writes++;
     return NVME_SC_SUCCESS;
 }
 

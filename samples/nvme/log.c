@@ -21,8 +21,10 @@
 void log_error(struct nvme_ctrl *c, uint16_t sqid, const struct nvme_sqe *cmd,
                uint16_t status)
 {
-    struct nvme_error_entry *e = &c->err[c->err_next];
+    struct nvme_error_entry *e;
 
+    ctrl_common_lock(c);
+    e = &c->err[c->err_next];
     c->err_next = (c->err_next + 1) % (NVME_ELPE + 1);
     memset(e, 0, sizeof(*e));
     e->error_count = ++c->err_count;
@@ -33,6 +35,7 @@ void log_error(struct nvme_ctrl *c, uint16_t sqid, const struct nvme_sqe *cmd,
     e->nsid = cmd != NULL ? cmd->nsid : 0;
     if (cmd != NULL && cmd->opc != NVME_IO_FLUSH && sqid != 0)
         e->lba = (uint64_t)cmd->cdw11 << 32 | cmd->cdw10;
+    ctrl_common_unlock(c);
 }
 
 /* Newest first, as the spec orders them. */
@@ -68,9 +71,28 @@ static void put_le128(uint8_t *p, uint64_t v)
     put_le64(p + 8, 0);
 }
 
+/* Every pass's counters (controller lock held). */
+static struct nvme_io_stats io_total(const struct nvme_ctrl *c)
+{
+    struct nvme_io_stats t = c->smart.io;
+
+    for (unsigned i = 0; i < c->nr_pollers; i++) {
+        const struct nvme_io_stats *p = &c->pollers[i].io;
+
+        t.units_read += p->units_read;
+        t.units_written += p->units_written;
+        t.host_reads += p->host_reads;
+        t.host_writes += p->host_writes;
+        t.busy_ns += p->busy_ns;
+        t.media_errors += p->media_errors;
+    }
+    return t;
+}
+
 static void smart_page(const struct nvme_ctrl *c, uint8_t *p)
 {
     const struct nvme_smart *s = &c->smart;
+    const struct nvme_io_stats io = io_total(c);
     uint64_t up = now_ns() - s->start_ns;
 
     p[0] = s->crit_warning;
@@ -79,15 +101,15 @@ static void smart_page(const struct nvme_ctrl *c, uint8_t *p)
     p[4] = 10;          /* spare threshold % */
     p[5] = 0;           /* percentage used */
     /* Data units are thousands of 512-byte units, rounded up. */
-    put_le128(p + 32, (s->units_read + 999) / 1000);
-    put_le128(p + 48, (s->units_written + 999) / 1000);
-    put_le128(p + 64, s->host_reads);
-    put_le128(p + 80, s->host_writes);
-    put_le128(p + 96, s->busy_ns / 60000000000ull);     /* minutes */
+    put_le128(p + 32, (io.units_read + 999) / 1000);
+    put_le128(p + 48, (io.units_written + 999) / 1000);
+    put_le128(p + 64, io.host_reads);
+    put_le128(p + 80, io.host_writes);
+    put_le128(p + 96, io.busy_ns / 60000000000ull);     /* minutes */
     put_le128(p + 112, 1);                              /* power cycles */
     put_le128(p + 128, up / 3600000000000ull);          /* power-on hours */
     put_le128(p + 144, s->unsafe_shutdowns);
-    put_le128(p + 160, s->media_errors);
+    put_le128(p + 160, io.media_errors);
     put_le128(p + 176, c->err_count);
     put_le16(p + 200, NVME_TEMP_KELVIN);                /* sensor 1 */
 }
@@ -180,20 +202,32 @@ uint16_t log_get_page(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 
 /* ---------------- asynchronous events ---------------- */
 
+/* Queue an event.  On an I/O pass only the queueing (under ctrl->lock):
+ * completing the AER posts to the admin CQ, poller 0's, which delivers
+ * it in its next admin pass (aen_kick). */
 void aen_post(struct nvme_ctrl *c, uint8_t type, uint8_t info, uint8_t lid)
 {
     uint32_t dw0 = NVME_AER_DW0(type, info, lid);
+    bool queued = false, dup = false;
 
+    ctrl_common_lock(c);
     for (unsigned i = 0; i < c->nr_aen; i++) {
         if (c->aen[i] == dw0)
-            return;     /* already waiting to be reported */
+            dup = true;     /* already waiting to be reported */
     }
-    if (c->nr_aen == NVME_MAX_AEN)
+    if (!dup && c->nr_aen < NVME_MAX_AEN) {
+        c->aen[c->nr_aen++] = dw0;
+        queued = true;
+        if (type == NVME_AER_TYPE_ERROR)
+            log_error(c, 0xffff, NULL, NVME_SC_SUCCESS);
+    }
+    ctrl_common_unlock(c);
+    if (!queued)
         return;
-    c->aen[c->nr_aen++] = dw0;
-    if (type == NVME_AER_TYPE_ERROR)
-        log_error(c, 0xffff, NULL, NVME_SC_SUCCESS);
-    aen_deliver(c);
+    if (ctrl_in_io_pass())
+        __atomic_store_n(&c->aen_kick, 1, __ATOMIC_RELEASE);
+    else
+        aen_deliver(c);
 }
 
 /*
@@ -226,7 +260,7 @@ void aen_deliver(struct nvme_ctrl *c)
         c->nr_aer--;
         cq_post(c, cq, dw0, (uint16_t)c->sq[0].head, 0, c->aer_cid[c->nr_aer],
                 NVME_SC_SUCCESS);
-        if (cq->tail == tail0 && c->pass_mig_stopped) {
+        if (cq->tail == tail0 && c->pass.mig_stopped) {
             /* Stopped for migration as it went out: keep the event and
              * the AER for when the controller runs again. */
             memmove(&c->aen[i + 1], &c->aen[i],

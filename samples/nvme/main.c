@@ -12,8 +12,10 @@
  *    per-doorbell ioeventfd tells us which one to re-read; a client that
  *    never took the ioeventfds (QEMU does not ask) gets the page polled
  *    from CC.EN on, as in polled mode (mu_region_ioeventfds_taken());
- *  - polled: the doorbell page is shared memory and a poller thread
- *    watches it (poller.c).
+ *  - polled: the doorbell page is shared memory and poller threads
+ *    watch it (poller.c): one by default, N with --pollers N, each
+ *    serving the I/O CQs whose qid % N is its number and the SQs that
+ *    complete there; poller 0 also serves the admin queue.
  * Trapped doorbells run their commands on the context thread while all
  * guest memory has an fd, and on the poller thread while some has none
  * (the context thread never waits for the client: poller.c, ctrl_defer).
@@ -54,6 +56,8 @@ static void usage(FILE *f, const char *argv0)
             "  --namespaces N          number of namespaces (default 1)\n"
             "  --lba-size 512|4096     logical block size (default 512)\n"
             "  --doorbells trapped|polled   (default trapped)\n"
+            "  --pollers N             polled: N poller threads (default 1);\n"
+            "                          I/O CQ q and its SQs go to poller q %% N\n"
             "  --ioeventfd             trapped doorbells kick ioeventfds\n"
             "  --serial SN             serial number (default from pid+time)\n"
             "  -1, --once              exit when the client disconnects\n"
@@ -93,6 +97,7 @@ static int parse_args(int argc, char **argv, struct nvme_opts *o)
         { "lba-size", required_argument, NULL, 'l' },
         { "doorbells", required_argument, NULL, 'd' },
         { "ioeventfd", no_argument, NULL, 'e' },
+        { "pollers", required_argument, NULL, 'p' },
         { "serial", required_argument, NULL, 'S' },
         { "once", no_argument, NULL, '1' },
         { "verbose", no_argument, NULL, 'v' },
@@ -101,7 +106,7 @@ static int parse_args(int argc, char **argv, struct nvme_opts *o)
     };
     int c;
 
-    *o = (struct nvme_opts){ .nr_ns = 1, .lba_shift = 9 };
+    *o = (struct nvme_opts){ .nr_ns = 1, .lba_shift = 9, .pollers = 1 };
     while ((c = getopt_long(argc, argv, "1vh", longopts, NULL)) != -1) {
         switch (c) {
         case 'b': o->backing = optarg; break;
@@ -131,6 +136,16 @@ static int parse_args(int argc, char **argv, struct nvme_opts *o)
                 return -EINVAL;
             break;
         case 'e': o->ioeventfd = true; break;
+        case 'p': {
+            char *end;
+            unsigned long n = strtoul(optarg, &end, 10);
+
+            if (end == optarg || *end != '\0' || n < 1 ||
+                n > NVME_MAX_POLLERS)
+                return -EINVAL;
+            o->pollers = (unsigned)n;
+            break;
+        }
         case 'S': o->serial = optarg; break;
         case '1': o->once = true; break;
         case 'v': o->verbose = true; break;
@@ -139,6 +154,10 @@ static int parse_args(int argc, char **argv, struct nvme_opts *o)
         }
     }
     if (optind != argc - 1 || (o->ioeventfd && o->db_mode == NVME_DB_POLLED))
+        return -EINVAL;
+    /* Several pollers split the shared doorbell page's queues between
+     * them; trapped doorbells are messages, served by the context thread. */
+    if (o->pollers > 1 && o->db_mode != NVME_DB_POLLED)
         return -EINVAL;
     o->sock = argv[optind];
     return 0;
@@ -333,7 +352,7 @@ static int ctrl_setup(struct nvme_ctrl *c)
     c->db_fd = c->timer_fd = -1;
     c->max_ioq = c->opts.ioeventfd ? NVME_MAX_IOQ_IOEVENTFD : NVME_MAX_IOQ;
     pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->poller_wake, NULL);
+    pollers_init(c, c->opts.pollers);
     if (c->opts.serial != NULL)
         snprintf(c->serial, sizeof(c->serial), "%s", c->opts.serial);
     else
@@ -375,7 +394,7 @@ static void ctrl_teardown(struct nvme_ctrl *c)
         close(c->db_fd);
     if (c->timer_fd >= 0)
         close(c->timer_fd);
-    pthread_cond_destroy(&c->poller_wake);
+    pollers_fini(c);
     pthread_mutex_destroy(&c->lock);
 }
 
@@ -491,10 +510,11 @@ int main(int argc, char **argv)
         return 1;
     }
     fprintf(stderr, "nvme: serial %s, %u namespace(s) of %llu blocks, "
-            "%s doorbells%s, on %s\n", c->serial, c->nr_ns,
+            "%s doorbells%s, %u poller(s), on %s\n", c->serial, c->nr_ns,
             (unsigned long long)c->ns[0].nlb,
             c->opts.db_mode == NVME_DB_POLLED ? "polled" : "trapped",
-            c->opts.ioeventfd ? " (ioeventfd)" : "", c->opts.sock);
+            c->opts.ioeventfd ? " (ioeventfd)" : "", c->nr_pollers,
+            c->opts.sock);
     rc = run(c, sfd);
     if (rc < 0)
         fprintf(stderr, "nvme: %s\n", strerror(-rc));

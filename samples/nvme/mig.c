@@ -500,7 +500,7 @@ static int mig_transition(mu_ctx_t *ctx, enum mu_mig_state from,
             rc = remap(c);
         if (rc == 0) {
             c->mig_stopped = false;
-            c->pass_mig_stopped = false;    /* the poller's, from the stop */
+            c->pass.mig_stopped = false;    /* the poller's, from the stop */
             if (c->opts.db_mode == NVME_DB_TRAPPED)
                 sq_process_all(c);
             aen_deliver(c);

@@ -184,7 +184,9 @@ void ns_mark_dirty(struct nvme_ns *ns, uint64_t off, uint64_t len)
         return;
     for (uint64_t g = off >> NS_GRAN_SHIFT; g <= (off + len - 1) >> NS_GRAN_SHIFT;
          g++)
-        ns->dirty[g / 64] |= 1ull << (g % 64);
+        /* Atomic: I/O passes of several pollers mark at once. */
+        __atomic_fetch_or(&ns->dirty[g / 64], 1ull << (g % 64),
+                          __ATOMIC_RELAXED);
 }
 
 int ns_rw(struct nvme_ns *ns, const struct iovec *iov, int iovcnt,

@@ -22,16 +22,32 @@
  *
  * Threads.  The context thread runs muser (register accesses, DMA map and
  * unmap, resets, and in trapped-doorbell mode the command processing, as
- * long as all guest memory has an fd).  In polled-doorbell mode a poller
- * thread owns command processing, and in trapped mode it takes it over
- * while the guest has memory without an fd: the context thread cannot
- * wait for the client's DMA replies (ctrl_defer).  A watcher
+ * long as all guest memory has an fd).  In polled-doorbell mode poller
+ * threads (one, or --pollers N) own command processing; in trapped mode
+ * the one poller takes it over while the guest has memory without an
+ * fd: the context thread cannot wait for the client's DMA replies
+ * (ctrl_defer).  A watcher
  * thread (main.c) handles signals and, in trapped mode, the coalescing
- * timer (intr_tick() under the lock).  One mutex,
- * ctrl->lock, guards everything below that both touch; the poller holds it
- * for one pass over the queues at a time, and the context thread takes it
- * through ctrl_lock(), which first asks the poller to stand aside so it
- * cannot be starved by a busy poller.
+ * timer (intr_tick() under the lock).
+ *
+ * Locks.  "The controller lock" (ctrl_lock()) is every poller's mutex,
+ * taken in poller order, then ctrl->lock: it guards everything below that
+ * more than one thread touches.  The context thread takes it, first
+ * asking the pollers to stand aside (pause_req) so that busy pollers
+ * cannot starve it; in trapped and ioeventfd modes the one poller holds it
+ * for one pass over the queues at a time.  In polled mode there may be
+ * several pollers (--pollers N, poller.c): I/O CQ qid belongs to poller
+ * qid % N, an I/O SQ to the poller of its CQ, and a poller runs its
+ * queues holding only its own mutex ("an I/O pass"), so the pollers run
+ * in parallel.  What an I/O pass may touch: its own queues, the
+ * namespaces' bytes, its own counters (struct nvme_poller); it reads
+ * controller state (registers, features, which queues exist), which
+ * changes only under the controller lock, i.e. between its passes.  The
+ * little shared state it writes (error log, queued events, interrupt
+ * vectors' coalescing, INTx) it writes under ctrl->lock alone
+ * (ctrl_common_lock()), and Controller Fatal Status with an atomic OR.
+ * The admin queue, events and the coalescing clock are poller 0's, under
+ * the controller lock (an "admin pass").
  */
 #ifndef NVME_H
 #define NVME_H
@@ -95,6 +111,7 @@ struct nvme_opts {
     unsigned nr_ns;
     unsigned lba_shift;
     enum nvme_db_mode db_mode;
+    unsigned pollers;       /* polled: poller threads, 1 by default */
     bool ioeventfd;         /* trapped: kicks through ioeventfds */
     bool once;
     bool verbose;
@@ -209,22 +226,59 @@ struct nvme_vector {
 
 /* ---- log and health (log.c) ---- */
 
-struct nvme_smart {
+/* Counted by whoever runs the I/O command: a poller's I/O pass in its
+ * struct nvme_poller, anyone else (under the controller lock) in
+ * ctrl->smart.io; the SMART page adds them up (ctrl_io_stats()). */
+struct nvme_io_stats {
     uint64_t units_read, units_written;     /* 512-byte units */
     uint64_t host_reads, host_writes;
     uint64_t busy_ns;
     uint64_t media_errors;
+};
+
+struct nvme_smart {
+    struct nvme_io_stats io;
     uint64_t unsafe_shutdowns;
     uint64_t start_ns;
     uint8_t crit_warning;
 };
 
+/* ---- pollers (poller.c) ---- */
+
+#define NVME_MAX_POLLERS 16u
+
+/* A pass that left the lock for a DMA message (ctrl_dma) and found the
+ * queues changed, or the controller stopped for migration, meanwhile. */
+struct nvme_pass {
+    bool cancelled;
+    bool mig_stopped;
+};
+
+struct nvme_ctrl;
+
+struct nvme_poller {
+    struct nvme_ctrl *c;
+    unsigned id;
+    pthread_t thread;
+    pthread_mutex_t lock;   /* first part of the controller lock */
+    /* With nothing to poll (controller not running, or ioeventfds taken)
+     * the poller sleeps on wake, under its lock, until a change made
+     * under the controller lock gives it work (ctrl_unlock) or it is
+     * stopped: no wakeups while there is nothing to do. */
+    pthread_cond_t wake;
+    bool idle;              /* under lock: it is waiting on wake */
+    struct nvme_pass pass;  /* of its I/O passes */
+    struct nvme_io_stats io;    /* of its I/O passes */
+} __attribute__((aligned(64)));
+
 struct nvme_ctrl {
     mu_ctx_t *ctx;
     struct nvme_opts opts;
 
+    /* The last part of the controller lock; alone, the lock of the
+     * state that I/O passes share (ctrl_common_lock()). */
     pthread_mutex_t lock;
-    int pause_req;          /* atomic: context thread wants the lock */
+    int pause_req;          /* atomic: someone wants the controller lock */
 
     /* registers */
     uint64_t cap;
@@ -275,32 +329,32 @@ struct nvme_ctrl {
     char serial[21];
     char subnqn[224];
 
-    /* poller (polled mode, ioeventfd mode for its fallback, and trapped
-     * mode for commands that need fd-less memory: ctrl_defer) */
-    pthread_t poller;
+    /* pollers (polled mode, ioeventfd mode for its fallback, and trapped
+     * mode for commands that need fd-less memory: ctrl_defer); more than
+     * one in polled mode only */
+    struct nvme_poller pollers[NVME_MAX_POLLERS];
+    unsigned nr_pollers;
     bool poller_started;
+    /* An I/O pass queued an event (aen_post): poller 0 delivers it in
+     * its next admin pass.  Atomic. */
+    int aen_kick;
     /* The poller serves the doorbell page: always in polled mode; in
      * ioeventfd mode from a CC.EN whose client did not take the
      * ioeventfds (QEMU never asks for them: it stores to the mapped page
      * and nothing kicks).  Under the lock. */
     bool db_poll;
-    /* Polled mode: the poller leaves the lock while it waits for a DMA
+    /* Polled mode: a poller leaves the lock while it waits for a DMA
      * message (ctrl_dma); any queue torn down meanwhile bumps q_epoch, and
-     * the command it was running is then abandoned (pass_cancelled). */
+     * the command it was running is then abandoned (pass.cancelled). */
     uint64_t q_epoch;
-    bool pass_cancelled;
     /* ...and a migration stop that came meanwhile ends the pass too: the
      * command it interrupted runs again, from its fetch, once the
      * controller runs again (here or on the destination), unless its
-     * completion is already posted (sq_process). */
-    bool pass_mig_stopped;
+     * completion is already posted (sq_process).  This one is the pass
+     * state of whoever holds the controller lock; an I/O pass has its
+     * own (ctrl_pass()). */
+    struct nvme_pass pass;
     int poller_stop;        /* atomic */
-    /* With nothing to poll (controller not running, or ioeventfds taken)
-     * the poller sleeps on poller_wake, under the lock, until a change
-     * made under the lock gives it work (ctrl_unlock) or it is stopped:
-     * no wakeups while there is nothing to do. */
-    pthread_cond_t poller_wake;
-    bool poller_idle;       /* under the lock: it is waiting there */
     /* Trapped doorbells with guest memory that has no fd: the context
      * thread cannot copy it (it would wait for the client's reply, which
      * only it receives: muser refuses with -EDEADLK), so the poller thread
@@ -316,6 +370,19 @@ struct nvme_ctrl {
 /* ---- poller.c: lock and polled doorbells ---- */
 void ctrl_lock(struct nvme_ctrl *c);
 void ctrl_unlock(struct nvme_ctrl *c);
+/* Around writes of the state I/O passes share (error log, queued events,
+ * vectors, INTx): takes ctrl->lock on an I/O pass, where only the
+ * poller's own mutex is held; nothing elsewhere (the caller holds the
+ * controller lock).  Nests.  Never across ctrl_dma(). */
+void ctrl_common_lock(struct nvme_ctrl *c);
+void ctrl_common_unlock(struct nvme_ctrl *c);
+/* The calling thread runs an I/O pass (its poller's queues only). */
+bool ctrl_in_io_pass(void);
+/* The pass state and I/O counters of the calling thread's pass. */
+struct nvme_pass *ctrl_pass(struct nvme_ctrl *c);
+struct nvme_io_stats *ctrl_io_stats(struct nvme_ctrl *c);
+/* The poller serving I/O CQ cqid (and the SQs completing there). */
+unsigned ctrl_queue_poller(const struct nvme_ctrl *c, unsigned cqid);
 /*
  * mu_dma_read/mu_dma_write for the command paths, lock held.  On the
  * poller thread the lock is released while the call waits for the
@@ -333,6 +400,9 @@ int ctrl_dma(struct nvme_ctrl *c, uint64_t iova, void *buf, size_t len,
  * True when the caller must not run it itself.  Lock held.
  */
 bool ctrl_defer(struct nvme_ctrl *c);
+/* n pollers (1 outside polled mode); their mutexes exist from here on. */
+void pollers_init(struct nvme_ctrl *c, unsigned n);
+void pollers_fini(struct nvme_ctrl *c);
 int poller_start(struct nvme_ctrl *c);
 void poller_stop(struct nvme_ctrl *c);
 

@@ -18,7 +18,10 @@
  * command is fetched only when its CQ has room for its completion: a full
  * CQ stalls the SQs that feed it until the host moves the CQ head.
  *
- * Called with the controller lock held.
+ * Called with the controller lock held, or (the I/O queues' fetching,
+ * completions and doorbells) on an I/O pass of the poller that owns the
+ * queue, which holds its own mutex only (poller.c).  Creating and deleting
+ * queues always holds the controller lock: no I/O pass runs meanwhile.
  */
 #include <errno.h>
 #include <limits.h>
@@ -320,7 +323,7 @@ void cq_post(struct nvme_ctrl *c, struct nvme_cq *cq, uint32_t dw0,
         memcpy(&dw3, (uint8_t *)&e + 12, sizeof(dw3));
         __atomic_store_n((uint32_t *)(p + 12), dw3, __ATOMIC_RELEASE);
     } else if (qmem_copy(c, &cq->mem, off, &e, sizeof(e), true) < 0) {
-        if (!c->pass_cancelled && !c->pass_mig_stopped)
+        if (!ctrl_pass(c)->cancelled && !ctrl_pass(c)->mig_stopped)
             ctrl_fatal(c, "cannot write a completion");
         return;
     }
@@ -349,11 +352,11 @@ static bool fetch(struct nvme_ctrl *c, struct nvme_sq *sq,
         return true;
     }
     if (qmem_copy(c, &sq->mem, off, cmd, sizeof(*cmd), false) < 0) {
-        if (!c->pass_cancelled && !c->pass_mig_stopped)
+        if (!ctrl_pass(c)->cancelled && !ctrl_pass(c)->mig_stopped)
             ctrl_fatal(c, "cannot read a submission");
         return false;
     }
-    if (c->pass_mig_stopped)
+    if (ctrl_pass(c)->mig_stopped)
         return false;       /* fetched as it stopped: fetch it again */
     return true;
 }
@@ -361,6 +364,7 @@ static bool fetch(struct nvme_ctrl *c, struct nvme_sq *sq,
 unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
 {
     struct nvme_cq *cq = &c->cq[sq->cqid];
+    struct nvme_pass *pass = ctrl_pass(c);
     unsigned done = 0;
     /* Busy time (SMART, in minutes) by the batch, not by the command:
      * two clock reads per 4 KiB read showed in profiles. */
@@ -399,19 +403,19 @@ unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
             /* The command may have taken the controller down, or the
              * context thread may have torn the queues down while the
              * poller waited for a DMA reply (ctrl_dma). */
-            if (c->pass_mig_stopped && !c->pass_cancelled) {
+            if (pass->mig_stopped && !pass->cancelled) {
                 sq->head = head0;   /* interrupted: it runs again */
                 break;
             }
-            if (!cq->valid || !ctrl_running(c) || c->pass_cancelled)
+            if (!cq->valid || !ctrl_running(c) || pass->cancelled)
                 break;
             tail0 = cq->tail;
             cq_post(c, cq, dw0, (uint16_t)sq->head, sq->qid, cmd.cid, st);
-            if (c->pass_mig_stopped && cq->tail == tail0) {
+            if (pass->mig_stopped && cq->tail == tail0) {
                 sq->head = head0;   /* its completion could not go */
                 break;
             }
-            if (c->pass_mig_stopped)
+            if (pass->mig_stopped)
                 break;
         }
         /* Events the command raised or made deliverable (AER, log read,
@@ -422,7 +426,7 @@ unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
     if (cq->valid)
         intr_cq_flush(c, cq);
     if (sq->qid != 0)
-        c->smart.busy_ns += now_ns() - t0;
+        ctrl_io_stats(c)->busy_ns += now_ns() - t0;
     return done;
 }
 

@@ -35,7 +35,9 @@ void ctrl_log(const struct nvme_ctrl *c, const char *fmt, ...)
 
 bool ctrl_ready(const struct nvme_ctrl *c)
 {
-    return (c->csts & (NVME_CSTS_RDY | NVME_CSTS_CFS | NVME_CSTS_SHST_MASK))
+    /* Atomic: an I/O pass may set CFS meanwhile (ctrl_fatal). */
+    return (__atomic_load_n(&c->csts, __ATOMIC_RELAXED) &
+            (NVME_CSTS_RDY | NVME_CSTS_CFS | NVME_CSTS_SHST_MASK))
            == NVME_CSTS_RDY;
 }
 
@@ -46,9 +48,12 @@ bool ctrl_running(const struct nvme_ctrl *c)
 
 void ctrl_fatal(struct nvme_ctrl *c, const char *why)
 {
-    if (!(c->csts & NVME_CSTS_CFS))
+    /* From an I/O pass too, which holds its poller's mutex only: other
+     * pollers read CSTS meanwhile (ctrl_ready); every other write of it
+     * holds the controller lock, when no I/O pass runs. */
+    if (!(__atomic_fetch_or(&c->csts, NVME_CSTS_CFS, __ATOMIC_RELAXED) &
+          NVME_CSTS_CFS))
         fprintf(stderr, "nvme: controller fatal status: %s\n", why);
-    c->csts |= NVME_CSTS_CFS;
 }
 
 void ctrl_init_regs(struct nvme_ctrl *c)

@@ -131,7 +131,7 @@ static uint16_t ns_error(struct nvme_ctrl *c, int rc, bool write)
 {
     ctrl_log(c, "backing store %s failed: %s", write ? "write" : "read",
              strerror(-rc));
-    c->smart.media_errors++;
+    ctrl_io_stats(c)->media_errors++;
     return write ? NVME_SC_WRITE_FAULT : NVME_SC_UNRECOVERED_READ;
 }
 

@@ -30,7 +30,7 @@ GPIO=${MUSER_GPIO:-$BUILD/samples/muser-gpio-pci-idio-16}
 TIMEOUT=${MUSER_INTEROP_TIMEOUT:-300}
 LOGS=$BUILD/interop
 ALL="gpio nvme-trapped nvme-polled nvme-ioeventfd nvme-2ns reboot kill
-     seabios-boot smp8"
+     seabios-boot smp8 smp8-pollers"
 
 for b in "$NVME" "$GPIO"; do
     if [ ! -x "$b" ]; then
@@ -396,8 +396,8 @@ sc_seabios_boot() {
     dev_stop
 }
 
-sc_smp8() {
-    dev_start "$DIR" "$NVME" -v -v --size 96M || return 1
+sc_smp8() {  # sc_smp8 [DOORBELL-OPTIONS...]
+    dev_start "$DIR" "$NVME" -v -v --size 96M "$@" || return 1
     kernel muser.scenario=smp muser.seed=$$
     qemu_boot 1 "$TIMEOUT" -smp 8 "${KARGS[@]}" || return 1
     guest_ok 1 nvme-bound-n1 io-queue-per-cpu parallel-io every-queue-interrupts \
@@ -405,6 +405,8 @@ sc_smp8() {
         return 1
     dev_stop
 }
+# The eight queues over three pollers (queue q on poller q % 3).
+sc_smp8_pollers() { sc_smp8 --doorbells polled --pollers 3; }
 
 # ---------------- main ----------------
 

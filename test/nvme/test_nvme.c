@@ -5,10 +5,12 @@
  *
  *   test_nvme PATH-TO-nvme
  *
- * Three groups run the same tests against differently configured
+ * Four groups run the same tests against differently configured
  * controllers: trapped doorbells with two RAM namespaces of 512-byte
  * blocks; polled doorbells with two namespaces in one file, 4 KiB blocks;
- * trapped doorbells kicked through ioeventfds, one RAM namespace.  With
+ * trapped doorbells kicked through ioeventfds, one RAM namespace; polled
+ * doorbells served by two poller threads, one RAM namespace of 4 KiB
+ * blocks (queue q on poller q % 2).  With
  * MU_VALGRIND=1 the device runs under valgrind (leaks fail it).  Waits are
  * longer and loops shorter by slow (test/slow.h: valgrind, sanitizers,
  * MU_TEST_SLOW).
@@ -371,12 +373,18 @@ int main(int argc, char **argv)
                     "--size", "16M", "--lba-size", "4096", NULL } },
         { .name = "ioeventfd", .db = NVD_DB_IOEVENTFD, .nr_ns = 1, .shift = 9,
           .intx_on_reconnect = true, .args = { "--ioeventfd", NULL } },
+        { .name = "polled-2", .db = NVD_DB_POLLED, .nr_ns = 1, .shift = 12,
+          .intx_on_reconnect = true,
+          .args = { "--doorbells", "polled", "--pollers", "2", "--size", "16M",
+                    "--lba-size", "4096", NULL } },
     };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pci),
         cmocka_unit_test(test_identify),
         cmocka_unit_test(test_rw_random),
         cmocka_unit_test(test_rw_queue_depth),
+        cmocka_unit_test(test_multiq_io),
+        cmocka_unit_test(test_multiq_delete_create),
         cmocka_unit_test(test_prp_contiguous),
         cmocka_unit_test(test_prp_lists),
         cmocka_unit_test(test_prp_invalid),

@@ -108,5 +108,8 @@ void test_reconnect(void **state);
 void test_ioeventfds_not_taken(void **state);
 /* nvme_poller.c */
 void test_poller_idle(void **state);
+/* nvme_multiq.c */
+void test_multiq_io(void **state);
+void test_multiq_delete_create(void **state);
 
 #endif
