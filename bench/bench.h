@@ -71,6 +71,7 @@ int bench_dma(void);
 int bench_irq(void);
 int bench_nvme(void);
 int bench_soak(void);
+int bench_scale(void);
 /* nvme.c and migrate.c, built with the samples: */
 int bench_migrate(void);
 /* The nvme sample to run (--nvme, else next to this binary, else where

@@ -154,6 +154,7 @@ static const struct {
     { "irq", bench_irq },
     { "dma", bench_dma },
     { "soak", bench_soak },
+    { "scale", bench_scale },
 #ifdef HAVE_NVME_BENCH
     { "nvme", bench_nvme },
     { "migrate", bench_migrate },
@@ -171,7 +172,9 @@ static void usage(FILE *f)
         fprintf(f, "%s|", benches[i].name);
     fprintf(f, "all\n"
                "  Each metric is the median of N repetitions (default 5); the\n"
-               "  baseline is measured in the same repetitions.\n");
+               "  baseline is measured in the same repetitions.\n"
+               "  scale: 1, 64 and 1024 contexts served by one thread: memory\n"
+               "  and fds per idle context, connect time, round trip at N vs 1.\n");
 #ifdef HAVE_NVME_BENCH
     fprintf(f, "  nvme: the nvme sample under 4 KiB random I/O; --nvme PATH runs\n"
                "  that nvme binary instead of the one built with this program.\n"

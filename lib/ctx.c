@@ -3,10 +3,19 @@
  *
  * Everything the context waits on sits in one epoll set: the listening
  * socket (only while no client is attached, so a second client waits in the
- * backlog instead of being half-served), the client connection, a stop
- * eventfd, a housekeeping timer, and fds the subsystems register (irq mask
- * eventfds, ioeventfds).  The epoll fd is what mu_ctx_fd() hands out, so a
- * device can nest the whole context in its own loop.
+ * backlog instead of being half-served), the client connection, a wake
+ * eventfd (stop, DMA requests done), a housekeeping timer, and fds the
+ * subsystems register (irq mask eventfds, ioeventfds, the SIGBUS eventfd).
+ * The epoll fd is what mu_ctx_fd() hands out, so a device can nest the
+ * whole context in its own loop.
+ *
+ * Many contexts live in one process (a reactor serves a thousand devices
+ * through their mu_ctx_fd()s), so an idle one holds no fd it does not
+ * need: beyond the epoll fd, the listening socket and the client's
+ * connection, the wake eventfd appears at the first wake (mu_ctx_wake),
+ * the timerfd only while a timeout or an age is being watched
+ * (mu_ctx_timer_check; without a client it is kept, disarmed, for a
+ * paused accept), the SIGBUS eventfd with the client's first DMA region.
  *
  * The connection.  ctx->conn is one of these states, changed only by the
  * context thread through mu_conn_set(), which asserts (in debug builds)
@@ -133,7 +142,7 @@ int mu_ctx_create(mu_ctx_t **ctxp, const char *path, enum mu_dev_type type,
     memcpy(ctx->limits, limit_defaults, sizeof(limit_defaults));
     ctx->sock_mode = 0600;
     ctx->tran = &mu_tran_sock_ops;
-    ctx->epfd = ctx->stop_fd = ctx->timer_fd = ctx->done_fd = -1;
+    ctx->epfd = ctx->wake_fd = ctx->timer_fd = -1;
     ctx->conn = MU_CONN_IDLE;
     ctx->nr_regions = MU_PCI_NUM_REGIONS;
     ctx->reqs_done_tail = &ctx->reqs_done;
@@ -177,9 +186,8 @@ void mu_ctx_destroy(mu_ctx_t *ctx)
     if (ctx->realized)
         ctx->tran->fini(ctx);
     close_fd(&ctx->epfd);
-    close_fd(&ctx->stop_fd);
+    close_fd(&ctx->wake_fd);
     close_fd(&ctx->timer_fd);
-    close_fd(&ctx->done_fd);
     mu_dma_fini(ctx);
     mu_irqs_fini(ctx);
     mu_mig_fini(ctx);
@@ -209,6 +217,11 @@ int mu_ctx_set_limit(mu_ctx_t *ctx, enum mu_limit limit, uint64_t value)
     /* The two DMA limits are read by device threads while translating,
      * the busy-poll time by the context thread at each round. */
     __atomic_store_n(&ctx->limits[limit], value, __ATOMIC_RELAXED);
+    /* The idle limit needs the timer, and sets its period. */
+    /* (Should the wake be lost, out of fds, the next message from the
+     * client checks the timer's need again.) */
+    if (ctx->realized && limit == MU_LIMIT_DMA_IDLE_MS)
+        (void)mu_ctx_wake(ctx, MU_WAKE_TIMER);
     return 0;
 }
 
@@ -292,6 +305,31 @@ void mu_ctx_unwatch(mu_ctx_t *ctx, int fd)
         epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
+/*
+ * The housekeeping timerfd, disarmed, in the set.  A context without a
+ * client keeps one ready: a paused accept (out of fds) is retried by it,
+ * and could not create it then.  With a client it exists only while
+ * needed (timer_needed).
+ */
+static int timer_create_fd(mu_ctx_t *ctx)
+{
+    int fd, rc;
+
+    if (ctx->timer_fd >= 0)
+        return 0;
+    fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    rc = mu_ctx_watch(ctx, fd, MU_EV(MU_EV_TIMER, 0));
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    ctx->timer_fd = fd;
+    ctx->timer_ms = 0;
+    return 0;
+}
+
 int mu_ctx_realize(mu_ctx_t *ctx)
 {
     int rc;
@@ -310,22 +348,13 @@ int mu_ctx_realize(mu_ctx_t *ctx)
     if (rc < 0)
         return rc;
 
+    /* The epoll fd and, while no client is attached, the timer: the
+     * fds of its own a context has from the start (see the top of the
+     * file for the others). */
     ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
-    ctx->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    ctx->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    ctx->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (ctx->epfd < 0 || ctx->stop_fd < 0 || ctx->timer_fd < 0 ||
-        ctx->done_fd < 0) {
-        rc = -errno;
-        goto fail;
-    }
-    rc = mu_ctx_watch(ctx, ctx->stop_fd, MU_EV(MU_EV_STOP, 0));
-    if (rc == 0)
-        rc = mu_ctx_watch(ctx, ctx->timer_fd, MU_EV(MU_EV_TIMER, 0));
-    if (rc == 0)
-        rc = mu_ctx_watch(ctx, ctx->done_fd, MU_EV(MU_EV_DONE, 0));
-    if (rc == 0)
-        rc = mu_dma_realize(ctx);
+    if (ctx->epfd < 0)
+        return -errno;
+    rc = timer_create_fd(ctx);
     if (rc < 0)
         goto fail;
 
@@ -352,27 +381,45 @@ int mu_ctx_realize(mu_ctx_t *ctx)
     return 0;
 
 fail:
-    close_fd(&ctx->epfd);
-    close_fd(&ctx->stop_fd);
     close_fd(&ctx->timer_fd);
-    close_fd(&ctx->done_fd);
+    close_fd(&ctx->epfd);
     return rc;
 }
 
 /*
+ * What the housekeeping timer is for (on_timer): retrying a paused accept,
+ * the receive timeout of a message begun, the replies the context
+ * thread's DMA requests wait for, the ages of idle DMA mappings.
+ */
+static bool timer_needed(mu_ctx_t *ctx)
+{
+    if (ctx->conn == MU_CONN_PAUSED)
+        return true;
+    if (!mu_conn_attached(ctx))
+        return false;
+    return ctx->reqs != NULL ||
+           __atomic_load_n(&ctx->limits[MU_LIMIT_DMA_IDLE_MS],
+                           __ATOMIC_RELAXED) != 0 ||
+           ctx->tran->partial_since(ctx) != 0;
+}
+
+/*
  * Housekeeping period: fine enough for the shortest timeout in force.
- * Armed while a client is attached (or accept is paused); disarmed at the
- * first tick with neither, not at detach, so that a client following
- * another costs no timerfd_settime (a fuzzer connects one per input).
+ * Armed while the timer is needed, stopped at the first tick with no need
+ * left (not at once: a need that comes back soon costs no new timerfd).
+ * Context thread.
  */
 static void timer_on(mu_ctx_t *ctx)
 {
     struct itimerspec its = { 0 };
-    uint64_t ms = ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS];
+    uint64_t ms = __atomic_load_n(&ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS],
+                                  __ATOMIC_RELAXED), idle_ms;
+    int rc;
 
-    if (ctx->limits[MU_LIMIT_DMA_IDLE_MS] != 0 &&
-        ctx->limits[MU_LIMIT_DMA_IDLE_MS] < ms)
-        ms = ctx->limits[MU_LIMIT_DMA_IDLE_MS];
+    idle_ms = __atomic_load_n(&ctx->limits[MU_LIMIT_DMA_IDLE_MS],
+                              __ATOMIC_RELAXED);
+    if (idle_ms != 0 && idle_ms < ms)
+        ms = idle_ms;
     ms /= 4;
     if (ms < 10)
         ms = 10;
@@ -380,6 +427,12 @@ static void timer_on(mu_ctx_t *ctx)
         ms = 500;
     if (ms == ctx->timer_ms)
         return;
+    rc = timer_create_fd(ctx);
+    if (rc < 0) {
+        /* The next check tries again. */
+        mu_log(ctx, MU_LOG_ERR, "no housekeeping timer: %s", strerror(-rc));
+        return;
+    }
     its.it_interval.tv_sec = (time_t)(ms / 1000);
     its.it_interval.tv_nsec = (long)(ms % 1000) * 1000000L;
     its.it_value = its.it_interval;
@@ -387,12 +440,25 @@ static void timer_on(mu_ctx_t *ctx)
         ctx->timer_ms = ms;
 }
 
+/* No need left: with a client the timerfd goes (an idle connected
+ * context holds no fd for it), without one it stays, disarmed. */
 static void timer_off(mu_ctx_t *ctx)
 {
     struct itimerspec its = { 0 };
 
-    timerfd_settime(ctx->timer_fd, 0, &its, NULL);
+    if (ctx->timer_fd >= 0 && mu_conn_attached(ctx)) {
+        mu_ctx_unwatch(ctx, ctx->timer_fd);
+        close_fd(&ctx->timer_fd);
+    } else if (ctx->timer_fd >= 0 && ctx->timer_ms != 0) {
+        timerfd_settime(ctx->timer_fd, 0, &its, NULL);
+    }
     ctx->timer_ms = 0;
+}
+
+void mu_ctx_timer_check(mu_ctx_t *ctx)
+{
+    if (ctx->timer_ms == 0 && timer_needed(ctx))
+        timer_on(ctx);
 }
 
 /* Make the client the transport just took the current one. */
@@ -415,7 +481,11 @@ static int attach_conn(mu_ctx_t *ctx)
     vfu_caps_default(&ctx->peer);
     pthread_mutex_unlock(&ctx->call_lock);
     mu_conn_set(ctx, MU_CONN_ATTACHED);
-    timer_on(ctx);
+    /* A DMA idle limit needs it; else it goes until a need comes. */
+    if (timer_needed(ctx))
+        timer_on(ctx);
+    else
+        timer_off(ctx);
     mu_log(ctx, MU_LOG_INFO, "client connected");
     return 0;
 }
@@ -498,6 +568,11 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
     pthread_mutex_lock(&ctx->send_lock);
     ctx->tran->detach(ctx);
     pthread_mutex_unlock(&ctx->send_lock);
+    /* The timer is kept ready again while nobody is attached (the fd the
+     * client's connection had is free now). */
+    if (timer_create_fd(ctx) < 0)
+        mu_log(ctx, MU_LOG_ERR, "no housekeeping timer: a paused accept "
+               "will not be retried");
     mu_calls_cancel(ctx);
     ctx->drop_reason = NULL;
     /* Before the regions go: a request's buffer is the device's until its
@@ -507,6 +582,7 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
 
     mu_mig_client_gone(ctx);
     mu_dma_remove_all(ctx, MU_UNMAP_DISCONNECT);
+    mu_dma_client_gone(ctx);
     mu_irqs_reset(ctx);
     mu_regions_client_gone(ctx);
     if (ctx->reset_cb != NULL)
@@ -524,24 +600,92 @@ static void on_timer(mu_ctx_t *ctx)
 {
     uint64_t ticks, since;
 
-    if (read(ctx->timer_fd, &ticks, sizeof(ticks)) < 0)
+    if (ctx->timer_fd < 0 || read(ctx->timer_fd, &ticks, sizeof(ticks)) < 0)
         return;
     if (ctx->conn == MU_CONN_PAUSED) {
         resume_accept(ctx);
         return;
     }
-    if (!mu_conn_attached(ctx)) {
-        timer_off(ctx);     /* nothing to keep house for */
-        return;
+    if (mu_conn_attached(ctx)) {
+        since = ctx->tran->partial_since(ctx);
+        if (since != 0 &&
+            mu_clock_ns(&ctx->clock) - since >
+                ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS] * 1000000ull) {
+            mu_ctx_detach(ctx,
+                          "message not completed within the receive timeout");
+        } else {
+            mu_dma_reqs_tick(ctx);
+            mu_dma_tick(ctx);
+        }
     }
-    since = ctx->tran->partial_since(ctx);
-    if (since != 0 && mu_clock_ns(&ctx->clock) - since >
-                          ctx->limits[MU_LIMIT_RECV_TIMEOUT_MS] * 1000000ull) {
-        mu_ctx_detach(ctx, "message not completed within the receive timeout");
-        return;
+    if (!timer_needed(ctx))
+        timer_off(ctx);     /* nothing (left) to keep house for */
+}
+
+/* The wake eventfd, created by the first wake (any thread). */
+static int wake_fd_get(mu_ctx_t *ctx)
+{
+    int fd = __atomic_load_n(&ctx->wake_fd, __ATOMIC_ACQUIRE), none = -1;
+    struct epoll_event ev = { .events = EPOLLIN,
+                              .data.u64 = MU_EV(MU_EV_WAKE, 0) };
+
+    if (fd >= 0)
+        return fd;
+    fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (!__atomic_compare_exchange_n(&ctx->wake_fd, &none, fd, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        close(fd);          /* another waker's is there */
+        return none;
     }
-    mu_dma_reqs_tick(ctx);
-    mu_dma_tick(ctx);
+    /*
+     * Wakers that find it before it is in the set write it all the
+     * same: epoll reports an fd that is readable when it is added.
+     * (Not mu_ctx_watch: no errno from here, a signal handler may run
+     * this.)
+     */
+    if (epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+        return -1;
+    return fd;
+}
+
+int mu_ctx_wake(mu_ctx_t *ctx, unsigned bits)
+{
+    uint64_t one = 1;
+    int fd, saved = errno, rc = 0;
+
+    if (ctx->epfd < 0)
+        return -EINVAL;     /* not realized: nothing listens */
+    __atomic_fetch_or(&ctx->wake, bits, __ATOMIC_RELEASE);
+    fd = wake_fd_get(ctx);
+    /* The write cannot overflow: the loop reads the count back first. */
+    if (fd < 0 || write(fd, &one, sizeof(one)) != sizeof(one))
+        rc = fd < 0 && fd != -1 ? fd : -EIO;
+    errno = saved;
+    return rc;
+}
+
+/* The reasons a wake brought.  The eventfd is read first: a waker sets
+ * its bit before it writes, so a bit set after the read comes with a
+ * write after it, which the next round sees. */
+static void on_wake(mu_ctx_t *ctx)
+{
+    unsigned bits;
+    uint64_t v;
+
+    if (read(ctx->wake_fd, &v, sizeof(v)) != sizeof(v))
+        return;
+    bits = __atomic_exchange_n(&ctx->wake, 0, __ATOMIC_ACQUIRE);
+    if (bits & MU_WAKE_TIMER) {
+        /* A new period or a new need; none left ends at the next tick. */
+        if (ctx->timer_ms != 0 || timer_needed(ctx))
+            timer_on(ctx);
+    }
+    if (bits & MU_WAKE_DONE)
+        mu_dma_reqs_run_done(ctx);
+    if (bits & MU_WAKE_STOP)
+        ctx->stopping = true;
 }
 
 static void on_ioeventfd(mu_ctx_t *ctx, uint32_t idx)
@@ -560,12 +704,10 @@ static void on_ioeventfd(mu_ctx_t *ctx, uint32_t idx)
 static void handle_event(mu_ctx_t *ctx, uint64_t tag)
 {
     uint32_t idx = (uint32_t)tag;
-    uint64_t v;
 
     switch (tag >> 32) {
-    case MU_EV_STOP:
-        if (read(ctx->stop_fd, &v, sizeof(v)) == sizeof(v))
-            ctx->stopping = true;
+    case MU_EV_WAKE:
+        on_wake(ctx);
         break;
     case MU_EV_LISTEN:
         if (ctx->conn == MU_CONN_IDLE)
@@ -573,6 +715,7 @@ static void handle_event(mu_ctx_t *ctx, uint64_t tag)
         break;
     case MU_EV_CONN:
         mu_ctx_process(ctx);
+        mu_ctx_timer_check(ctx);    /* a message begun: its timeout */
         break;
     case MU_EV_TIMER:
         on_timer(ctx);
@@ -585,10 +728,6 @@ static void handle_event(mu_ctx_t *ctx, uint64_t tag)
         break;
     case MU_EV_POISON:
         mu_dma_on_poison(ctx);
-        break;
-    case MU_EV_DONE:
-        if (read(ctx->done_fd, &v, sizeof(v)) == sizeof(v))
-            mu_dma_reqs_run_done(ctx);
         break;
     }
 }
@@ -730,10 +869,5 @@ int mu_ctx_fd(const mu_ctx_t *ctx)
 
 void mu_ctx_stop(mu_ctx_t *ctx)
 {
-    uint64_t one = 1;
-    ssize_t n;
-
-    if (ctx->stop_fd >= 0)
-        n = write(ctx->stop_fd, &one, sizeof(one));
-    (void)n;
+    (void)mu_ctx_wake(ctx, MU_WAKE_STOP);   /* void: nobody to tell */
 }

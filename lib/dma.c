@@ -826,6 +826,13 @@ int mu_dma_add(mu_ctx_t *ctx, const struct mu_dma_info *info, int fd)
     if (has_fd && (rc = check_fd(ctx, fd, info, &st, &accmode,
                                  &shrink_sealed)) < 0)
         goto fail;
+    /* The SIGBUS eventfd comes with the first region that may be mapped:
+     * a context without DMA holds no fd for it. */
+    if (has_fd && dma->poison_fd < 0 && ctx->epfd >= 0 &&
+        (rc = mu_dma_realize(ctx)) < 0) {
+        rc = mu_refuse(ctx, rc, "no eventfd for SIGBUS reports");
+        goto fail;
+    }
 
     r = region_new(ctx, info, has_fd);
     if (r == NULL) {
@@ -1146,8 +1153,22 @@ int mu_dma_realize(mu_ctx_t *ctx)
         close(fd);
         return rc;
     }
-    dma->poison_fd = fd;        /* before any client, so any mapping */
+    dma->poison_fd = fd;        /* before the first mappable region */
     return 0;
+}
+
+void mu_dma_client_gone(mu_ctx_t *ctx)
+{
+    struct mu_dma *dma = ctx->dma;
+
+    /* No region: no mapping the SIGBUS handler could tell us about. */
+    pthread_mutex_lock(&dma->lock);
+    if (dma->tree.count == 0 && dma->poison_fd >= 0) {
+        mu_ctx_unwatch(ctx, dma->poison_fd);
+        close(dma->poison_fd);
+        dma->poison_fd = -1;
+    }
+    pthread_mutex_unlock(&dma->lock);
 }
 
 int mu_dma_poison_fd(const mu_ctx_t *ctx)

@@ -13,10 +13,16 @@
 /* ---- DMA (dma.c) ---- */
 int mu_dma_init(mu_ctx_t *ctx);
 void mu_dma_fini(mu_ctx_t *ctx);
-/* The eventfd the SIGBUS handler writes, and what the context thread does
- * when it is readable: log the poisoned regions, drop the client. */
+/* The eventfd the SIGBUS handler writes (created by mu_dma_add for the
+ * first region with an fd, on a realized context; -1 before), and what
+ * the context thread does when it is readable: log the poisoned regions,
+ * drop the client. */
 int mu_dma_realize(mu_ctx_t *ctx);
 int mu_dma_poison_fd(const mu_ctx_t *ctx);
+/* The client went and its regions with it (after mu_dma_remove_all):
+ * the SIGBUS eventfd goes too, the next client's first region makes
+ * another.  Context thread. */
+void mu_dma_client_gone(mu_ctx_t *ctx);
 void mu_dma_on_poison(mu_ctx_t *ctx);
 /* Remove every region (unmap callbacks with 'reason'). */
 void mu_dma_remove_all(mu_ctx_t *ctx, enum mu_unmap_reason reason);

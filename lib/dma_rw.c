@@ -197,15 +197,13 @@ static void req_end(mu_ctx_t *ctx, struct mu_dma_req *r, int status)
 /* Done without waiting for the client: the callback runs from the loop. */
 static void req_defer(mu_ctx_t *ctx, struct mu_dma_req *r, int status)
 {
-    uint64_t one = 1;
-
     r->status = status;
     r->next = NULL;
     *ctx->reqs_done_tail = r;
     ctx->reqs_done_tail = &r->next;
-    if (write(ctx->done_fd, &one, sizeof(one)) < 0) {
-        /* cannot overflow: the loop reads it back first */
-    }
+    if (mu_ctx_wake(ctx, MU_WAKE_DONE) < 0)
+        mu_log(ctx, MU_LOG_ERR, "cannot wake the loop: a DMA request's "
+               "callback waits for the next event");
 }
 
 /*
@@ -254,6 +252,7 @@ static int req_step(mu_ctx_t *ctx, struct mu_dma_req *r)
         r->in_flight = true;
         r->next = ctx->reqs;
         ctx->reqs = r;
+        mu_ctx_timer_check(ctx);    /* its reply's timeout */
         return 1;
     }
     return 0;

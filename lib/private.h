@@ -202,11 +202,13 @@ struct mu_ctx {
 
     /* event loop */
     int epfd;
-    int stop_fd;                /* eventfd: mu_ctx_stop() */
-    int timer_fd;               /* periodic housekeeping while connected
-                                   (stopped by the first tick after) */
-    int done_fd;                /* eventfd: DMA requests done (dma_rw.c) */
-    uint64_t timer_ms;          /* its period, 0 while disarmed */
+    int wake_fd;                /* eventfd: mu_ctx_wake(); -1 until the
+                                   first wake (atomic: any thread) */
+    unsigned wake;              /* MU_WAKE_* not yet handled (atomic) */
+    int timer_fd;               /* periodic housekeeping while something
+                                   needs it (mu_ctx_timer_check), closed by
+                                   the first tick after; -1 meanwhile */
+    uint64_t timer_ms;          /* its period, 0 while there is none */
     bool conn_watched;          /* tran->fixed_poll_fd: in the epoll set */
     /* What the loop did (ctx.c), for tests: written by the context thread
      * only, read atomically from any thread. */
@@ -256,18 +258,42 @@ static inline bool mu_log_debug_on(const mu_ctx_t *ctx)
 
 /* epoll tags */
 enum {
-    MU_EV_STOP = 1,
+    MU_EV_WAKE = 1,     /* ctx->wake_fd: see ctx->wake for why */
     MU_EV_LISTEN,
     MU_EV_CONN,
     MU_EV_TIMER,
     MU_EV_IRQFD,        /* low 32 bits of data: irq.c's index */
     MU_EV_IOEVENTFD,    /* low 32 bits: region << 16 | ioeventfd index */
     MU_EV_POISON,       /* the SIGBUS handler hit a DMA mapping */
-    MU_EV_DONE,         /* DMA requests done: run their callbacks */
 };
 #define MU_EV(kind, idx) (((uint64_t)(kind) << 32) | (uint32_t)(idx))
 int mu_ctx_watch(mu_ctx_t *ctx, int fd, uint64_t tag);
 void mu_ctx_unwatch(mu_ctx_t *ctx, int fd);
+
+/*
+ * Wake the context thread for the reasons in bits: its loop sees them at
+ * its next round (ctx.c, on_wake).  One eventfd carries every reason; it
+ * is created at the first wake, so a context nobody wakes has no fd for
+ * it.  Any thread, and async-signal-safe (mu_ctx_stop).  0, or the wake
+ * is lost: -EINVAL before realize, -EMFILE etc. when the eventfd cannot
+ * be created, -EIO when it cannot be written or watched.
+ */
+enum {
+    MU_WAKE_STOP = 1u << 0,     /* mu_ctx_stop() */
+    MU_WAKE_DONE = 1u << 1,     /* DMA requests done: run their callbacks */
+    MU_WAKE_TIMER = 1u << 2,    /* a limit the timer's period or need
+                                   depends on changed */
+};
+int mu_ctx_wake(mu_ctx_t *ctx, unsigned bits);
+
+/*
+ * The housekeeping timer exists only while something needs it: accept
+ * paused, a partial message (receive timeout), context-thread DMA
+ * requests waiting for replies, or a DMA idle limit.  Whoever may have
+ * started such a need calls this (context thread; cheap when the timer
+ * runs already).  The timer's first tick with no need left removes it.
+ */
+void mu_ctx_timer_check(mu_ctx_t *ctx);
 
 /*
  * Send a server -> client request and wait for its reply (DMA_READ and

@@ -42,6 +42,17 @@ int wait_socket(const char *path, int timeout_ms);
 /* Number of fds open in this process. */
 int count_open_fds(void);
 
+/*
+ * A server's own fds that come and go with its client (lib/ctx.c): the
+ * housekeeping timerfd, kept while nobody is attached, goes when a client
+ * attaches (SERVER_FDS_ATTACH) and comes back only while a timeout is
+ * watched (a message half received, a DMA request, a DMA idle limit); the
+ * SIGBUS eventfd comes with the client's first DMA region with an fd and
+ * goes with the client (SERVER_FDS_DMA).
+ */
+#define SERVER_FDS_ATTACH (-1)
+#define SERVER_FDS_DMA 1
+
 /* Temporary directory for in-process servers; removed by tmpdir_remove. */
 int tmpdir_make(char *dir, size_t len);
 void tmpdir_remove(const char *dir);

@@ -256,7 +256,9 @@ static int memfd_filled(const char *name, size_t size, uint8_t fill)
  * a negative errno, with no assert: children run it too.  The fds are
  * sent, then closed here: afterwards only the server holds them.
  */
-#define SETUP_SERVER_FDS 7      /* 2 memfds, 4 trigger + 1 mask eventfd */
+/* 2 memfds, 4 trigger + 1 mask eventfd; the server's SIGBUS eventfd for
+ * the memfds' regions, less its timer while attached (harness.h). */
+#define SETUP_SERVER_FDS (7 + SERVER_FDS_DMA + SERVER_FDS_ATTACH)
 static uint8_t fdless_mem[PG];
 
 static int client_setup(muc_t *c, uint32_t state)
@@ -519,8 +521,9 @@ static void test_killed_mid_message(void **state)
 {
     (void)state;
     child_start(CHILD_HALF_MSG);
-    /* +1 for the fd that came with the fragment. */
-    wait_fds(base_fds + 1 + SETUP_SERVER_FDS + 1);
+    /* +1 for the fd that came with the fragment, +1 for the timer that
+     * watches the fragment's receive timeout. */
+    wait_fds(base_fds + 1 + SETUP_SERVER_FDS + 1 + 1);
     assert_int_equal(ld(&maps) - maps0, 3);
     child_kill();
     expect_released();

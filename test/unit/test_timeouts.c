@@ -181,6 +181,11 @@ static bool attached(void)
     return mu_conn_attached(ctx);
 }
 
+static bool detached(void)
+{
+    return !mu_conn_attached(ctx);
+}
+
 static bool partial(void)
 {
     return ctx->tran->partial_since(ctx) != 0;
@@ -245,11 +250,45 @@ static void test_idle_client_kept(void **state)
     assert_true(n > (ssize_t)VFU_HDR_SIZE);
     assert_true(negotiated());
     assert_false(partial());
+    /* Nothing to watch: no timer at all, so nothing to drop it. */
+    assert_int_equal(ctx->timer_fd, -1);
     fake_ns += 1000 * TMO_MS * MS;
+    /* A message begun now is young, however long the client idled:
+     * ticks come again (it needs the timer) and keep it. */
+    send_all(doc_version_req, 8);
+    serve_until(partial);
+    assert_true(ctx->timer_fd >= 0);
     tick();
     tick();
     assert_true(attached());
     assert_false(dropped_slow);
+}
+
+/*
+ * What an idle negotiated client costs the server in fds: its connection,
+ * and beyond it the epoll fd and the listening socket, nothing else (a
+ * reactor serves a thousand such contexts: bench/scale.c).  Before the
+ * client the context kept its timer instead of the connection.  The
+ * fixture's socketpair is both ends of the connection.
+ */
+static void test_idle_context_fds(void **state)
+{
+    uint8_t reply[512];
+
+    (void)state;
+    send_all(doc_version_req, sizeof(doc_version_req));
+    assert_true(pump_msg(reply, sizeof(reply)) > (ssize_t)VFU_HDR_SIZE);
+    assert_true(negotiated());
+    assert_int_equal(count_fds(), base_fds + 2 + 2);
+    assert_true(ctx->epfd >= 0);
+    assert_int_equal(ctx->timer_fd, -1);
+    assert_int_equal(ctx->wake_fd, -1);
+    /* The client goes: its connection closes, the timer comes back. */
+    close(peer);
+    peer = -1;
+    serve_until(detached);
+    assert_int_equal(count_fds(), base_fds + 3);
+    assert_true(ctx->timer_fd >= 0);
 }
 
 /* ---------------- the context thread's DMA requests ---------------- */
@@ -307,8 +346,10 @@ static void test_request_deadline(void **state)
 
     req_done = 0;
     assert_int_equal(mu_dma_read(ctx, IOVA, data, sizeof(data)), -EDEADLK);
+    assert_int_equal(ctx->timer_fd, -1);        /* nothing to watch yet */
     assert_int_equal(mu_dma_read_async(ctx, IOVA, data, sizeof(data), req_cb,
                                        NULL), 0);
+    assert_true(ctx->timer_fd >= 0);            /* the reply's deadline */
     n = try_recv_msg(reply, sizeof(reply));
     assert_int_equal(n, VFU_HDR_SIZE + sizeof(a));
     memcpy(&req, reply, sizeof(req));
@@ -335,6 +376,7 @@ static void test_request_deadline(void **state)
     tick();
     assert_int_equal(req_done, 1);
     assert_int_equal(req_status, -ETIMEDOUT);
+    assert_int_equal(ctx->timer_fd, -1);        /* nothing left to watch */
 
     /* The real reply, late, then a command: the reply is dropped, the
      * command answered. */
@@ -367,6 +409,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_partial_message_timeout),
         T(test_idle_client_kept),
+        T(test_idle_context_fds),
         T(test_request_deadline),
     };
 

@@ -260,8 +260,9 @@ static void test_next_client_starts_clean(void **state)
     (void)state;
     idle = count_fds();
     connect_client(ctx);
-    /* The client's eventfd is the transport's, made once. */
-    assert_int_equal(count_fds(), idle);
+    /* The client's eventfd is the transport's, made once; the timer
+     * goes while the client needs none (test_timer_only_while_needed). */
+    assert_int_equal(count_fds(), idle - 1);
     send_version(ctx);
     vfu_hdr_init(&h, 2, VFU_CMD_DMA_MAP, VFU_HDR_SIZE + 32,
                  VFU_F_TYPE_COMMAND, 0);
@@ -273,7 +274,8 @@ static void test_next_client_starts_clean(void **state)
     close(efd);
     assert_int_equal(mu_ctx_poll(ctx), 0);      /* read, not complete */
     assert_true(mu_mem_msgio(ctx)->tail > mu_mem_msgio(ctx)->head);
-    assert_int_equal(count_fds(), idle + 1);    /* the dup of efd */
+    /* The dup of efd, and the timer back for the receive timeout. */
+    assert_int_equal(count_fds(), idle + 1);
     hang_up(ctx);
     assert_int_equal(count_fds(), idle);
     /* The next client's first bytes are a header, not the rest of the
@@ -478,19 +480,37 @@ static bool timer_armed(mu_ctx_t *ctx)
 {
     struct itimerspec its;
 
+    assert_true(ctx->timer_fd >= 0);
     assert_int_equal(timerfd_gettime(ctx->timer_fd, &its), 0);
     return its.it_interval.tv_sec != 0 || its.it_interval.tv_nsec != 0 ||
            its.it_value.tv_sec != 0 || its.it_value.tv_nsec != 0;
 }
 
-/*
- * The housekeeping timer runs while a client is attached and stops at its
- * first tick after the last one left, not at the detach itself: a client
- * coming back before that tick finds it running.
- */
-static void test_timer_stops_at_tick_after_client(void **state)
+/* Wait for the timer's next (real) tick and handle it. */
+static void timer_tick(mu_ctx_t *ctx)
 {
-    struct pollfd p;
+    struct pollfd p = { .fd = ctx->timer_fd, .events = POLLIN };
+
+    assert_int_equal(poll(&p, 1, 5000 * mu_test_slow_factor()), 1);
+    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 1);
+}
+
+/*
+ * The housekeeping timer exists while it has something to watch, so that
+ * an idle connected context holds no fd for it.  Without a client it is
+ * kept, disarmed (a paused accept needs it, when no fd may be left to
+ * make one).  A client idle between messages has none; a message begun
+ * brings it, armed, and its first tick after the message is whole
+ * removes it.  A client that leaves mid-message takes the need along:
+ * the timer is disarmed at its next tick and kept.
+ */
+static void test_timer_only_while_needed(void **state)
+{
+    struct vfu_region_access a = { 0, MU_PCI_CONFIG, 4 };
+    uint8_t reply[128];
+    unsigned nfds;
+    struct vfu_hdr h;
+    int fds;
     mu_ctx_t *ctx;
 
     (void)state;
@@ -501,22 +521,85 @@ static void test_timer_stops_at_tick_after_client(void **state)
     assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_RECV_TIMEOUT_MS, 40), 0);
     assert_int_equal(mu_ctx_realize(ctx), 0);
     assert_false(timer_armed(ctx));
+    fds = count_fds();
 
     connect_client(ctx);
+    assert_int_equal(ctx->timer_fd, -1);
+    assert_int_equal(count_fds(), fds - 1);
+    send_version(ctx);
+    assert_int_equal(ctx->timer_fd, -1);
+
+    /* Half a REGION_READ: the timer watches its receive timeout. */
+    vfu_hdr_init(&h, 2, VFU_CMD_REGION_READ,
+                 (uint32_t)(VFU_HDR_SIZE + sizeof(a)), VFU_F_TYPE_COMMAND, 0);
+    assert_int_equal(mu_mem_send(ctx, &h, sizeof(h), NULL, 0), 0);
+    assert_int_equal(mu_ctx_poll(ctx), 0);
     assert_true(timer_armed(ctx));
-    hang_up(ctx);
+    assert_int_equal(count_fds(), fds);
+    /* Whole and answered: the next tick finds nothing to watch. */
+    assert_int_equal(mu_mem_send(ctx, &a, sizeof(a), NULL, 0), 0);
+    assert_int_equal(mu_ctx_poll(ctx), 0);
+    assert_int_equal(mu_mem_recv(ctx, reply, sizeof(reply), NULL, 0, &nfds),
+                     (ssize_t)(VFU_HDR_SIZE + sizeof(a) + 4));
     assert_true(timer_armed(ctx));      /* until its next tick */
-    connect_client(ctx);
+    timer_tick(ctx);
+    assert_int_equal(ctx->timer_fd, -1);
+    assert_true(mu_mem_attached(ctx));
+    assert_int_equal(count_fds(), fds - 1);
+
+    /* Gone mid-message: the timer is disarmed at its next tick, kept. */
+    assert_int_equal(mu_mem_send(ctx, &h, sizeof(h), NULL, 0), 0);
+    assert_int_equal(mu_ctx_poll(ctx), 0);
     assert_true(timer_armed(ctx));
     hang_up(ctx);
-
-    /* The next tick, with nobody attached, stops it. */
-    p = (struct pollfd){ .fd = ctx->timer_fd, .events = POLLIN };
-    assert_int_equal(poll(&p, 1, 5000 * mu_test_slow_factor()), 1);
-    assert_int_equal(mu_ctx_poll_wait(ctx, 0), 1);
-    assert_false(timer_armed(ctx));
-    connect_client(ctx);
     assert_true(timer_armed(ctx));
+    timer_tick(ctx);
+    assert_false(timer_armed(ctx));
+    assert_int_equal(count_fds(), fds);
+
+    /* A client after that one starts without it again. */
+    connect_client(ctx);
+    assert_int_equal(ctx->timer_fd, -1);
+    hang_up(ctx);
+    assert_false(timer_armed(ctx));
+    mu_ctx_destroy(ctx);
+}
+
+/*
+ * Stop and "DMA requests done" share one eventfd, made by the first wake:
+ * a context nobody woke has none.  Both reasons of one wake are handled
+ * in the same round: the callback runs, and the loop stops.
+ */
+static void test_stop_and_done_share_wake_fd(void **state)
+{
+    uint8_t got[8];
+    int fds;
+    mu_ctx_t *ctx = new_ctx();
+
+    (void)state;
+    connect_client(ctx);
+    send_version(ctx);
+    assert_int_equal(ctx->wake_fd, -1);
+    fds = count_fds();
+
+    /* Unmapped: done at once, its callback run from the loop. */
+    async_done = 0;
+    async_status = 1;
+    assert_int_equal(mu_dma_read_async(ctx, 0x900000, got, sizeof(got),
+                                       async_cb, &async_status), 0);
+    assert_true(ctx->wake_fd >= 0);
+    assert_int_equal(count_fds(), fds + 1);
+    mu_ctx_stop(ctx);
+    mu_ctx_stop(ctx);
+    assert_int_equal(count_fds(), fds + 1);     /* the same eventfd */
+    assert_int_equal(async_done, 0);
+    assert_int_equal(mu_ctx_poll(ctx), -ESHUTDOWN);
+    assert_int_equal(async_done, 1);
+    assert_int_equal(async_status, -ENOENT);
+    /* mu_ctx_run() takes the stop and returns; another one wakes it. */
+    assert_int_equal(mu_ctx_run(ctx), 0);
+    mu_ctx_stop(ctx);
+    assert_int_equal(mu_ctx_run(ctx), 0);
     hang_up(ctx);
     mu_ctx_destroy(ctx);
 }
@@ -573,10 +656,11 @@ int main(void)
         cmocka_unit_test(test_async_dma_read),
         cmocka_unit_test(test_poll_wait_counts_events),
         cmocka_unit_test(test_next_client_starts_clean),
-        cmocka_unit_test(test_timer_stops_at_tick_after_client),
         cmocka_unit_test(test_reads_stop_after_fds),
         cmocka_unit_test(test_writes_interleaved_with_reads),
         cmocka_unit_test(test_attach_without_bell),
+        cmocka_unit_test(test_timer_only_while_needed),
+        cmocka_unit_test(test_stop_and_done_share_wake_fd),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
