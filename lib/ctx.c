@@ -714,8 +714,7 @@ static void handle_event(mu_ctx_t *ctx, uint64_t tag)
             attach(ctx);
         break;
     case MU_EV_CONN:
-        mu_ctx_process(ctx);
-        mu_ctx_timer_check(ctx);    /* a message begun: its timeout */
+        mu_ctx_process(ctx);   /* (and the timer for a message begun) */
         break;
     case MU_EV_TIMER:
         on_timer(ctx);

@@ -667,5 +667,8 @@ int mu_ctx_process(mu_ctx_t *ctx)
             break;
         rc = serve_read(ctx, &served);
     }
+    /* A message begun needs the timer for its receive timeout; every
+     * caller (the event loop, busy polling) gets it from here. */
+    mu_ctx_timer_check(ctx);
     return first;
 }
