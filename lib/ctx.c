@@ -561,6 +561,7 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
     if (!mu_conn_attached(ctx))
         return;
     mu_log(ctx, MU_LOG_INFO, "client dropped: %s", why);
+    __atomic_store_n(&ctx->detaching, true, __ATOMIC_SEQ_CST);
     if (!ctx->tran->fixed_poll_fd)
         mu_ctx_unwatch(ctx, ctx->tran->poll_fd(ctx));
     /* No send after this, from any thread: the state says so first. */
@@ -594,6 +595,7 @@ void mu_ctx_detach(mu_ctx_t *ctx, const char *why)
                strerror(errno));
     if (ctx->flags & MU_CTX_ONE_CLIENT)
         ctx->stopping = true;
+    __atomic_store_n(&ctx->detaching, false, __ATOMIC_SEQ_CST);
 }
 
 static void on_timer(mu_ctx_t *ctx)

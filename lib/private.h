@@ -195,6 +195,12 @@ struct mu_ctx {
     enum mu_conn_state conn;    /* written under send_lock and call_lock
                                    by the context thread (ctx.c) */
     const char *drop_reason;    /* MU_CONN_FAILED: why */
+    bool detaching;             /* mu_ctx_detach has begun and not yet
+                                   closed everything of the client's
+                                   (atomic; set before conn leaves an
+                                   attached state): who waits for a
+                                   detach to be over (the tests) waits
+                                   for this too */
     struct vfu_caps peer;       /* what the client accepts */
     uint64_t pgsize;            /* negotiated DMA page size */
     pthread_t ctx_thread;       /* thread running the loop */

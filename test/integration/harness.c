@@ -271,11 +271,17 @@ bool inproc_client_attached(struct inproc *s)
 {
     bool on;
 
-    /* attached is written under send_lock (attach and detach). */
+    /* attached is written under send_lock (attach and detach); a detach
+     * counts until it has closed everything of the client's. */
     pthread_mutex_lock(&s->ctx->send_lock);
-    on = mu_conn_attached(s->ctx);
+    on = mu_conn_attached(s->ctx) || inproc_detaching(s);
     pthread_mutex_unlock(&s->ctx->send_lock);
     return on;
+}
+
+bool inproc_detaching(struct inproc *s)
+{
+    return __atomic_load_n(&s->ctx->detaching, __ATOMIC_SEQ_CST);
 }
 
 static bool detached(void *arg)
@@ -291,13 +297,15 @@ bool inproc_wait_detached(struct inproc *s, int tries, unsigned int nap)
 
 static bool not_ready(void *arg)
 {
-    return !mu_ctx_client_ready(((struct inproc *)arg)->ctx);
+    struct inproc *s = arg;
+
+    return !mu_ctx_client_ready(s->ctx) && !inproc_detaching(s);
 }
 
 bool inproc_wait_not_ready(struct inproc *s, int tries, unsigned int nap)
 {
     wait_until(not_ready, s, tries, nap);
-    return !mu_ctx_client_ready(s->ctx);
+    return not_ready(s);
 }
 
 struct settle_ref {

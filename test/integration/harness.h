@@ -108,11 +108,15 @@ int inproc_start(struct inproc *s);
 void inproc_stop(struct inproc *s);
 
 /* A client's connection is attached (the server's conn_fd; read under
- * the lock that guards it). */
+ * the lock that guards it), or its detach has not yet closed all the
+ * client had: after "not attached" a count of fds is final. */
 bool inproc_client_attached(struct inproc *s);
+/* mu_ctx_detach is running on the server's thread. */
+bool inproc_detaching(struct inproc *s);
 /* Wait until no connection is attached; whether none is, after the wait. */
 bool inproc_wait_detached(struct inproc *s, int tries, unsigned int nap_us);
-/* Wait until mu_ctx_client_ready() is false; whether it is, after. */
+/* Wait until mu_ctx_client_ready() is false and no detach is running;
+ * whether that holds, after. */
 bool inproc_wait_not_ready(struct inproc *s, int tries, unsigned int nap_us);
 
 /*
