@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "unit_ctx.h"
 #include "unit_util.h"
 #include "wire_util.h"
 #include "../slow.h"
@@ -163,23 +164,14 @@ static bool ctx_fd_readable(void)
 static int setup(void **state)
 {
     uint8_t reply[512];
-    char path[128];
-    int sv[2];
 
     (void)state;
     base_fds = count_fds();
     next_id = 100;
-    snprintf(dir, sizeof(dir), "/tmp/muser-unit-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/t.sock", dir);
-    assert_int_equal(mu_ctx_create(&ctx, path, MU_DEV_PCI, NULL), 0);
+    unit_ctx_create(&ctx, dir, sizeof(dir));
     assert_int_equal(mu_region_setup(ctx, MU_PCI_BAR0, 4096,
                                      MU_REGION_RW | MU_REGION_MEM, bar0), 0);
-    assert_int_equal(mu_ctx_realize(ctx), 0);
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
-                                SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(mu_ctx_attach_fd(ctx, sv[0]), 0);
-    peer = sv[1];
+    peer = unit_ctx_attach(ctx);
     /* Negotiate: the loop serves VERSION, the reply comes back. */
     assert_int_equal(send(peer, doc_version_req, sizeof(doc_version_req),
                           MSG_NOSIGNAL), (ssize_t)sizeof(doc_version_req));
@@ -192,17 +184,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char path[128];
-
     (void)state;
-    mu_ctx_destroy(ctx);
-    ctx = NULL;
-    close(peer);
-    peer = -1;
-    snprintf(path, sizeof(path), "%s/t.sock", dir);
-    unlink(path);
-    rmdir(dir);
-    assert_int_equal(count_fds(), base_fds);
+    unit_ctx_destroy(&ctx, &peer, dir, base_fds);
     return 0;
 }
 

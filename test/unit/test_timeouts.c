@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "unit_ctx.h"
 #include "unit_util.h"
 #include "wire_util.h"
 #include "../slow.h"
@@ -71,8 +72,6 @@ static void log_cb(mu_ctx_t *c, enum mu_log_level level, const char *msg)
 
 static int setup(void **state)
 {
-    char path[128];
-    int sv[2];
 
     (void)state;
     base_fds = count_fds();
@@ -80,36 +79,20 @@ static int setup(void **state)
     dropped_slow = false;
     fake_ns = 1000 * MS;
     fake_step = 0;
-    snprintf(dir, sizeof(dir), "/tmp/muser-unit-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/t.sock", dir);
-    assert_int_equal(mu_ctx_create(&ctx, path, MU_DEV_PCI, NULL), 0);
+    unit_ctx_create(&ctx, dir, sizeof(dir));
     assert_int_equal(mu_ctx_set_log(ctx, log_cb, MU_LOG_DEBUG), 0);
     mu_ctx_set_clock(ctx, fake_clock, NULL);
     assert_int_equal(mu_ctx_set_limit(ctx, MU_LIMIT_RECV_TIMEOUT_MS, TMO_MS),
                      0);
-    assert_int_equal(mu_ctx_realize(ctx), 0);
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
-                                SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(mu_ctx_attach_fd(ctx, sv[0]), 0);
-    peer = sv[1];
+    peer = unit_ctx_attach(ctx);
     assert_int_equal(mu_ctx_poll(ctx), 0);      /* the context thread: us */
     return 0;
 }
 
 static int teardown(void **state)
 {
-    char path[128];
-
     (void)state;
-    mu_ctx_destroy(ctx);
-    ctx = NULL;
-    close(peer);
-    peer = -1;
-    snprintf(path, sizeof(path), "%s/t.sock", dir);
-    unlink(path);
-    rmdir(dir);
-    assert_int_equal(count_fds(), base_fds);
+    unit_ctx_destroy(&ctx, &peer, dir, base_fds);
     return 0;
 }
 
