@@ -51,6 +51,7 @@ struct hostile {
     int sock;
     enum attack what;
     bool stop;              /* atomic */
+    bool primed;            /* atomic: the trickle's first byte is sent */
     unsigned long sent;     /* messages or pieces sent */
     int base_fds;           /* process fds before the attack */
     int peak_fds;           /* most seen while it ran (FD_FLOOD) */
@@ -110,11 +111,13 @@ static void trickle(struct hostile *h, bool with_fds)
         fds[i] = eventfd(0, EFD_CLOEXEC);
         assert_true(fds[i] >= 0);
     }
-    /* The client's request first (msg_id 1 on a fresh client). */
-    poll(&pfd, 1, 10000);
-    drain(h->sock);
+    /* The reply to the client's request (msg_id 1 on a fresh client).
+     * Its first byte goes before the client's call starts (attack waits
+     * for it), so that however late this thread runs, the client's
+     * deadline passes while it holds part of a message; the rest after
+     * the request. */
     vfu_hdr_init(&hdr, 1, VFU_CMD_REGION_READ, 64 * 1024, VFU_F_TYPE_REPLY, 0);
-    for (size_t i = 0; !stopped(h); i++) {
+    for (size_t i = 0; !stopped(h); i++) {     /* byte i, once sent */
         uint8_t b = i < sizeof(hdr) ? p[i] : 0;
         struct iovec iov = { &b, 1 };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -133,8 +136,10 @@ static void trickle(struct hostile *h, bool with_fds)
             cm->cmsg_len = CMSG_LEN(sizeof(fds));
             memcpy(CMSG_DATA(cm), fds, sizeof(fds));
         }
-        if (poll(&out, 1, 100) <= 0)
+        if (poll(&out, 1, 100) <= 0) {
+            i--;            /* not sent: byte i again */
             continue;
+        }
         if (sendmsg(h->sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) != 1)
             break;          /* the client hung up or its queue is full */
         h->sent++;
@@ -142,6 +147,11 @@ static void trickle(struct hostile *h, bool with_fds)
             n = count_fds();
             if (n > h->peak_fds)
                 h->peak_fds = n;
+        }
+        if (i == 0) {
+            __atomic_store_n(&h->primed, true, __ATOMIC_RELEASE);
+            poll(&pfd, 1, 10000);
+            drain(h->sock);
         }
         if (i >= 64 * 1024 - 1)
             break;          /* never send the whole message */
@@ -192,6 +202,10 @@ static int attack(enum attack what, struct hostile *h, uint32_t max_fds)
     h->base_fds = h->peak_fds = count_fds();
     assert_int_equal(pthread_create(&h->th, NULL, hostile_main, h), 0);
     alarm(WATCHDOG_S);
+    if (what == TRICKLE_REPLY || what == FD_FLOOD) {
+        while (!__atomic_load_n(&h->primed, __ATOMIC_ACQUIRE))
+            poll(NULL, 0, 1);   /* the watchdog ends a hang */
+    }
     rc = muc_region_read(c, 0, 0, &v, sizeof(v));
     alarm(0);
     __atomic_store_n(&h->stop, true, __ATOMIC_RELEASE);
