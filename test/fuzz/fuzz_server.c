@@ -507,7 +507,7 @@ static void hang_up(int fds_before)
     if (fds_now != fds_before)
         fprintf(stderr, "fds: %d now, %d before\n", fds_now, fds_before);
     check(fds_now == fds_before);
-    /* So the pool's memfds are the harness's alone again. */
+    /* So the pool's fds are the harness's alone again. */
     fz_pool_recycle();
 }
 
