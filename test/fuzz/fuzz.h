@@ -242,14 +242,18 @@ int fz_count_fds(void);
 /* An fd as described by a spec byte, or -1.  Close it with fz_close_fd. */
 int fz_make_fd(uint8_t spec);
 /*
- * With the pool (fz_pool_init(), before the first count of fds: its
- * memfds stay open), plain memfds are reused across inputs: the harness
- * calls fz_pool_recycle() once the library has let go of all of them (a
- * client's hang-up), and fz_close_fd() closes an fd of fz_make_fd unless
- * it is the pool's.  Without it, fz_close_fd is close().
+ * With the pool (fz_pool_init()), the fds of most kinds are reused across
+ * inputs (fuzz_util.c says which, and why each is the same to the
+ * receiver as a fresh one): the harness calls fz_pool_recycle() once the
+ * library has let go of all of them (a client's hang-up), and
+ * fz_close_fd() closes an fd of fz_make_fd unless it is the pool's.
+ * fz_pool_fds() is how many fds the pool holds (it grows as kinds are
+ * first asked for), to be left out of a count of leaked fds.  Without
+ * the pool every fd is made anew and fz_close_fd is close().
  */
 void fz_pool_init(void);
 void fz_pool_recycle(void);
+int fz_pool_fds(void);
 void fz_close_fd(int fd);
 bool fz_is_eventfd(int fd);
 /*

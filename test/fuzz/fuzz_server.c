@@ -217,6 +217,30 @@ static void parse_rx(void)
     st.rx_len -= off;
 }
 
+/*
+ * Idle polls in a row.  Most of an input's epoll_waits (nine in ten, by
+ * strace) came right after one that found nothing, with nothing done in
+ * between: a run of FS_OP_POLL and FS_OP_WAIT ops.  Then only time can
+ * have made an fd ready (the housekeeping timer; every other fd of the
+ * context is written by this thread, in an op or in the library), so an
+ * idle poll within QUIET_NS of the last one that polled is answered
+ * "idle" without the syscall.  A timer tick is then served at most
+ * QUIET_NS late, at the next poll.  fs_quiet_end() says something
+ * happened; the memory link only (device threads write fds too).
+ */
+#define QUIET_NS 500000ull
+static struct {
+    bool on;                    /* nothing since an idle poll at ns */
+    uint64_t ns;
+} quiet;
+/* Inside an FS_OP_POLL that goes through the context's loop only. */
+static bool via_loop;
+
+static void fs_quiet_end(void)
+{
+    quiet.on = false;
+}
+
 /* Read everything the server sent so far; fds received are closed, after
  * kicking eventfds (the device's ioeventfds) when asked to. */
 static void signal_kept(void)
@@ -224,6 +248,7 @@ static void signal_kept(void)
     uint64_t one = 1;
 
     for (unsigned i = 0; i < st.nr_kept; i++) {
+        fs_quiet_end();         /* a mask/unmask fd the context watches */
         if (write(st.kept[i], &one, sizeof(one)) < 0) {
             /* full counter or not an eventfd: nothing to signal */
         }
@@ -251,9 +276,11 @@ static void drain_replies(bool kick)
         for (unsigned i = 0; i < nfd; i++) {
             uint64_t one = 1;
 
-            if (kick && fz_is_eventfd(fds[i]) &&
-                write(fds[i], &one, sizeof(one)) < 0) {
-                /* a full counter: the device has a kick pending */
+            if (kick && fz_is_eventfd(fds[i])) {
+                fs_quiet_end();     /* an ioeventfd the context watches */
+                if (write(fds[i], &one, sizeof(one)) < 0) {
+                    /* a full counter: the device has a kick pending */
+                }
             }
             close(fds[i]);
         }
@@ -263,30 +290,6 @@ static void drain_replies(bool kick)
         parse_rx();
     }
     flush_pending();
-}
-
-/*
- * Idle polls in a row.  Most of an input's epoll_waits (nine in ten, by
- * strace) came right after one that found nothing, with nothing done in
- * between: a run of FS_OP_POLL and FS_OP_WAIT ops.  Then only time can
- * have made an fd ready (the housekeeping timer; every other fd of the
- * context is written by this thread, in an op or in the library), so an
- * idle poll within QUIET_NS of the last one that polled is answered
- * "idle" without the syscall.  A timer tick is then served at most
- * QUIET_NS late, at the next poll.  fs_quiet_end() says something
- * happened; the memory link only (device threads write fds too).
- */
-#define QUIET_NS 500000ull
-static struct {
-    bool on;                    /* nothing since an idle poll at ns */
-    uint64_t ns;
-} quiet;
-/* Inside an FS_OP_POLL that goes through the context's loop only. */
-static bool via_loop;
-
-static void fs_quiet_end(void)
-{
-    quiet.on = false;
 }
 
 /* One round of the context's work, if it has any.  False when idle. */
@@ -473,7 +476,7 @@ static int fs_wake_before = -1;
 static void hang_up(int fds_before)
 {
     struct mu_dma_stats s;
-    int i;
+    int i, fds_now;
 
     if (st.open) {
         fs_link_close();
@@ -498,10 +501,13 @@ static void hang_up(int fds_before)
      * made during this input is the context's, not a leak. */
     if (fs_wake_before < 0 && g_ctx->wake_fd >= 0)
         fds_before++;
-    if (fz_count_fds() != fds_before)
-        fprintf(stderr, "fds: %d now, %d before\n", fz_count_fds(), fds_before);
-    check(fz_count_fds() == fds_before);
-    /* So the pool's memfds are the harness's alone again. */
+    /* The pool's fds are the harness's (made when a kind is first asked
+     * for, kept for the process's life). */
+    fds_now = fz_count_fds() - fz_pool_fds();
+    if (fds_now != fds_before)
+        fprintf(stderr, "fds: %d now, %d before\n", fds_now, fds_before);
+    check(fds_now == fds_before);
+    /* So the pool's fds are the harness's alone again. */
     fz_pool_recycle();
 }
 
@@ -741,7 +747,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         atexit(free_pending);
         memset(dma_pattern, 0xd5, sizeof(dma_pattern));
     }
-    fds_before = fz_count_fds();
+    /* Counted anew for each input: between two, the sanitizers may open
+     * fds of their own and keep them (the symbolizer's pipes, at
+     * libFuzzer's first NEW_FUNC line). */
+    fds_before = fz_count_fds() - fz_pool_fds();
     check(fds_before > 0);
     fs_wake_before = g_ctx->wake_fd;
 
@@ -769,11 +778,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         if (fs_verbose)
             fprintf(stderr, "op %u p %u\n", op & 7, p);
-        /* Only polls, and reads of what the server sent, leave the
-         * context's fds as they were (see quiet). */
+        /* Ops that leave the context's fds as they were (see quiet):
+         * polls; reads of what the server sent (a DRAIN that writes to an
+         * fd the context watches ends quiet itself); and interrupts, which
+         * write only the client's trigger eventfds, never watched by the
+         * context (mask/unmask fds are other files: each op_send makes
+         * its own fds, and the harness sends none twice). */
         still = ((op & 7) == FS_OP_POLL && !(p & 2)) ||
-                (op & 7) == FS_OP_WAIT ||
-                ((op & 7) == FS_OP_DRAIN && (p & 3) == 0);
+                (op & 7) == FS_OP_WAIT || (op & 7) == FS_OP_DRAIN ||
+                (op & 7) == FS_OP_IRQ;
         if (!still)
             fs_quiet_end();
         switch (op & 7) {
