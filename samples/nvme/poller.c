@@ -42,7 +42,12 @@
  * The pass lets go of the lock while it waits for a DMA_READ/DMA_WRITE
  * reply (fd-less guest memory, ctrl_dma): the context thread is the one
  * that receives that reply, and holding the lock the context thread may
- * be waiting for would stall both until the call timed out.
+ * be waiting for would stall both until the call timed out.  (It lets
+ * go around every mu_dma_read/mu_dma_write, fd-backed memory too: an I/O
+ * command's PRP list is read that way.)  Meanwhile the controller lock
+ * may change anything; the command goes on unless its own SQ or CQ was
+ * torn down (q_gone): with several pollers the admin pass deletes and
+ * creates other queues of this very poller in that window.
  * Because every guest-memory reference the poller takes for a command is
  * put before its pass ends, while the context thread holds the lock the
  * poller holds no data references: what the DMA unmap callback needs.
