@@ -63,12 +63,13 @@ static unsigned release_queues(struct nvme_ctrl *c, const mu_dma_region_t *r)
     return n;
 }
 
-static bool drop_if_inside(struct nvme_ctrl *c, struct nvme_qmem *m,
+/* index: 2 * qid for an SQ, 2 * qid + 1 for a CQ. */
+static bool drop_if_inside(struct nvme_ctrl *c, unsigned index,
                            const mu_dma_region_t *r)
 {
-    if (!qmem_in_region(m, r))
+    if (!qmem_in_region(queue_mem(c, index), r))
         return false;
-    qmem_unmap(c, m);
+    queue_mem_drop(c, index);
     return true;
 }
 
@@ -78,9 +79,9 @@ static unsigned drop_queues(struct nvme_ctrl *c, const mu_dma_region_t *r)
     unsigned n = 0;
 
     for (unsigned q = 0; q < NVME_NR_QUEUES; q++) {
-        if (c->sq[q].valid && drop_if_inside(c, &c->sq[q].mem, r))
+        if (c->sq[q].valid && drop_if_inside(c, 2 * q, r))
             n++;
-        if (c->cq[q].valid && drop_if_inside(c, &c->cq[q].mem, r))
+        if (c->cq[q].valid && drop_if_inside(c, 2 * q + 1, r))
             n++;
     }
     return n;

@@ -238,12 +238,18 @@ void aen_post(struct nvme_ctrl *c, uint8_t type, uint8_t info, uint8_t lid)
 void aen_deliver(struct nvme_ctrl *c)
 {
     struct nvme_cq *cq = &c->cq[0];
+    struct nvme_pass *pass = ctrl_pass(c);
+    struct nvme_sq *outer_sq = pass->sq;
+    struct nvme_cq *outer_cq = pass->cq;
     unsigned i = 0;
 
     if (c->in_admin_cmd)
         return;
     if (ctrl_defer(c))
         return;         /* posting is DMA: the poller's (poller.c) */
+    /* AER completions are the admin pair's (ctrl_dma). */
+    pass->sq = &c->sq[0];
+    pass->cq = cq;
     while (i < c->nr_aen && c->nr_aer > 0 && ctrl_running(c) && cq->valid &&
            !cq_full(cq)) {
         uint32_t dw0 = c->aen[i], tail0 = cq->tail;
@@ -272,6 +278,8 @@ void aen_deliver(struct nvme_ctrl *c)
             break;
         }
     }
+    pass->sq = outer_sq;
+    pass->cq = outer_cq;
     if (cq->valid && cq->irq_due)
         intr_cq_flush(c, cq);
 }

@@ -400,13 +400,13 @@ static int remap(struct nvme_ctrl *c)
             if (c->cq[q].valid && c->cq[q].mem.len != 0) {
                 uint64_t iova = c->cq[q].mem.iova;
 
-                qmem_unmap(c, &c->cq[q].mem);
+                queue_mem_drop(c, 2 * q + 1);
                 c->cq[q].mem.iova = iova;
             }
             if (c->sq[q].valid && c->sq[q].mem.len != 0) {
                 uint64_t iova = c->sq[q].mem.iova;
 
-                qmem_unmap(c, &c->sq[q].mem);
+                queue_mem_drop(c, 2 * q);
                 c->sq[q].mem.iova = iova;
             }
         }

@@ -248,10 +248,18 @@ struct nvme_smart {
 #define NVME_MAX_POLLERS 16u
 
 /* A pass that left the lock for a DMA message (ctrl_dma) and found the
- * queues changed, or the controller stopped for migration, meanwhile. */
+ * queues of its command torn down, or the controller stopped for
+ * migration, meanwhile. */
 struct nvme_pass {
     bool cancelled;
     bool mig_stopped;
+    /* The queue pair of the command the pass runs (sq_process) or of the
+     * completion it posts (aen_deliver); NULL outside.  Only their
+     * teardown cancels the command: queues of other commands come and go
+     * while it waits (several pollers: the admin queue's poller deletes
+     * and creates queues while the others run theirs). */
+    struct nvme_sq *sq;
+    struct nvme_cq *cq;
 };
 
 struct nvme_ctrl;
@@ -343,10 +351,15 @@ struct nvme_ctrl {
      * ioeventfds (QEMU never asks for them: it stores to the mapped page
      * and nothing kicks).  Under the lock. */
     bool db_poll;
-    /* Polled mode: a poller leaves the lock while it waits for a DMA
-     * message (ctrl_dma); any queue torn down meanwhile bumps q_epoch, and
-     * the command it was running is then abandoned (pass.cancelled). */
+    /* A poller leaves the lock while it waits for a DMA message
+     * (ctrl_dma); every queue whose memory goes for good (deleted, reset,
+     * its region gone: queue_mem_drop) bumps q_epoch and records the new
+     * value in q_gone[2 * qid + is_cq].  A command whose own SQ or CQ was
+     * dropped while it waited is abandoned (pass.cancelled); the commands
+     * of other queues go on.  Under the controller lock; an I/O pass
+     * reads them under its own mutex, part of that lock. */
     uint64_t q_epoch;
+    uint64_t q_gone[2 * NVME_NR_QUEUES];
     /* ...and a migration stop that came meanwhile ends the pass too: the
      * command it interrupted runs again, from its fetch, once the
      * controller runs again (here or on the destination), unless its
@@ -388,8 +401,10 @@ unsigned ctrl_queue_poller(const struct nvme_ctrl *c, unsigned cqid);
  * poller thread the lock is released while the call waits for the
  * client's reply: only the context thread can take that reply off the
  * socket, and it may be waiting for this very lock (a register read, a
- * DMA unmap, a reset).  Returns -ECANCELED (and sets pass_cancelled) when
- * queues were torn down meanwhile: the command must not complete.
+ * DMA unmap, a reset).  Returns -ECANCELED (and sets pass->cancelled)
+ * when the queues of the pass's command (ctrl_pass()->sq and ->cq; any
+ * queue if it names none) were torn down meanwhile: the command must not
+ * complete.  Other queues' teardown does not concern it.
  */
 int ctrl_dma(struct nvme_ctrl *c, uint64_t iova, void *buf, size_t len,
              bool to_guest);
@@ -424,7 +439,12 @@ void ctrl_log(const struct nvme_ctrl *c, const char *fmt, ...)
 /* ---- queues.c ---- */
 int qmem_map(struct nvme_ctrl *c, struct nvme_qmem *m, uint64_t iova,
              size_t len, unsigned prot);
-void qmem_unmap(struct nvme_ctrl *c, struct nvme_qmem *m);
+/* The memory of SQ (index 2 * qid) or CQ (2 * qid + 1) qid: */
+struct nvme_qmem *queue_mem(struct nvme_ctrl *c, unsigned index);
+/* ...dropped for good (the queue is deleted, or its memory gone): the
+ * references put, and a command of that queue waiting in ctrl_dma()
+ * meanwhile is cancelled.  Controller lock held. */
+void queue_mem_drop(struct nvme_ctrl *c, unsigned index);
 /* Drop the references but keep the queue: the next access translates
  * again, and fails only if the memory is still not mapped then. */
 void qmem_release(struct nvme_ctrl *c, struct nvme_qmem *m);

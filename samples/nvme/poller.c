@@ -42,7 +42,12 @@
  * The pass lets go of the lock while it waits for a DMA_READ/DMA_WRITE
  * reply (fd-less guest memory, ctrl_dma): the context thread is the one
  * that receives that reply, and holding the lock the context thread may
- * be waiting for would stall both until the call timed out.
+ * be waiting for would stall both until the call timed out.  (It lets
+ * go around every mu_dma_read/mu_dma_write, fd-backed memory too: an I/O
+ * command's PRP list is read that way.)  Meanwhile the controller lock
+ * may change anything; the command goes on unless its own SQ or CQ was
+ * torn down (q_gone): with several pollers the admin pass deletes and
+ * creates other queues of this very poller in that window.
  * Because every guest-memory reference the poller takes for a command is
  * put before its pass ends, while the context thread holds the lock the
  * poller holds no data references: what the DMA unmap callback needs.
@@ -168,10 +173,26 @@ bool ctrl_defer(struct nvme_ctrl *c)
     return true;
 }
 
+/* The queues of the pass's command lost their memory after epoch (a
+ * pass that names none: any queue did). */
+static bool pass_queues_gone(const struct nvme_ctrl *c,
+                             const struct nvme_pass *pass, uint64_t epoch)
+{
+    if (c->q_epoch == epoch)
+        return false;
+    if (pass->sq == NULL && pass->cq == NULL)
+        return true;
+    if (pass->sq != NULL && c->q_gone[2 * (size_t)(pass->sq - c->sq)] > epoch)
+        return true;
+    return pass->cq != NULL &&
+           c->q_gone[2 * (size_t)(pass->cq - c->cq) + 1] > epoch;
+}
+
 int ctrl_dma(struct nvme_ctrl *c, uint64_t iova, void *buf, size_t len,
              bool to_guest)
 {
     struct nvme_poller *p = io_pass;
+    struct nvme_pass *pass = ctrl_pass(c);
     uint64_t epoch;
     int rc;
 
@@ -189,17 +210,21 @@ int ctrl_dma(struct nvme_ctrl *c, uint64_t iova, void *buf, size_t len,
         pthread_mutex_lock(&p->lock);
     else
         lock_all(c);
-    if (c->q_epoch != epoch) {
-        /* A reset or unmap ran meanwhile; the queues the command came
-         * from (and goes back to) may be new ones by now. */
-        ctrl_pass(c)->cancelled = true;
+    if (pass_queues_gone(c, pass, epoch)) {
+        /* A delete, reset or unmap took the command's own queues
+         * meanwhile: the queues it came from (and goes back to) may be
+         * new ones by now.  Another queue's teardown is no concern of
+         * it: with several pollers the admin pass deletes and creates
+         * queues while the other pollers wait here for their commands,
+         * and cancelling those would drop them without a completion. */
+        pass->cancelled = true;
         return -ECANCELED;
     }
     if (c->mig_stopped) {
         /* Stopped for migration meanwhile: no more DMA (the library
          * refuses it now).  A copy that got through is done; either way
          * the command goes no further (sq_process). */
-        ctrl_pass(c)->mig_stopped = true;
+        pass->mig_stopped = true;
         if (rc < 0)
             return -ECANCELED;
     }

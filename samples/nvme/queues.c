@@ -76,15 +76,27 @@ int qmem_map(struct nvme_ctrl *c, struct nvme_qmem *m, uint64_t iova,
     return rc;
 }
 
-void qmem_unmap(struct nvme_ctrl *c, struct nvme_qmem *m)
+static void qmem_unmap(struct nvme_ctrl *c, struct nvme_qmem *m)
 {
-    c->q_epoch++;       /* see ctrl_dma */
     if (m->nr_sg > 0)
         mu_dma_put(c->ctx, m->sg, m->nr_sg);
     m->nr_sg = 0;
     m->direct = false;
     m->stale = false;
     m->len = 0;
+}
+
+struct nvme_qmem *queue_mem(struct nvme_ctrl *c, unsigned index)
+{
+    return index & 1 ? &c->cq[index / 2].mem : &c->sq[index / 2].mem;
+}
+
+void queue_mem_drop(struct nvme_ctrl *c, unsigned index)
+{
+    qmem_unmap(c, queue_mem(c, index));
+    /* Seen by a poller that left the lock for a DMA message (ctrl_dma):
+     * its command is abandoned only if it is this queue's. */
+    c->q_gone[index] = ++c->q_epoch;
 }
 
 void qmem_release(struct nvme_ctrl *c, struct nvme_qmem *m)
@@ -260,8 +272,9 @@ void sq_delete(struct nvme_ctrl *c, uint16_t qid)
 
     if (!sq->valid)
         return;
-    /* Nothing is in flight: commands complete before the next fetch. */
-    qmem_unmap(c, &sq->mem);
+    /* Nothing is in flight: commands complete before the next fetch
+     * (one waiting for a DMA message is cancelled: queue_mem_drop). */
+    queue_mem_drop(c, 2u * qid);
     sq->valid = false;
     q_top_update(c, qid);
     c->cq[sq->cqid].nr_sqs--;
@@ -276,7 +289,7 @@ void cq_delete(struct nvme_ctrl *c, uint16_t qid)
 
     if (!cq->valid)
         return;
-    qmem_unmap(c, &cq->mem);
+    queue_mem_drop(c, 2u * qid + 1);
     cq->valid = false;
     q_top_update(c, qid);
     cq->irq_due = 0;
@@ -365,6 +378,8 @@ unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
 {
     struct nvme_cq *cq = &c->cq[sq->cqid];
     struct nvme_pass *pass = ctrl_pass(c);
+    struct nvme_sq *outer_sq = pass->sq;
+    struct nvme_cq *outer_cq = pass->cq;
     unsigned done = 0;
     /* Busy time (SMART, in minutes) by the batch, not by the command:
      * two clock reads per 4 KiB read showed in profiles. */
@@ -376,6 +391,9 @@ unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
     }
     t0 = sq->qid != 0 ? now_ns() : 0;
     sq->stalled = false;
+    /* What a DMA wait of these commands is cancelled by (ctrl_dma). */
+    pass->sq = sq;
+    pass->cq = cq;
     while (sq->valid && sq->head != sq->tail && done < budget &&
            ctrl_running(c)) {
         struct nvme_sqe cmd;
@@ -423,6 +441,8 @@ unsigned sq_process(struct nvme_ctrl *c, struct nvme_sq *sq, unsigned budget)
         if (sq->qid == 0)
             aen_deliver(c);
     }
+    pass->sq = outer_sq;
+    pass->cq = outer_cq;
     if (cq->valid)
         intr_cq_flush(c, cq);
     if (sq->qid != 0)

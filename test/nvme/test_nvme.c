@@ -374,7 +374,7 @@ int main(int argc, char **argv)
         { .name = "ioeventfd", .db = NVD_DB_IOEVENTFD, .nr_ns = 1, .shift = 9,
           .intx_on_reconnect = true, .args = { "--ioeventfd", NULL } },
         { .name = "polled-2", .db = NVD_DB_POLLED, .nr_ns = 1, .shift = 12,
-          .intx_on_reconnect = true,
+          .pollers = 2, .intx_on_reconnect = true,
           .args = { "--doorbells", "polled", "--pollers", "2", "--size", "16M",
                     "--lba-size", "4096", NULL } },
     };
@@ -385,6 +385,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_rw_queue_depth),
         cmocka_unit_test(test_multiq_io),
         cmocka_unit_test(test_multiq_delete_create),
+        cmocka_unit_test(test_multiq_delete_during_dma),
         cmocka_unit_test(test_prp_contiguous),
         cmocka_unit_test(test_prp_lists),
         cmocka_unit_test(test_prp_invalid),

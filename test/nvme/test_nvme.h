@@ -26,6 +26,7 @@ struct env {
     bool intx_on_reconnect;
     unsigned nr_ns;
     unsigned shift;
+    unsigned pollers;       /* the device's poller threads, 0: one */
     /* run time */
     pid_t pid;
     char dir[64], sock[128], backing[128];
@@ -111,5 +112,6 @@ void test_poller_idle(void **state);
 /* nvme_multiq.c */
 void test_multiq_io(void **state);
 void test_multiq_delete_create(void **state);
+void test_multiq_delete_during_dma(void **state);
 
 #endif

@@ -127,6 +127,10 @@ struct nvd {
     size_t bump;            /* allocator: next free offset */
     uint8_t *fdless;
     uint64_t fdless_iova;
+    /* Tests: while set, waits for completions leave the device's DMA
+     * requests (fd-less memory) unanswered, so that a device thread
+     * stays inside its mu_dma_read/mu_dma_write meanwhile. */
+    bool hold_dma;
 
     /* doorbells */
     void *db_map;

@@ -170,7 +170,7 @@ int nvd_submit_rw(struct nvd *d, unsigned qid, uint8_t opc, uint32_t nsid,
  * requests for fd-less memory, wait on the interrupt, or spin politely. */
 static void reap_wait(struct nvd *d, struct nvd_queue *q, unsigned *spins)
 {
-    if (d->fdless != NULL)
+    if (d->fdless != NULL && !d->hold_dma)
         muc_serve(d->c, 0);
     if (d->o.wait_irq) {
         nvd_wait_irq(d, q->vector, 1);
